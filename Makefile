@@ -1,0 +1,55 @@
+# netrun: build the runtime and the example apps, run the example, run the tests.
+#
+#   make run    builds everything and runs the simple_connection example (two peers)
+#   make test   builds everything and runs every test
+#
+# One cargo profile (release) serves the binary, the apps and the tests, so the runtime and
+# wasmtime are compiled once.
+
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip1
+APPS        := simple_connection core_probe
+APP_DIR     := target/apps
+NETRUN      := target/release/netrun
+
+.PHONY: setup build runtime apps run test bench fmt lint clean
+
+## setup: install what the build needs (the wasm32-wasip1 target)
+setup:
+	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+## build: target/release/netrun and target/apps/<app>.wasm
+build: runtime apps
+
+runtime: setup
+	$(CARGO) build --release -p netrun
+
+apps: setup
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(APPS))
+	@mkdir -p $(APP_DIR)
+	@for app in $(APPS); do cp target/$(WASM_TARGET)/release/$$app.wasm $(APP_DIR)/$$app.wasm; done
+	@echo "apps: $(addprefix $(APP_DIR)/,$(addsuffix .wasm,$(APPS)))"
+
+## run: the original's first example, ported: peer1 serves, peer2 calls it
+run: build
+	NETRUN=$(NETRUN) APP=$(APP_DIR)/simple_connection.wasm bash apps/simple_connection/run.sh
+
+## test: every test (unit, macro UI, integration with real peers on loopback)
+test: build
+	$(CARGO) test --release
+
+fmt:
+	$(CARGO) fmt --all
+
+## lint: formatting and clippy, host crates and wasm apps
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(APPS)) -- -D warnings
+
+bench: build
+	@echo "no benchmarks yet: the harness arrives with the performance issue"; exit 1
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,86 @@
+//! The one bincode configuration of the project: values, arguments, manifest records and wire
+//! messages are all encoded here. Nothing else calls bincode.
+//!
+//! Decoding is bounded: a length prefix larger than [`DECODE_LIMIT`] is refused before anything
+//! of that size is allocated.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Upper bound on what one decode may claim, in bytes.
+pub const DECODE_LIMIT: usize = 1 << 30;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    #[error("cannot decode value: {0}")]
+    Decode(String),
+    #[error("cannot decode value: {0} trailing bytes after it")]
+    Trailing(usize),
+}
+
+/// Encodes `value` into a new buffer.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Appends the encoding of `value` to `out` (no intermediate buffer).
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes a whole buffer into a `T`; bytes left over are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn round_trips_nested_values() {
+        let mut map = BTreeMap::new();
+        map.insert("1".to_string(), BTreeMap::from([("2".to_string(), 3i64)]));
+        let bytes = encode(&(map.clone(), "x".to_string(), 1.5f64)).unwrap();
+        let back: (BTreeMap<String, BTreeMap<String, i64>>, String, f64) = decode(&bytes).unwrap();
+        assert_eq!(back, (map, "x".to_string(), 1.5));
+    }
+
+    #[test]
+    fn refuses_trailing_bytes() {
+        let mut bytes = encode(&7u32).unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            decode::<u32>(&bytes),
+            Err(CodecError::Trailing(1))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_length_beyond_the_limit_without_allocating_it() {
+        // A varint length of u64::MAX followed by nothing: must fail, not allocate.
+        let bytes = [0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert!(decode::<serde_bytes::ByteBuf>(&bytes).is_err());
+    }
+}

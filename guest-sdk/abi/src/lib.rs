@@ -1,0 +1,38 @@
+//! The netrun guest ABI: everything the host (`netrun`) and the guest SDK (`net`) must agree on.
+//!
+//! This crate is the single place that spells the ABI's names and numbers: the import module,
+//! the export name prefixes, the ABI version, the manifest section and its record format, the
+//! bincode configuration, and the types that cross the host/guest boundary. Both sides depend
+//! on it, so they cannot drift apart. It must not contain host-only or guest-only code.
+//!
+//! # Layout
+//!
+//! - [`names`]: import module, import names, export names and prefixes, ABI version.
+//! - [`codec`]: the one bincode configuration; nothing else touches bincode.
+//! - [`manifest`]: the custom section that lists what a module offers, and type fingerprints.
+//! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
+//! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
+//!
+//! # Calling convention (ABI version 1)
+//!
+//! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
+//! handed across the boundary is returned packed in one `i64` by [`names::pack`]:
+//! `ptr << 32 | len`.
+//!
+//! - The guest exports `netrun_alloc(len) -> ptr` and `netrun_free(ptr, len)`. The host writes
+//!   into guest memory only inside a buffer obtained from `netrun_alloc`.
+//! - A connected function `NAME` is exported as `__netrun_fn:NAME(ptr, len) -> i64` (bincode
+//!   arguments, the tuple of the parameters) and `__netrun_json:NAME(ptr, len) -> i64` (a JSON
+//!   array of the arguments). The export takes ownership of the argument buffer and frees it;
+//!   it returns a packed buffer holding an encoded [`Outcome`], which the host reads and frees.
+//! - An entry point `NAME` is exported as `__netrun_entry:NAME() -> i64`, same return.
+//! - Host imports live in module [`names::IMPORT_MODULE`]; those that return data return a
+//!   packed buffer the host allocated with `netrun_alloc`; the guest owns and frees it.
+
+pub mod codec;
+pub mod manifest;
+pub mod names;
+pub mod peer_id;
+pub mod types;
+
+pub use types::{CallError, CallRequest, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery};

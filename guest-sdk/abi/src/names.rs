@@ -1,0 +1,95 @@
+//! Names and numbers of the ABI: nothing else in the project spells these strings.
+
+/// The ABI version this crate describes. A module records the version it was built for in
+/// every manifest record; the host refuses a module built for another version.
+pub const ABI_VERSION: u32 = 1;
+
+/// The wasm import module that holds every host function.
+pub const IMPORT_MODULE: &str = "net";
+
+/// Custom section holding the module's manifest records (see [`crate::manifest`]).
+pub const MANIFEST_SECTION: &str = "netrun.manifest";
+
+/// Export prefix of a connected function's bincode entry: `(args_ptr, args_len) -> i64`.
+pub const EXPORT_FN_PREFIX: &str = "__netrun_fn:";
+/// Export prefix of a connected function's JSON entry: `(json_ptr, json_len) -> i64`.
+pub const EXPORT_JSON_PREFIX: &str = "__netrun_json:";
+/// Export prefix of an entry point: `() -> i64`.
+pub const EXPORT_ENTRY_PREFIX: &str = "__netrun_entry:";
+/// Guest allocator export: `(len: i32) -> ptr: i32`.
+pub const EXPORT_ALLOC: &str = "netrun_alloc";
+/// Guest deallocator export: `(ptr: i32, len: i32)`.
+pub const EXPORT_FREE: &str = "netrun_free";
+/// The guest's linear memory export.
+pub const EXPORT_MEMORY: &str = "memory";
+/// WASI reactor initializer, run once after instantiation when present.
+pub const EXPORT_INITIALIZE: &str = "_initialize";
+
+/// Host import names (module [`IMPORT_MODULE`]).
+pub mod import {
+    /// `call(req_ptr, req_len) -> i64`: run a [`crate::CallRequest`]; returns an [`crate::Outcome`].
+    pub const CALL: &str = "call";
+    /// `peers(query_ptr, query_len) -> i64`: returns `Result<Vec<PeerInfo>, CallError>`.
+    pub const PEERS: &str = "peers";
+    /// `this_peer() -> i64`: returns this peer's [`crate::PeerInfo`].
+    pub const THIS_PEER: &str = "this_peer";
+    /// `log(level, ptr, len)`: a UTF-8 message logged by the peer at `level` (see [`crate::names::log_level`]).
+    pub const LOG: &str = "log";
+    /// `panic(ptr, len)`: records the guest's panic message just before it traps.
+    pub const PANIC: &str = "panic";
+}
+
+/// Levels for [`import::LOG`].
+pub mod log_level {
+    pub const ERROR: i32 = 0;
+    pub const WARN: i32 = 1;
+    pub const INFO: i32 = 2;
+    pub const DEBUG: i32 = 3;
+}
+
+/// Built-in connections every peer answers, whatever its module offers.
+pub mod builtin {
+    /// Describes the peer: a [`crate::PeerDetails`].
+    pub const INFO: &str = "info";
+    /// The sorted names of every connection the peer answers.
+    pub const CONNECTIONS: &str = "connections";
+    /// Returns its single argument unchanged.
+    pub const PASS_THROUGH: &str = "pass_through";
+    /// Answers the [`crate::names::flag::NULL`] flag.
+    pub const NULL: &str = "null";
+    /// All built-ins, sorted.
+    pub const ALL: [&str; 4] = [CONNECTIONS, INFO, NULL, PASS_THROUGH];
+}
+
+/// Flags every peer knows.
+pub mod flag {
+    /// Answered by `null`; the caller's side resolves it to the string `"NULL"`.
+    pub const NULL: &str = "NULL";
+    /// The peer has no such connection (reported as [`crate::CallError::InvalidConnection`]).
+    pub const INVALID_CONNECTION: &str = "INVALID_CONNECTION";
+    /// What [`NULL`] resolves to on the caller's side.
+    pub const NULL_VALUE: &str = "NULL";
+}
+
+/// Packs a guest buffer into the `i64` that crosses the boundary.
+pub fn pack(ptr: u32, len: u32) -> i64 {
+    ((u64::from(ptr) << 32) | u64::from(len)) as i64
+}
+
+/// Splits an `i64` made by [`pack`] into `(ptr, len)`.
+pub fn unpack(packed: i64) -> (u32, u32) {
+    let bits = packed as u64;
+    ((bits >> 32) as u32, bits as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trips_extremes() {
+        for (ptr, len) in [(0, 0), (1, 2), (u32::MAX, u32::MAX), (0x8000_0000, 7)] {
+            assert_eq!(unpack(pack(ptr, len)), (ptr, len));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Types that cross the host/guest boundary (and, through the host, the wire).
+//!
+//! Every type here is encoded with [`crate::codec`]. [`CallError`] is what a caller can match on,
+//! on either side: the guest SDK re-exports it as `net::Error`.
+
+use serde::{Deserialize, Serialize};
+
+/// A call the guest asks the host to make (import `net.call`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRequest {
+    /// Peer id of the peer that runs the function.
+    pub peer: String,
+    /// Registered name of the function (its tag if it has one).
+    pub function: String,
+    /// Arguments: the bincode of the tuple of the parameters.
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+    /// The caller's view of the function's types, checked by the callee when present.
+    pub contract: Option<Contract>,
+    /// Overrides the peer's call timeout, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A function's type signature and its fingerprint (see [`crate::manifest::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contract {
+    pub fingerprint: u64,
+    pub signature: String,
+}
+
+/// What a call produced: returned by guest exports, by the `net.call` import and over the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The encoded return value (bincode, or JSON text for a JSON call).
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The function answered with a flag; the caller's side resolves it.
+    Flag(String),
+    /// The call failed.
+    Error(CallError),
+}
+
+/// Which peers `net.peers` returns. Empty `groups` means every group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerQuery {
+    /// Only peers on this peer's host.
+    pub on_host: bool,
+    /// Only peers in one of these groups (empty: any group).
+    pub groups: Vec<String>,
+    /// Only hubs.
+    pub hubs_only: bool,
+    /// Rescan instead of answering from the cache.
+    pub refresh: bool,
+}
+
+/// A peer as discovery sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Base64 of `"host:port -> group"`.
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub group: String,
+    pub hub: bool,
+}
+
+/// What the built-in `info` connection answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerDetails {
+    /// The peer id (the original called it `tag`).
+    pub tag: String,
+    pub host: String,
+    pub port: u16,
+    pub group: String,
+    pub hub: bool,
+    /// Every connection the peer answers, built-ins included, sorted.
+    pub connections: Vec<String>,
+    /// Event names this peer has subscribers for, sorted.
+    pub subscriptions: Vec<String>,
+    /// Flags this peer's module declares, built-ins included, sorted.
+    pub flags: Vec<String>,
+    /// SHA-256 of the module bytes, hex.
+    pub module_hash: String,
+    /// Version of the `netrun` runtime serving the peer.
+    pub runtime_version: String,
+}
+
+/// Why a call failed. Peers are named by their readable address, `host:port -> group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CallError {
+    #[error("peer {peer} is unreachable: {reason}")]
+    PeerUnreachable { peer: String, reason: String },
+    #[error("call to {function} on peer {peer} timed out after {after_ms} ms")]
+    Timeout {
+        peer: String,
+        function: String,
+        after_ms: u64,
+    },
+    #[error(
+        "peer {peer} has no connection {function:?} (INVALID_CONNECTION); it offers: {}",
+        available.join(", ")
+    )]
+    InvalidConnection {
+        peer: String,
+        function: String,
+        available: Vec<String>,
+    },
+    #[error(
+        "contract mismatch calling {function} on peer {peer}: the caller has {caller}, the peer has {callee}"
+    )]
+    ContractMismatch {
+        peer: String,
+        function: String,
+        caller: String,
+        callee: String,
+    },
+    #[error("{function} failed on peer {peer}: {kind}: {message}")]
+    Remote {
+        peer: String,
+        function: String,
+        kind: String,
+        message: String,
+    },
+    #[error("bad arguments for {function}: {message}")]
+    BadArguments { function: String, message: String },
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { size: u64, max: u64 },
+    #[error("{id:?} is not a peer id: {reason}")]
+    InvalidPeerId { id: String, reason: String },
+    #[error("peer {peer} answered {function} with flag {flag}, which this module does not declare")]
+    UnknownFlag {
+        peer: String,
+        function: String,
+        flag: String,
+    },
+    #[error("protocol error with peer {peer}: {message}")]
+    Protocol { peer: String, message: String },
+    #[error("codec error: {message}")]
+    Codec { message: String },
+}
+
+impl From<crate::peer_id::InvalidPeerId> for CallError {
+    fn from(e: crate::peer_id::InvalidPeerId) -> Self {
+        CallError::InvalidPeerId {
+            id: e.id,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<crate::codec::CodecError> for CallError {
+    fn from(e: crate::codec::CodecError) -> Self {
+        CallError::Codec {
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn outcome_round_trips_each_variant() {
+        let outcomes = [
+            Outcome::Value(vec![1, 2, 3]),
+            Outcome::Flag("NULL".into()),
+            Outcome::Error(CallError::InvalidConnection {
+                peer: "127.0.0.1:3010 -> None".into(),
+                function: "nope".into(),
+                available: vec!["info".into(), "null".into()],
+            }),
+        ];
+        for outcome in outcomes {
+            let back: Outcome = codec::decode(&codec::encode(&outcome).unwrap()).unwrap();
+            assert_eq!(back, outcome);
+        }
+    }
+
+    #[test]
+    fn invalid_connection_lists_what_the_peer_offers() {
+        let e = CallError::InvalidConnection {
+            peer: "p".into(),
+            function: "nope".into(),
+            available: vec!["info".into(), "pass_through".into()],
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("\"nope\"") && text.contains("info, pass_through"),
+            "{text}"
+        );
+    }
+}

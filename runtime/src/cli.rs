@@ -1,0 +1,201 @@
+//! Command-line interface: the flags and environment variables of every `netrun` command.
+//!
+//! Owns parsing only (clap); what each command does is in [`crate::commands`] and
+//! [`crate::peer`]. Flags win over environment variables, which win over defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::frame::DEFAULT_MAX_FRAME;
+
+/// Subcommand names; anything else in first position is an app to run.
+pub const SUBCOMMANDS: [&str; 6] = ["run", "peers", "call", "info", "inspect", "help"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netrun",
+    version,
+    about = "Peer-to-peer function runtime: every peer runs the same WebAssembly app",
+    long_about = "Peer-to-peer function runtime: every peer runs the same WebAssembly app.\n\n\
+        `netrun APP.wasm [OPTIONS]` is short for `netrun run APP.wasm [OPTIONS]`.\n\n\
+        Exit codes: 0 ok; 1 the call, entry or peer failed (message on stderr); \
+        2 bad usage or bad input (unreadable file, invalid wasm, ABI mismatch, bad peer id, bad JSON).",
+    after_help = "Set NET_DEV to any value for debug logging."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve APP as a peer (and run one of its entry points with --entry)
+    Run(RunArgs),
+    /// List the peers found by scanning the port range
+    Peers(PeersArgs),
+    /// Call a function on a peer with JSON arguments and print its JSON result
+    Call(CallArgs),
+    /// Describe a peer: id, address, group, hub, connections, flags, module hash
+    Info(InfoArgs),
+    /// Show what a module offers (functions, types, entries, hash) without running it
+    Inspect(InspectArgs),
+}
+
+/// Where peers live: the host and the port range.
+#[derive(Debug, Clone, Args)]
+pub struct NetOptions {
+    /// Address to bind (run) or scan (peers). Loopback unless you ask: joining a LAN is explicit
+    #[arg(long, env = "NET_HOST", default_value = "127.0.0.1", value_name = "IP")]
+    pub host: IpAddr,
+    /// First port of the peer port range
+    #[arg(long, env = "NET_PORT", default_value_t = 3010)]
+    pub port: u16,
+    /// Number of ports in the range: a peer binds the first free one of PORT..PORT+RANGE
+    #[arg(
+        long,
+        env = "NET_PORT_RANGE",
+        default_value_t = 5,
+        value_name = "RANGE"
+    )]
+    pub port_range: u16,
+}
+
+/// Limits of outgoing calls.
+#[derive(Debug, Clone, Args)]
+pub struct CallOptions {
+    /// Longest wait for a call's reply, connecting included
+    #[arg(long, env = "NET_TIMEOUT", default_value = "30", value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Largest frame sent or accepted, in bytes
+    #[arg(long, env = "NET_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    pub max_frame: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The app: a wasm32-wasip1 module built with the netrun guest SDK
+    pub app: PathBuf,
+    /// Run this entry point once the peer is up, then exit (0 if it succeeded, 1 if not)
+    #[arg(long, value_name = "NAME")]
+    pub entry: Option<String>,
+    /// The peer's group
+    #[arg(long, env = "NET_GROUP", default_value = netrun_abi::peer_id::DEFAULT_GROUP)]
+    pub group: String,
+    /// Make this peer a hub (NET_IS_HUB: any value but 0/false/no/off)
+    #[arg(long, env = "NET_IS_HUB")]
+    pub hub: bool,
+    #[command(flatten)]
+    pub net: NetOptions,
+    #[command(flatten)]
+    pub call: CallOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Only peers on this host (the scan covers only this host for now, so this is always true)
+    #[arg(long)]
+    pub on_host: bool,
+    /// Only peers in this group (repeat for several)
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Only hubs
+    #[arg(long)]
+    pub hubs_only: bool,
+    /// Print JSON: {"peers": {ID: {host, port, group, hub}}, GROUP: [ID, …]}
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub net: NetOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Peer id (base64 of "host:port -> group", as `netrun peers` prints it)
+    pub peer: String,
+    /// Function to call: a connected function's name or tag, or a built-in
+    /// (info, connections, pass_through, null)
+    pub function: String,
+    /// Arguments, each one JSON value (quote strings: '"text"')
+    #[arg(value_name = "JSON_ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub call: CallOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Peer id
+    pub peer: String,
+    #[command(flatten)]
+    pub call: CallOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The module to inspect
+    pub app: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A positive number of seconds.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{text} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Arguments with `run` inserted when the first one names an app rather than a command.
+pub fn with_implicit_run(mut args: Vec<String>) -> Vec<String> {
+    if let Some(first) = args.get(1)
+        && !first.starts_with('-')
+        && !SUBCOMMANDS.contains(&first.as_str())
+    {
+        args.insert(1, "run".to_string());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let args = with_implicit_run(args.iter().map(|s| s.to_string()).collect());
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn an_app_first_means_run() {
+        let Command::Run(run) = parse(&["netrun", "app.wasm", "--hub"]).unwrap().command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.app, PathBuf::from("app.wasm"));
+        assert!(run.hub);
+    }
+
+    #[test]
+    fn call_takes_negative_numbers_as_arguments() {
+        let Command::Call(call) = parse(&["netrun", "call", "ID", "add", "-2", "3"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected call");
+        };
+        assert_eq!(call.args, ["-2", "3"]);
+    }
+
+    #[test]
+    fn timeouts_must_be_positive() {
+        assert!(parse(&["netrun", "call", "ID", "f", "--timeout", "0"]).is_err());
+        assert!(parse(&["netrun", "call", "ID", "f", "--timeout", "soon"]).is_err());
+    }
+}

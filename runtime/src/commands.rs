@@ -1,0 +1,305 @@
+//! What each `netrun` command does, as library functions returning a [`Failure`] that says
+//! which exit code it deserves. `main` only parses and maps.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, anyhow};
+use netrun_abi::names::flag;
+use netrun_abi::{Outcome, PeerQuery};
+use serde_json::{Value, json};
+
+use crate::cli::{CallArgs, CallOptions, InfoArgs, InspectArgs, PeersArgs, RunArgs};
+use crate::client::{Client, Request, Target};
+use crate::discovery::Discovery;
+use crate::message::{Encoding, Hello};
+use crate::module;
+use crate::peer::{self, PeerConfig};
+
+/// A command's failure and the exit code it maps to.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or bad input: exit code 2.
+    BadInput(anyhow::Error),
+    /// The call, entry or peer failed: exit code 1.
+    Failed(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::BadInput(_) => 2,
+            Failure::Failed(_) => 1,
+        }
+    }
+
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::BadInput(e) | Failure::Failed(e) => e,
+        }
+    }
+}
+
+fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::BadInput(e.into())
+}
+
+fn failed(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Failed(e.into())
+}
+
+/// `netrun run`: serve as a peer; with `--entry`, run it and return when it ends.
+pub async fn run(args: RunArgs) -> Result<(), Failure> {
+    let app = module::load(&args.app).map_err(bad_input)?;
+    if let Some(entry) = &args.entry
+        && !app.manifest.entries.contains_key(entry)
+    {
+        let known: Vec<&str> = app.manifest.entries.keys().map(String::as_str).collect();
+        return Err(bad_input(anyhow!(
+            "{} has no entry {entry:?}; its entries: {}",
+            args.app.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    let config = PeerConfig {
+        host: args.net.host,
+        port: args.net.port,
+        port_range: args.net.port_range,
+        group: args.group,
+        hub: args.hub,
+        call_timeout: args.call.timeout,
+        max_frame: args.call.max_frame,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server_stops = async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let started = peer::start(&config, &app, server_stops)
+        .await
+        .map_err(|e| match e.downcast::<module::LoadError>() {
+            Ok(load) => bad_input(load),
+            Err(other) => failed(other),
+        })?;
+    println!(
+        "peer {} listening on {}:{}",
+        started.me.id, started.me.host, started.me.port
+    );
+    let result = match &args.entry {
+        Some(entry) => tokio::select! {
+            result = peer::run_entry(&started.instance, entry) => result.map_err(|e| failed(anyhow!(e))),
+            () = shutdown_signal() => Ok(()),
+        },
+        None => {
+            shutdown_signal().await;
+            Ok(())
+        }
+    };
+    let _ = stop.send(true);
+    tracing::info!("peer {} stopping", started.me.id);
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// `netrun call`: one call with JSON arguments; prints the JSON result.
+pub async fn call(args: CallArgs) -> Result<(), Failure> {
+    let target = Target::from_peer_id(&args.peer).map_err(bad_input)?;
+    let mut values = Vec::with_capacity(args.args.len());
+    for (i, raw) in args.args.iter().enumerate() {
+        let value: Value = serde_json::from_str(raw)
+            .map_err(|e| bad_input(anyhow!("argument {} is not valid JSON ({e}): {raw}", i + 1)))?;
+        values.push(value);
+    }
+    let result = json_call(&target, &args.function, &values, &args.call).await?;
+    println!("{result}");
+    Ok(())
+}
+
+/// `netrun info`: the peer's `info`, pretty-printed.
+pub async fn info(args: InfoArgs) -> Result<(), Failure> {
+    let target = Target::from_peer_id(&args.peer).map_err(bad_input)?;
+    let result = json_call(&target, netrun_abi::names::builtin::INFO, &[], &args.call).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).expect("a JSON value prints")
+    );
+    Ok(())
+}
+
+/// Calls `function` on `target` through the JSON bridge and returns the JSON result.
+async fn json_call(
+    target: &Target,
+    function: &str,
+    args: &[Value],
+    options: &CallOptions,
+) -> Result<Value, Failure> {
+    let client = Client::new(Hello::client(), options.max_frame);
+    let request = Request {
+        function,
+        encoding: Encoding::Json,
+        args: serde_json::to_vec(args).expect("JSON values serialize"),
+        contract: None,
+    };
+    match client.call(target, request, options.timeout).await {
+        Outcome::Value(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| {
+                format!(
+                    "peer {} answered {function} with invalid JSON",
+                    target.display
+                )
+            })
+            .map_err(failed),
+        Outcome::Flag(name) if name == flag::NULL => {
+            Ok(Value::String(flag::NULL_VALUE.to_string()))
+        }
+        Outcome::Flag(name) => Err(failed(anyhow!(
+            "peer {} answered {function} with flag {name}, which the CLI does not know",
+            target.display
+        ))),
+        Outcome::Error(e) => Err(failed(e)),
+    }
+}
+
+/// `netrun peers`: scan the port range and list the peers.
+pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
+    let host = args.net.host.to_string();
+    let ports = args.net.port..args.net.port.saturating_add(args.net.port_range);
+    let query = PeerQuery {
+        on_host: args.on_host,
+        groups: args.groups,
+        hubs_only: args.hubs_only,
+        refresh: true,
+    };
+    let found = Discovery::new(&host, ports, None).peers(&query).await;
+    if args.json {
+        let mut out = serde_json::Map::new();
+        let mut by_id = serde_json::Map::new();
+        let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for peer in &found {
+            by_id.insert(
+                peer.id.clone(),
+                json!({"host": peer.host, "port": peer.port, "group": peer.group, "hub": peer.hub}),
+            );
+            groups
+                .entry(peer.group.clone())
+                .or_default()
+                .push(json!(peer.id));
+        }
+        out.insert("peers".into(), Value::Object(by_id));
+        for (group, ids) in groups {
+            out.insert(group, Value::Array(ids));
+        }
+        println!("{}", Value::Object(out));
+    } else if found.is_empty() {
+        eprintln!(
+            "no peers found on {host} ports {}..{}",
+            args.net.port,
+            args.net.port.saturating_add(args.net.port_range)
+        );
+    } else {
+        let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);
+        println!(
+            "{:width$}  {:21}  {:12}  HUB",
+            "PEER ID", "ADDRESS", "GROUP"
+        );
+        for p in &found {
+            let address = format!("{}:{}", p.host, p.port);
+            println!(
+                "{:width$}  {address:21}  {:12}  {}",
+                p.id,
+                p.group,
+                if p.hub { "yes" } else { "no" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `netrun inspect`: what a module offers, without running it.
+pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
+    let app = module::load(&args.app).map_err(bad_input)?;
+    let functions: Vec<_> = app.manifest.functions.values().collect();
+    if args.json {
+        let functions: Vec<Value> = functions
+            .iter()
+            .map(|f| {
+                json!({
+                    "name": f.name,
+                    "rust_name": f.rust_name,
+                    "params": f.params.iter().map(|p| json!({"name": p.name, "ty": p.ty})).collect::<Vec<_>>(),
+                    "ret": f.ret,
+                    "signature": f.display_signature(),
+                    "fingerprint": format!("{:016x}", f.fingerprint),
+                })
+            })
+            .collect();
+        let out = json!({
+            "module": args.app.display().to_string(),
+            "hash": app.hash,
+            "abi_version": netrun_abi::names::ABI_VERSION,
+            "functions": functions,
+            "entries": app.manifest.entries.keys().collect::<Vec<_>>(),
+            "builtins": netrun_abi::names::builtin::ALL,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("a JSON value prints")
+        );
+        return Ok(());
+    }
+    println!("module: {}", args.app.display());
+    println!("hash: {}", app.hash);
+    println!("abi: netrun guest ABI {}", netrun_abi::names::ABI_VERSION);
+    println!("connected functions:");
+    if functions.is_empty() {
+        println!("  (none)");
+    }
+    for f in functions {
+        let tag = if f.name != f.rust_name {
+            format!("  (Rust fn {})", f.rust_name)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {}  [fingerprint {:016x}]{tag}",
+            f.display_signature(),
+            f.fingerprint
+        );
+    }
+    println!("entries:");
+    if app.manifest.entries.is_empty() {
+        println!("  (none)");
+    }
+    for name in app.manifest.entries.keys() {
+        println!("  {name}");
+    }
+    println!(
+        "built-in connections: {}",
+        netrun_abi::names::builtin::ALL.join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The `net` host imports: what guest code may ask of its peer.
+//!
+//! Owns the guest-facing side of each import: reading the guest's buffers, decoding requests,
+//! writing results into buffers the guest allocates. A bad pointer or an undecodable request is
+//! a guest bug and traps; a domain failure (unreachable peer, timeout) is returned to the guest
+//! as a value it can match on. The work itself is [`PeerContext`](crate::peer::PeerContext)'s.
+//!
+//! Memory ownership: the host reads only `[ptr, ptr + len)` ranges the guest passes in, and
+//! writes only into a buffer it obtains from the guest's `netrun_alloc` export; that buffer
+//! then belongs to the guest, which frees it.
+
+use netrun_abi::names::{self, import, log_level};
+use netrun_abi::{CallRequest, PeerQuery, codec};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasmtime::{Caller, Linker, format_err};
+
+use crate::sandbox::HostState;
+
+/// Adds every `net` import to `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    // `call(req_ptr, req_len) -> packed Outcome`: runs a `CallRequest` on the peer it names and
+    // waits for the outcome. Traps if the buffer is out of bounds or not a `CallRequest`.
+    linker.func_wrap_async(
+        names::IMPORT_MODULE,
+        import::CALL,
+        |mut caller: Caller<'_, HostState>, (ptr, len): (i32, i32)| {
+            Box::new(async move {
+                let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
+                let peer = caller.data().peer.clone();
+                let outcome = peer.call_from_guest(request).await;
+                write_value(&mut caller, &outcome).await
+            })
+        },
+    )?;
+    // `peers(query_ptr, query_len) -> packed Result<Vec<PeerInfo>, CallError>`: discovery.
+    linker.func_wrap_async(
+        names::IMPORT_MODULE,
+        import::PEERS,
+        |mut caller: Caller<'_, HostState>, (ptr, len): (i32, i32)| {
+            Box::new(async move {
+                let query: PeerQuery = read_value(&mut caller, ptr, len, import::PEERS)?;
+                let peer = caller.data().peer.clone();
+                let found = peer.peers(&query).await;
+                write_value(&mut caller, &found).await
+            })
+        },
+    )?;
+    // `this_peer() -> packed PeerInfo`.
+    linker.func_wrap_async(
+        names::IMPORT_MODULE,
+        import::THIS_PEER,
+        |mut caller: Caller<'_, HostState>, (): ()| {
+            Box::new(async move {
+                let me = caller.data().peer.me.clone();
+                write_value(&mut caller, &me).await
+            })
+        },
+    )?;
+    // `log(level, ptr, len)`: logs a UTF-8 message (lossy) at `level`. Traps on a bad buffer.
+    linker.func_wrap(
+        names::IMPORT_MODULE,
+        import::LOG,
+        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            let text = String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::LOG)?)
+                .into_owned();
+            match level {
+                log_level::ERROR => tracing::error!(target: "guest", "{text}"),
+                log_level::WARN => tracing::warn!(target: "guest", "{text}"),
+                log_level::INFO => tracing::info!(target: "guest", "{text}"),
+                _ => tracing::debug!(target: "guest", "{text}"),
+            }
+            Ok(())
+        },
+    )?;
+    // `panic(ptr, len)`: records the guest's panic message; the trap that follows carries it.
+    linker.func_wrap(
+        names::IMPORT_MODULE,
+        import::PANIC,
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let text = String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::PANIC)?)
+                .into_owned();
+            caller.data_mut().panic_message = Some(text);
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<wasmtime::Memory> {
+    caller
+        .get_export(names::EXPORT_MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| {
+            format_err!(
+                "the module exports no memory named {:?}",
+                names::EXPORT_MEMORY
+            )
+        })
+}
+
+/// Copies the guest buffer `[ptr, ptr + len)`; traps if it is out of bounds.
+fn read_bytes(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    import: &str,
+) -> wasmtime::Result<Vec<u8>> {
+    let memory = memory(caller)?;
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    memory
+        .data(&caller)
+        .get(start..start.saturating_add(len))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| format_err!("net.{import}: buffer {start}+{len} is outside guest memory"))
+}
+
+fn read_value<T: DeserializeOwned>(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    import: &str,
+) -> wasmtime::Result<T> {
+    let bytes = read_bytes(caller, ptr, len, import)?;
+    codec::decode(&bytes).map_err(|e| format_err!("net.{import}: bad request from the guest: {e}"))
+}
+
+/// Encodes `value` into a buffer allocated by the guest and returns it packed.
+async fn write_value<T: Serialize>(
+    caller: &mut Caller<'_, HostState>,
+    value: &T,
+) -> wasmtime::Result<i64> {
+    let bytes = codec::encode(value).map_err(|e| format_err!("cannot encode a reply: {e}"))?;
+    write_bytes(caller, &bytes).await
+}
+
+/// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns it packed.
+pub async fn write_bytes(
+    caller: &mut Caller<'_, HostState>,
+    bytes: &[u8],
+) -> wasmtime::Result<i64> {
+    let len = i32::try_from(bytes.len())
+        .map_err(|_| format_err!("a reply of {} bytes does not fit guest memory", bytes.len()))?;
+    let alloc = caller
+        .get_export(names::EXPORT_ALLOC)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| format_err!("the module exports no {}", names::EXPORT_ALLOC))?
+        .typed::<i32, i32>(&caller)?;
+    let ptr = alloc.call_async(&mut *caller, len).await?;
+    let memory = memory(caller)?;
+    let start = ptr as u32 as usize;
+    memory
+        .data_mut(&mut *caller)
+        .get_mut(start..start + bytes.len())
+        .ok_or_else(|| {
+            format_err!(
+                "{} returned a buffer outside guest memory",
+                names::EXPORT_ALLOC
+            )
+        })?
+        .copy_from_slice(bytes);
+    Ok(names::pack(ptr as u32, len as u32))
+}

@@ -1,0 +1,40 @@
+//! netrun: a peer-to-peer function runtime where the application is a WebAssembly module.
+//!
+//! Every peer runs `netrun app.wasm`; calling a connected function with a peer id runs it on
+//! that peer, inside that peer's wasmtime sandbox, and brings the result (or the remote error)
+//! back. See `docs/` and the README for the user's view; `shared/DESIGN.md` for the contract.
+//!
+//! # Layout
+//!
+//! A call from a guest to another peer goes, in order, through:
+//!
+//! - [`host_api`]: the `net` imports the guest calls; reads and writes guest buffers.
+//! - [`peer`]: the peer's identity and services ([`peer::PeerContext`]); start-up and binding.
+//! - [`client`]: persistent, multiplexed outgoing connections; the table of pending calls.
+//! - [`connection`]: handshake, buffered reads, the batching writer task of one connection.
+//! - [`message`] and [`frame`]: the wire messages and their length-prefixed frames.
+//! - [`server`]: accepts connections and reads calls on the other peer.
+//! - [`router`]: picks a built-in or a module function; checks the contract.
+//! - [`instance`]: the queue into the peer's wasm instance; traps and instance replacement.
+//! - [`sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
+//! - [`module`]: reading a module from disk and checking its manifest and exports.
+//! - [`discovery`]: scanning the port range for peers.
+//! - [`cli`] and [`commands`]: the command line.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod connection;
+pub mod discovery;
+pub mod frame;
+pub mod host_api;
+pub mod instance;
+pub mod message;
+pub mod module;
+pub mod peer;
+pub mod router;
+pub mod sandbox;
+pub mod server;
+
+/// Version of this runtime, sent in every handshake and shown by `info`.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");

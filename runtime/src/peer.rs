@@ -1,0 +1,202 @@
+//! A running peer: binding its port, its identity, the services its guest may use, and the
+//! assembly of module, instance, router and server into one process.
+//!
+//! Owns start-up order and the choice of port (the first free one of
+//! `NET_PORT..NET_PORT+NET_PORT_RANGE`, with `SO_REUSEADDR` so a restarted peer gets its port
+//! and id back even while its old connections linger in TIME_WAIT). Protocol and sandbox details
+//! live in their own modules.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use netrun_abi::names::flag;
+use netrun_abi::{CallError, CallRequest, Outcome, PeerDetails, PeerInfo, PeerQuery, peer_id};
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::client::{Client, Request, Target};
+use crate::discovery::Discovery;
+use crate::instance::{self, GuestFailure, InstanceHandle, Job};
+use crate::message::{Encoding, Hello, PROTOCOL_VERSION};
+use crate::module::AppModule;
+use crate::router::Router;
+use crate::sandbox;
+
+/// How a peer is set up (from flags and environment; see [`crate::cli`]).
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub host: IpAddr,
+    /// First port of the range (`NET_PORT`).
+    pub port: u16,
+    /// Number of ports in the range (`NET_PORT_RANGE`).
+    pub port_range: u16,
+    pub group: String,
+    pub hub: bool,
+    /// Default limit on an outgoing call, connection and reply included.
+    pub call_timeout: Duration,
+    /// Largest frame sent or accepted.
+    pub max_frame: usize,
+}
+
+impl PeerConfig {
+    /// The ports this peer may bind, and that discovery scans.
+    pub fn ports(&self) -> std::ops::Range<u16> {
+        self.port..self.port.saturating_add(self.port_range)
+    }
+}
+
+/// Why no port could be bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no free port on {host} in {start}..{end} (NET_PORT={start}, NET_PORT_RANGE={range}): {last}"
+)]
+pub struct BindError {
+    host: IpAddr,
+    start: u16,
+    end: u16,
+    range: u16,
+    last: String,
+}
+
+/// Binds the first free port of the range.
+pub fn bind(config: &PeerConfig) -> Result<(TcpListener, u16), BindError> {
+    let mut last = "the range is empty".to_string();
+    for port in config.ports() {
+        match bind_one(SocketAddr::new(config.host, port)) {
+            Ok(listener) => return Ok((listener, port)),
+            Err(e) => last = format!("port {port}: {e}"),
+        }
+    }
+    Err(BindError {
+        host: config.host,
+        start: config.port,
+        end: config.ports().end,
+        range: config.port_range,
+        last,
+    })
+}
+
+fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+/// What the guest's `net` imports reach: this peer's identity, its outgoing connections and
+/// discovery.
+pub struct PeerContext {
+    pub me: PeerInfo,
+    pub client: Client,
+    pub discovery: Discovery,
+    pub call_timeout: Duration,
+}
+
+impl PeerContext {
+    /// Runs a call the guest asked for (import `net.call`).
+    pub async fn call_from_guest(&self, request: CallRequest) -> Outcome {
+        let target = match Target::from_peer_id(&request.peer) {
+            Ok(target) => target,
+            Err(e) => return Outcome::Error(e),
+        };
+        let timeout = request
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.call_timeout);
+        let request = Request {
+            function: &request.function,
+            encoding: Encoding::Bincode,
+            args: request.args,
+            contract: request.contract,
+        };
+        self.client.call(&target, request, timeout).await
+    }
+
+    /// Answers a discovery query (import `net.peers`).
+    pub async fn peers(&self, query: &PeerQuery) -> Result<Vec<PeerInfo>, CallError> {
+        Ok(self.discovery.peers(query).await)
+    }
+}
+
+/// A peer that is up: its identity and its instance.
+pub struct Peer {
+    pub me: PeerInfo,
+    pub instance: InstanceHandle,
+}
+
+/// Compiles `app`, binds a port, starts the instance and serves calls until `shutdown`
+/// resolves. Returns once the peer is listening; serving goes on in the background.
+pub async fn start(
+    config: &PeerConfig,
+    app: &AppModule,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Peer> {
+    let engine = sandbox::engine()?;
+    let pre = sandbox::prepare(&engine, app)?;
+    let (listener, port) = bind(config)?;
+    let host = config.host.to_string();
+    let id = peer_id::encode(&host, port, &config.group);
+    let me = PeerInfo {
+        id: id.clone(),
+        host: host.clone(),
+        port,
+        group: config.group.clone(),
+        hub: config.hub,
+    };
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        peer_id: Some(id.clone()),
+        group: config.group.clone(),
+        hub: config.hub,
+        module_hash: app.hash.clone(),
+        runtime_version: crate::RUNTIME_VERSION.to_string(),
+    };
+    let context = Arc::new(PeerContext {
+        me: me.clone(),
+        client: Client::new(hello.clone(), config.max_frame),
+        discovery: Discovery::new(&host, config.ports(), Some(port)),
+        call_timeout: config.call_timeout,
+    });
+    let instance = instance::start(pre, context).await?;
+    let details = PeerDetails {
+        tag: id,
+        host,
+        port,
+        group: config.group.clone(),
+        hub: config.hub,
+        connections: Router::connections(&app.manifest),
+        subscriptions: Vec::new(),
+        flags: vec![flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()],
+        module_hash: app.hash.clone(),
+        runtime_version: crate::RUNTIME_VERSION.to_string(),
+    };
+    let router = Arc::new(Router::new(details, app.manifest.clone(), instance.clone()));
+    tokio::spawn(crate::server::run(
+        listener,
+        hello,
+        router,
+        config.max_frame,
+        shutdown,
+    ));
+    Ok(Peer { me, instance })
+}
+
+/// Runs the entry point `name` in the peer's instance.
+pub async fn run_entry(instance: &InstanceHandle, name: &str) -> Result<(), String> {
+    let export = format!("{}{name}", netrun_abi::names::EXPORT_ENTRY_PREFIX);
+    match instance.run(Job::Entry { export }).await {
+        Ok(Outcome::Value(_)) => Ok(()),
+        Ok(Outcome::Error(CallError::Remote { message, .. })) => {
+            Err(format!("entry {name} failed: {message}"))
+        }
+        Ok(Outcome::Error(e)) => Err(format!("entry {name} failed: {e}")),
+        Ok(Outcome::Flag(f)) => Err(format!("entry {name} answered with flag {f}")),
+        Err(GuestFailure { kind, message }) => {
+            Err(format!("entry {name} failed: {kind}: {message}"))
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The wasmtime side of a peer: the engine, the linker with exactly the imports a guest may use,
+//! compiling a module and checking its exports' types against the ABI.
+//!
+//! Owns what is built once per process and shared by every instance: [`Engine`] and the
+//! [`InstancePre`] (module compiled and linked). It must not run guest code: instances and
+//! calls are [`crate::instance`]'s job.
+//!
+//! The sandbox is WASI preview 1 with stdout and stderr passed through to the peer's own, and
+//! nothing else: no stdin, no preopened directories, no environment variables, no sockets.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use netrun_abi::names;
+use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, ValType};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::module::{AppModule, LoadError};
+use crate::peer::PeerContext;
+
+/// What each instance's store holds.
+pub struct HostState {
+    pub wasi: WasiP1Ctx,
+    /// The peer's services, for the `net` imports.
+    pub peer: Arc<PeerContext>,
+    /// Set by the `net.panic` import just before a guest panic traps.
+    pub panic_message: Option<String>,
+}
+
+impl HostState {
+    /// Fresh state for a new instance: a WASI context with stdout/stderr only.
+    pub fn new(peer: Arc<PeerContext>) -> HostState {
+        let wasi = WasiCtxBuilder::new()
+            .inherit_stdout()
+            .inherit_stderr()
+            .build_p1();
+        HostState {
+            wasi,
+            peer,
+            panic_message: None,
+        }
+    }
+}
+
+/// The engine every instance of this process runs on.
+pub fn engine() -> anyhow::Result<Engine> {
+    let config = Config::new();
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))
+}
+
+/// A linker with WASI preview 1 and the `net` host imports.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
+        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+    crate::host_api::add_to_linker(&mut linker)
+        .map_err(|e| anyhow::anyhow!("cannot link the net imports: {e}"))?;
+    Ok(linker)
+}
+
+/// Compiles `app`, checks its exports' types and links it. Logs how long compiling took.
+pub fn prepare(engine: &Engine, app: &AppModule) -> Result<InstancePre<HostState>, LoadError> {
+    let compile_error = |e: wasmtime::Error| LoadError::Compile {
+        path: app.path.clone(),
+        reason: format!("{e:#}"),
+    };
+    let started = Instant::now();
+    let module = Module::new(engine, &app.bytes).map_err(compile_error)?;
+    tracing::info!(
+        "compiled {} in {} ms",
+        app.path.display(),
+        started.elapsed().as_millis()
+    );
+    check_export_types(app, &module)?;
+    let linker = linker(engine).map_err(|e| LoadError::Compile {
+        path: app.path.clone(),
+        reason: e.to_string(),
+    })?;
+    linker
+        .instantiate_pre(&module)
+        .map_err(|e| LoadError::Compile {
+            path: app.path.clone(),
+            reason: format!("{e:#} (netrun provides only WASI preview 1 and the `net` imports)"),
+        })
+}
+
+/// Each ABI export must have exactly the ABI's signature.
+fn check_export_types(app: &AppModule, module: &Module) -> Result<(), LoadError> {
+    use ValType::{I32, I64};
+    let mut expected: Vec<(String, Vec<ValType>, Vec<ValType>)> = vec![
+        (names::EXPORT_ALLOC.into(), vec![I32], vec![I32]),
+        (names::EXPORT_FREE.into(), vec![I32, I32], vec![]),
+    ];
+    for (what, _, export) in app.manifest.required_exports() {
+        let params = if what == "entry" {
+            vec![]
+        } else {
+            vec![I32, I32]
+        };
+        expected.push((export, params, vec![I64]));
+    }
+    for (export, params, results) in expected {
+        let bad = |reason: String| LoadError::BadExport {
+            path: app.path.clone(),
+            export: export.clone(),
+            reason,
+        };
+        let Some(ExternType::Func(ty)) = module.get_export(&export) else {
+            return Err(bad("it is not a function".into()));
+        };
+        let same = |found: &mut dyn ExactSizeIterator<Item = ValType>, want: &[ValType]| {
+            found.len() == want.len() && found.zip(want).all(|(a, b)| ValType::eq(&a, b))
+        };
+        if !same(&mut ty.params(), &params) || !same(&mut ty.results(), &results) {
+            return Err(bad(format!(
+                "expected a function ({}) -> ({}), found {ty}",
+                list(&params),
+                list(&results)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn list(types: &[ValType]) -> String {
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netrun_abi::names::import;
+
+    fn links(wat: &str) -> Result<(), String> {
+        let engine = engine().unwrap();
+        let module = Module::new(&engine, wat).unwrap();
+        linker(&engine)
+            .unwrap()
+            .instantiate_pre(&module)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// The ABI as a contract: every host import, with its exact signature, links.
+    #[test]
+    fn every_import_links_with_its_abi_signature() {
+        let imports = [
+            (import::CALL, "(param i32 i32) (result i64)"),
+            (import::PEERS, "(param i32 i32) (result i64)"),
+            (import::THIS_PEER, "(result i64)"),
+            (import::LOG, "(param i32 i32 i32)"),
+            (import::PANIC, "(param i32 i32)"),
+        ];
+        let all: String = imports
+            .iter()
+            .map(|(name, signature)| format!(r#"(import "net" "{name}" (func {signature}))"#))
+            .collect();
+        let wasi = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
+        links(&format!("(module {all} {wasi})")).unwrap();
+    }
+
+    #[test]
+    fn a_wrong_signature_or_an_unknown_import_does_not_link() {
+        for wat in [
+            r#"(module (import "net" "call" (func (param i32) (result i64))))"#,
+            r#"(module (import "net" "open_socket" (func)))"#,
+            r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)))"#,
+        ] {
+            assert!(links(wat).is_err(), "{wat} linked");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The serving side of a peer: accept connections, shake hands, read calls, hand each to the
+//! [`Router`] and send its reply on the same connection.
+//!
+//! Owns the accept loop, the bound on open connections and the per-connection read loop. Calls
+//! on one connection run concurrently and their replies go back as they finish, matched by id.
+//! A connection that breaks the protocol (oversized frame, garbage, a reply where a call was
+//! expected) is closed; the peer keeps serving the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netrun_abi::{CallError, Outcome};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::connection::{self, FrameSender};
+use crate::frame::FrameError;
+use crate::message::{Hello, Message, MessageError, Reply};
+use crate::router::Router;
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a new connection has to say hello.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Accepts and serves connections until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    hello: Hello,
+    router: Arc<Router>,
+    max_frame: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let hello = Arc::new(hello);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("semaphore never closes"),
+            () = &mut shutdown => return,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let (hello, router) = (hello.clone(), router.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, &hello, router, max_frame).await {
+                tracing::debug!("connection from {remote} ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    hello: &Hello,
+    router: Arc<Router>,
+    max_frame: usize,
+) -> Result<(), String> {
+    let (mut reader, sender, _remote) =
+        connection::accept(stream, hello, HANDSHAKE_LIMIT, max_frame)
+            .await
+            .map_err(|e| e.to_string())?;
+    loop {
+        match reader.next().await {
+            Ok(Message::Call(call)) => {
+                let (router, sender) = (router.clone(), sender.clone());
+                tokio::spawn(async move {
+                    let id = call.id;
+                    let outcome = router.dispatch(call).await;
+                    send_reply(&sender, id, outcome).await;
+                });
+            }
+            Ok(other) => {
+                return Err(format!(
+                    "protocol error: {} where a call was expected",
+                    connection::describe(&other)
+                ));
+            }
+            Err(MessageError::Frame(FrameError::Closed)) => return Ok(()),
+            Err(MessageError::Frame(e @ FrameError::TooLarge { .. })) => {
+                tracing::warn!("closing a connection: {e}");
+                return Err(e.to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Sends a reply; one too large for a frame becomes a `FrameTooLarge` error reply instead.
+async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome) {
+    let reply = Message::Reply(Reply { id, outcome });
+    match sender.send(&reply).await {
+        Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
+            let error = CallError::FrameTooLarge {
+                size: size as u64,
+                max: max as u64,
+            };
+            let reply = Message::Reply(Reply {
+                id,
+                outcome: Outcome::Error(error),
+            });
+            let _ = sender.send(&reply).await;
+        }
+        Err(e) => tracing::debug!("cannot send reply {id}: {e}"),
+        Ok(()) => {}
+    }
+}
