@@ -1,7 +1,7 @@
 //! `netrun`: parses the command line, sets up logging, runs the command and maps its failure to
 //! an exit code (0 ok, 1 failed, 2 bad usage or input). Everything else is in the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -57,5 +57,6 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
