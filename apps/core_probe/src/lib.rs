@@ -1,1 +1,262 @@
-//! stub
+//! Test fixture for the integration tests (`tests/`): connected functions of every shape the
+//! core must carry, and entries that exercise typed calls, discovery and remote errors from the
+//! guest's side. Built to `target/apps/core_probe.wasm`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use net::{Bytes, Peer, PeerQuery};
+
+#[net::connect]
+fn echo(message: String) -> String {
+    message
+}
+
+#[net::connect]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[net::connect]
+fn panic_with(message: String) -> String {
+    panic!("{message}")
+}
+
+#[net::connect]
+fn echo_bytes(data: Bytes) -> Bytes {
+    data
+}
+
+#[net::connect]
+fn make_bytes(len: u64) -> Bytes {
+    Bytes::from(pattern(len as usize))
+}
+
+#[net::connect("tagged_name")]
+fn tagged(x: u32) -> u32 {
+    x + 1
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Increments a counter held in guest state: shows state persisting (and being reset).
+#[net::connect]
+fn counter() -> u64 {
+    COUNTER.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+#[net::connect]
+fn echo_str_map(v: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    v
+}
+
+#[net::connect]
+fn echo_int_map(v: BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    v
+}
+
+#[net::connect]
+fn echo_nested_map(
+    v: BTreeMap<String, BTreeMap<String, i64>>,
+) -> BTreeMap<String, BTreeMap<String, i64>> {
+    v
+}
+
+#[net::connect]
+fn echo_tuple(v: (i64, String, f64)) -> (i64, String, f64) {
+    v
+}
+
+#[net::connect]
+fn echo_option(v: Option<i64>) -> Option<i64> {
+    v
+}
+
+#[net::connect]
+fn echo_bool(v: bool) -> bool {
+    v
+}
+
+#[net::connect]
+fn echo_f64(v: f64) -> f64 {
+    v
+}
+
+#[net::connect]
+fn echo_i64(v: i64) -> i64 {
+    v
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// The first other peer of this peer's group.
+fn target() -> Result<Peer, String> {
+    let group = net::this_peer().group;
+    net::peer_group(&group)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no other peer in group {group}"))
+}
+
+/// Checks that a value survives the local call, the remote typed stub and remote pass_through.
+fn check<T>(
+    what: &str,
+    value: T,
+    local: fn(T) -> T,
+    remote: impl Fn(T) -> Result<T, net::Error>,
+    peer: &Peer,
+) -> Result<(), String>
+where
+    T: Clone + PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let local = local(value.clone());
+    let stub = remote(value.clone()).map_err(|e| format!("{what}: typed stub failed: {e}"))?;
+    let passed = peer
+        .pass_through(value.clone())
+        .map_err(|e| format!("{what}: pass_through failed: {e}"))?;
+    if local != value || stub != value || passed != value {
+        return Err(format!(
+            "{what}: sent {value:?}, local {local:?}, stub {stub:?}, pass_through {passed:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The original's round-trip test values, through typed stubs and pass_through.
+#[net::entry]
+fn typed_parity() -> Result<(), String> {
+    let p = target()?;
+    let str_map = BTreeMap::from([("testing".to_string(), "value".to_string())]);
+    let int_map = BTreeMap::from([("1".to_string(), 1i64)]);
+    let nested = BTreeMap::from([("1".to_string(), BTreeMap::from([("2".to_string(), 3i64)]))]);
+    check(
+        "str map",
+        str_map,
+        echo_str_map,
+        |v| echo_str_map::on(&p, v),
+        &p,
+    )?;
+    check(
+        "int map",
+        int_map,
+        echo_int_map,
+        |v| echo_int_map::on(&p, v),
+        &p,
+    )?;
+    check(
+        "nested map",
+        nested,
+        echo_nested_map,
+        |v| echo_nested_map::on(&p, v),
+        &p,
+    )?;
+    check(
+        "tuple",
+        (1i64, "1".to_string(), 1.0f64),
+        echo_tuple,
+        |v| echo_tuple::on(&p, v),
+        &p,
+    )?;
+    check(
+        "string",
+        "This is a string".to_string(),
+        echo,
+        |v| echo::on(&p, v),
+        &p,
+    )?;
+    check("empty string", String::new(), echo, |v| echo::on(&p, v), &p)?;
+    check(
+        "null",
+        None::<i64>,
+        echo_option,
+        |v| echo_option::on(&p, v),
+        &p,
+    )?;
+    check("true", true, echo_bool, |v| echo_bool::on(&p, v), &p)?;
+    check("false", false, echo_bool, |v| echo_bool::on(&p, v), &p)?;
+    check("float", 1.0f64, echo_f64, |v| echo_f64::on(&p, v), &p)?;
+    check("int", 1i64, echo_i64, |v| echo_i64::on(&p, v), &p)?;
+    println!("typed parity ok: 11 values");
+    Ok(())
+}
+
+/// 8 MiB each way, checked byte for byte.
+#[net::entry]
+fn big_payload() -> Result<(), String> {
+    let p = target()?;
+    let size = 8 * 1024 * 1024;
+    let data = Bytes::from(pattern(size));
+    let back = echo_bytes::on(&p, data.clone()).map_err(|e| format!("echo_bytes: {e}"))?;
+    if back != data {
+        return Err(format!(
+            "echo_bytes: {} bytes came back different",
+            back.len()
+        ));
+    }
+    let made = make_bytes::on(&p, size as u64).map_err(|e| format!("make_bytes: {e}"))?;
+    if made.as_slice() != data.as_slice() {
+        return Err(format!(
+            "make_bytes: got {} bytes, not the pattern",
+            made.len()
+        ));
+    }
+    println!("8 MiB round trip ok");
+    Ok(())
+}
+
+fn ids(peers: Result<Vec<Peer>, net::Error>) -> Result<String, String> {
+    let mut ids: Vec<String> = peers
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    ids.sort();
+    Ok(ids.join(","))
+}
+
+/// Discovery from the guest's side: every peer, this peer's group, hubs.
+#[net::entry]
+fn discover() -> Result<(), String> {
+    let on_host = PeerQuery {
+        on_host: true,
+        ..Default::default()
+    };
+    println!("all: {}", ids(net::peers(on_host.clone()))?);
+    println!("group: {}", ids(net::peer_group(&net::this_peer().group))?);
+    println!(
+        "hubs: {}",
+        ids(net::peers(PeerQuery {
+            hubs_only: true,
+            ..on_host
+        }))?
+    );
+    Ok(())
+}
+
+/// Remote errors as the guest sees them.
+#[net::entry]
+fn remote_errors() -> Result<(), String> {
+    let p = target()?;
+    match p.call::<_, ()>("no_such_function", ()) {
+        Err(e) => println!("missing: {e}"),
+        Ok(()) => return Err("calling no_such_function succeeded".into()),
+    }
+    match panic_with::on(&p, "remote boom".into()) {
+        Err(e) => println!("panic: {e}"),
+        Ok(v) => return Err(format!("panic_with returned {v:?}")),
+    }
+    Ok(())
+}
+
+#[net::entry]
+fn fail() -> Result<(), String> {
+    Err("entry failed on purpose".into())
+}
+
+#[net::entry]
+fn whoami() {
+    println!("me: {}", net::this_peer().id);
+}

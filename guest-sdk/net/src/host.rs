@@ -1,0 +1,98 @@
+//! The `net` host imports, wrapped as safe functions over byte buffers.
+//!
+//! Owns the raw import declarations and buffer ownership: a buffer the host returns was
+//! allocated with [`crate::memory::netrun_alloc`] and is taken back here as a `Vec<u8>`. The
+//! names are those of `netrun_abi::names::import` (attributes cannot name a constant, so they
+//! are spelled here once; the runtime's ABI contract test links every one of them).
+//!
+//! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
+//! answer an error and `this_peer` describes no peer.
+
+#[cfg(target_arch = "wasm32")]
+mod imports {
+    #[link(wasm_import_module = "net")]
+    unsafe extern "C" {
+        #[link_name = "call"]
+        pub fn call(ptr: i32, len: i32) -> i64;
+        #[link_name = "peers"]
+        pub fn peers(ptr: i32, len: i32) -> i64;
+        #[link_name = "this_peer"]
+        pub fn this_peer() -> i64;
+        #[link_name = "log"]
+        pub fn log(level: i32, ptr: i32, len: i32);
+        #[link_name = "panic"]
+        pub fn panic(ptr: i32, len: i32);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::imports;
+    use crate::memory::take_packed;
+
+    pub fn call(request: &[u8]) -> Vec<u8> {
+        // SAFETY: the host reads `request` and returns a buffer it allocated with netrun_alloc.
+        unsafe { take_packed(imports::call(request.as_ptr() as i32, request.len() as i32)) }
+    }
+
+    pub fn peers(query: &[u8]) -> Vec<u8> {
+        // SAFETY: as for `call`.
+        unsafe { take_packed(imports::peers(query.as_ptr() as i32, query.len() as i32)) }
+    }
+
+    pub fn this_peer() -> Vec<u8> {
+        // SAFETY: the host returns a buffer it allocated with netrun_alloc.
+        unsafe { take_packed(imports::this_peer()) }
+    }
+
+    pub fn log(level: i32, message: &str) {
+        // SAFETY: the host only reads the message.
+        unsafe { imports::log(level, message.as_ptr() as i32, message.len() as i32) }
+    }
+
+    pub fn panic(message: &str) {
+        // SAFETY: the host only reads the message.
+        unsafe { imports::panic(message.as_ptr() as i32, message.len() as i32) }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use netrun_abi::{CallError, Outcome, PeerInfo, codec};
+
+    const OUTSIDE: &str = "netrun host imports exist only inside a netrun peer (wasm32)";
+
+    fn error() -> CallError {
+        CallError::Protocol {
+            peer: String::new(),
+            message: OUTSIDE.to_string(),
+        }
+    }
+
+    pub fn call(_request: &[u8]) -> Vec<u8> {
+        codec::encode(&Outcome::Error(error())).expect("an outcome encodes")
+    }
+
+    pub fn peers(_query: &[u8]) -> Vec<u8> {
+        codec::encode(&Err::<Vec<PeerInfo>, _>(error())).expect("a result encodes")
+    }
+
+    pub fn this_peer() -> Vec<u8> {
+        let nobody = PeerInfo {
+            id: String::new(),
+            host: String::new(),
+            port: 0,
+            group: netrun_abi::peer_id::DEFAULT_GROUP.to_string(),
+            hub: false,
+        };
+        codec::encode(&nobody).expect("a peer encodes")
+    }
+
+    pub fn log(_level: i32, message: &str) {
+        eprintln!("{message}");
+    }
+
+    pub fn panic(_message: &str) {}
+}
+
+pub use imp::*;

@@ -1,0 +1,56 @@
+//! Guest memory the host may write into: the `netrun_alloc` / `netrun_free` exports, and the
+//! hand-over of buffers between host and guest.
+//!
+//! Every buffer crossing the boundary is a `Box<[u8]>` of exactly its length, so whichever side
+//! ends up owning it can free it knowing only `(ptr, len)`.
+
+use netrun_abi::names;
+
+/// Allocates `len` zeroed bytes for the host to write into. Exported as `netrun_alloc`.
+#[unsafe(no_mangle)]
+pub extern "C" fn netrun_alloc(len: i32) -> i32 {
+    let buffer = vec![0u8; len.max(0) as usize].into_boxed_slice();
+    Box::into_raw(buffer) as *mut u8 as usize as i32
+}
+
+/// Frees a buffer from [`netrun_alloc`] or from [`give`]. Exported as `netrun_free`.
+///
+/// # Safety
+///
+/// `(ptr, len)` must be a buffer allocated by this module and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
+    // SAFETY: the caller hands back a buffer made by `netrun_alloc` or `give`, with its length.
+    drop(unsafe { take(ptr, len) });
+}
+
+/// Takes ownership of a buffer made by [`netrun_alloc`].
+///
+/// # Safety
+///
+/// `(ptr, len)` must be a live buffer from `netrun_alloc` (or `give`) of exactly `len` bytes.
+pub unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
+    let slice = std::ptr::slice_from_raw_parts_mut(ptr as usize as *mut u8, len as usize);
+    // SAFETY: guaranteed by the caller: the slice is a leaked Box<[u8]> of this length.
+    unsafe { Box::from_raw(slice) }.into_vec()
+}
+
+/// Takes ownership of a packed buffer the host returned.
+///
+/// # Safety
+///
+/// `packed` must come from a host import that returns a buffer from `netrun_alloc`.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub unsafe fn take_packed(packed: i64) -> Vec<u8> {
+    let (ptr, len) = names::unpack(packed);
+    // SAFETY: guaranteed by the caller.
+    unsafe { take(ptr as i32, len as i32) }
+}
+
+/// Hands `bytes` to the host as a packed buffer; the host frees it with `netrun_free`.
+pub fn give(bytes: Vec<u8>) -> i64 {
+    let buffer = bytes.into_boxed_slice();
+    let len = buffer.len() as u32;
+    let ptr = Box::into_raw(buffer) as *mut u8 as usize as u32;
+    names::pack(ptr, len)
+}

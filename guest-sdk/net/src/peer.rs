@@ -1,0 +1,228 @@
+//! Peers as the guest sees them: finding them, and calling functions on them.
+
+use netrun_abi::names::{builtin, flag};
+use netrun_abi::{
+    CallRequest, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery, codec, peer_id,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, host};
+
+/// Another peer (or this one): where it is, its group, whether it is a hub.
+///
+/// ```no_run
+/// let peer = net::Peer::from_id("MTI3LjAuMC4xOjMwMTAgLT4gTm9uZQ==")?;
+/// assert_eq!((peer.host.as_str(), peer.port, peer.group.as_str()), ("127.0.0.1", 3010, "None"));
+/// let sum: i64 = peer.call("add", (2i64, 3i64))?;
+/// # Ok::<(), net::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Peer {
+    /// Base64 of `"host:port -> group"`.
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub group: String,
+    pub hub: bool,
+}
+
+impl From<PeerInfo> for Peer {
+    fn from(info: PeerInfo) -> Peer {
+        Peer {
+            id: info.id,
+            host: info.host,
+            port: info.port,
+            group: info.group,
+            hub: info.hub,
+        }
+    }
+}
+
+impl Peer {
+    /// The peer a peer id names (its hub flag is unknown, so `false`).
+    ///
+    /// ```
+    /// let peer = net::Peer::from_id("MTkyLjE2OC4yLjI0OjMwMTAgLT4gTm9uZQ==").unwrap();
+    /// assert_eq!(peer.port, 3010);
+    /// assert!(net::Peer::from_id("nonsense!").is_err());
+    /// ```
+    pub fn from_id(id: &str) -> Result<Peer, Error> {
+        let address = peer_id::decode(id)?;
+        Ok(Peer {
+            id: id.to_string(),
+            host: address.host,
+            port: address.port,
+            group: address.group,
+            hub: false,
+        })
+    }
+
+    /// `host:port -> group`, the readable form of the id.
+    pub fn display_name(&self) -> String {
+        format!("{}:{} -> {}", self.host, self.port, self.group)
+    }
+
+    /// Calls the function registered as `function` on this peer. `args` is the tuple of the
+    /// arguments: `()` for none, `(x,)` for one.
+    ///
+    /// ```no_run
+    /// # let peer = net::this_peer();
+    /// let greeting: String = peer.call("greet", ("world".to_string(),))?;
+    /// # Ok::<(), net::Error>(())
+    /// ```
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: A,
+    ) -> Result<R, Error> {
+        call(self, function, &args, None)
+    }
+
+    /// The peer's description (built-in `info`).
+    ///
+    /// ```no_run
+    /// # let peer = net::this_peer();
+    /// println!("{:?}", peer.info()?.connections);
+    /// # Ok::<(), net::Error>(())
+    /// ```
+    pub fn info(&self) -> Result<PeerDetails, Error> {
+        self.call(builtin::INFO, ())
+    }
+
+    /// Sends `value` to the peer and back (built-in `pass_through`).
+    ///
+    /// ```no_run
+    /// # let peer = net::this_peer();
+    /// assert_eq!(peer.pass_through(42u32)?, 42);
+    /// # Ok::<(), net::Error>(())
+    /// ```
+    pub fn pass_through<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<T, Error> {
+        self.call(builtin::PASS_THROUGH, (value,))
+    }
+}
+
+/// Calls `function` on `peer` with encoded `args`, checking `contract` on the other side.
+pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+    peer: &Peer,
+    function: &str,
+    args: &A,
+    contract: Option<Contract>,
+) -> Result<R, Error> {
+    let request = CallRequest {
+        peer: peer.id.clone(),
+        function: function.to_string(),
+        args: codec::encode(args)?,
+        contract,
+        timeout_ms: None,
+    };
+    let outcome: Outcome = codec::decode(&host::call(&codec::encode(&request)?))?;
+    resolve(outcome, peer, function)
+}
+
+/// Turns an outcome into the caller's result; flags are resolved here, on the caller's side.
+pub(crate) fn resolve<R: DeserializeOwned>(
+    outcome: Outcome,
+    peer: &Peer,
+    function: &str,
+) -> Result<R, Error> {
+    match outcome {
+        Outcome::Value(bytes) => codec::decode(&bytes).map_err(|e| Error::Codec {
+            message: format!(
+                "cannot decode the result of {function} from peer {}: {e}",
+                peer.display_name()
+            ),
+        }),
+        Outcome::Flag(name) if name == flag::NULL => {
+            let null = codec::encode(flag::NULL_VALUE)?;
+            codec::decode(&null).map_err(|_| Error::Codec {
+                message: format!(
+                    "{function} on peer {} answered the NULL flag, which resolves to the string \"NULL\"; the result type expected here cannot hold it",
+                    peer.display_name()
+                ),
+            })
+        }
+        Outcome::Flag(name) => Err(Error::UnknownFlag {
+            peer: peer.display_name(),
+            function: function.to_string(),
+            flag: name,
+        }),
+        Outcome::Error(e) => Err(e),
+    }
+}
+
+/// The peers a query finds; never this peer. Empty `groups` means every group.
+///
+/// ```no_run
+/// use net::PeerQuery;
+/// let hubs = net::peers(PeerQuery { on_host: true, hubs_only: true, ..Default::default() })?;
+/// # Ok::<(), net::Error>(())
+/// ```
+pub fn peers(query: PeerQuery) -> Result<Vec<Peer>, Error> {
+    let found: Result<Vec<PeerInfo>, Error> = codec::decode(&host::peers(&codec::encode(&query)?))?;
+    Ok(found?.into_iter().map(Peer::from).collect())
+}
+
+/// The peers in group `name`; never this peer.
+///
+/// ```no_run
+/// let mine = net::peer_group(&net::this_peer().group)?;
+/// # Ok::<(), net::Error>(())
+/// ```
+pub fn peer_group(name: &str) -> Result<Vec<Peer>, Error> {
+    peers(PeerQuery {
+        groups: vec![name.to_string()],
+        ..Default::default()
+    })
+}
+
+/// This peer.
+///
+/// ```no_run
+/// println!("I am {}", net::this_peer().id);
+/// ```
+pub fn this_peer() -> Peer {
+    static ME: std::sync::OnceLock<Peer> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let info: PeerInfo =
+            codec::decode(&host::this_peer()).expect("the host describes this peer");
+        Peer::from(info)
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer::from_id(&peer_id::encode("127.0.0.1", 3010, "None")).unwrap()
+    }
+
+    #[test]
+    fn null_flag_resolves_to_the_string_null() {
+        let got: String = resolve(Outcome::Flag("NULL".into()), &peer(), "null").unwrap();
+        assert_eq!(got, "NULL");
+        let err = resolve::<u32>(Outcome::Flag("NULL".into()), &peer(), "null").unwrap_err();
+        assert!(err.to_string().contains("\"NULL\""), "{err}");
+    }
+
+    #[test]
+    fn other_flags_are_unknown_and_name_themselves() {
+        let err = resolve::<String>(Outcome::Flag("BUSY".into()), &peer(), "f").unwrap_err();
+        assert!(matches!(&err, Error::UnknownFlag { flag, .. } if flag == "BUSY"));
+    }
+
+    #[test]
+    fn values_and_errors_pass_through() {
+        let value = resolve::<u32>(Outcome::Value(codec::encode(&7u32).unwrap()), &peer(), "f");
+        assert_eq!(value.unwrap(), 7);
+        let e = Error::Codec {
+            message: "x".into(),
+        };
+        assert_eq!(
+            resolve::<u32>(Outcome::Error(e.clone()), &peer(), "f").unwrap_err(),
+            e
+        );
+    }
+}
