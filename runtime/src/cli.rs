@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, env = "NET_GROUP", default_value = netrun_abi::peer_id::DEFAULT_GROUP)]
     pub group: String,
     /// Make this peer a hub (NET_IS_HUB: any value but 0/false/no/off)
-    #[arg(long, env = "NET_IS_HUB")]
+    #[arg(long, env = "NET_IS_HUB", value_parser = clap::builder::FalseyValueParser::new())]
     pub hub: bool,
     #[command(flatten)]
     pub net: NetOptions,
@@ -119,7 +119,7 @@ pub struct CallArgs {
     /// (info, connections, pass_through, null)
     pub function: String,
     /// Arguments, each one JSON value (quote strings: '"text"')
-    #[arg(value_name = "JSON_ARG", allow_hyphen_values = true)]
+    #[arg(value_name = "JSON_ARG", allow_negative_numbers = true)]
     pub args: Vec<String>,
     #[command(flatten)]
     pub call: CallOptions,
@@ -191,6 +191,29 @@ mod tests {
             panic!("expected call");
         };
         assert_eq!(call.args, ["-2", "3"]);
+        let Command::Call(call) = parse(&["netrun", "call", "ID", "f", "1", "--timeout", "2"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected call");
+        };
+        assert_eq!(
+            (call.args.len(), call.call.timeout),
+            (1, Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn any_hub_value_but_a_falsey_one_makes_a_hub() {
+        // SAFETY: this test is the only one that touches NET_IS_HUB.
+        for (value, hub) in [("1", true), ("yes", true), ("0", false), ("false", false)] {
+            unsafe { std::env::set_var("NET_IS_HUB", value) };
+            let Command::Run(run) = parse(&["netrun", "app.wasm"]).unwrap().command else {
+                panic!("expected run");
+            };
+            assert_eq!(run.hub, hub, "NET_IS_HUB={value}");
+        }
+        unsafe { std::env::remove_var("NET_IS_HUB") };
     }
 
     #[test]
