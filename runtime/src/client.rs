@@ -51,6 +51,9 @@ pub struct Request<'a> {
 
 type Pending = HashMap<u64, oneshot::Sender<Outcome>>;
 
+/// The connection to one address, if any; its async lock is held only while connecting.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+
 /// One live connection and its calls in flight.
 struct Link {
     sender: FrameSender,
@@ -133,8 +136,8 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader, display: Strin
 pub struct Client {
     hello: Hello,
     max_frame: usize,
-    /// One slot per address; the async lock is held only while connecting to that address.
-    links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Link>>>>>>,
+    /// One slot per address.
+    links: Mutex<HashMap<String, Slot>>,
 }
 
 impl Client {
