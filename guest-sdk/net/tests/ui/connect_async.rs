@@ -1,0 +1,6 @@
+#[net::connect]
+async fn fetch(url: String) -> String {
+    url
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[net::connect]
+fn echo<T: Clone>(value: T) -> T {
+    value
+}
+
+fn main() {}

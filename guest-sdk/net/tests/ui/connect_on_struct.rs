@@ -1,0 +1,4 @@
+#[net::connect]
+struct NotAFunction;
+
+fn main() {}
