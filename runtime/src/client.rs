@@ -35,9 +35,18 @@ impl Target {
     pub fn from_peer_id(id: &str) -> Result<Target, CallError> {
         let address = peer_id::decode(id)?;
         Ok(Target {
-            address: format!("{}:{}", address.host, address.port),
+            address: socket_address(&address.host, address.port),
             display: format!("{}:{} -> {}", address.host, address.port, address.group),
         })
+    }
+}
+
+/// `host:port` as a socket address string: an IPv6 host goes in brackets.
+pub fn socket_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -247,5 +256,20 @@ fn connect_error(target: &Target, e: ConnectionError) -> CallError {
     CallError::PeerUnreachable {
         peer: target.display.clone(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_dial_the_address_in_the_id() {
+        let v4 = Target::from_peer_id(&peer_id::encode("127.0.0.1", 3010, "None")).unwrap();
+        assert_eq!(v4.address, "127.0.0.1:3010");
+        assert_eq!(v4.display, "127.0.0.1:3010 -> None");
+        let v6 = Target::from_peer_id(&peer_id::encode("::1", 3011, "g")).unwrap();
+        assert_eq!(v6.address, "[::1]:3011");
+        assert!(v6.address.parse::<std::net::SocketAddr>().is_ok());
     }
 }

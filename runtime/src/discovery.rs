@@ -61,7 +61,7 @@ impl Discovery {
     pub async fn scan(&self) -> Vec<PeerInfo> {
         let mut probes = tokio::task::JoinSet::new();
         for port in self.ports.clone().filter(|p| Some(*p) != self.own_port) {
-            let address = format!("{}:{port}", self.host);
+            let address = crate::client::socket_address(&self.host, port);
             probes.spawn(async move { probe(&address).await });
         }
         let mut found = Vec::new();
