@@ -139,6 +139,10 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
 }
 
 /// What an entry point may return: `()` or `Result<(), E: Display>`.
+#[diagnostic::on_unimplemented(
+    message = "a #[net::entry] function returns `()` or `Result<(), E>` with `E: Display`, not `{Self}`",
+    label = "not `()` or `Result<(), E: Display>`"
+)]
 pub trait EntryResult {
     fn into_entry_result(self) -> Result<(), String>;
 }
@@ -155,24 +159,28 @@ impl<E: Display> EntryResult for Result<(), E> {
     }
 }
 
-/// Forwards panic messages to the host (`net.panic`) so the caller sees them.
+/// Forwards panic messages to the host (`net.panic`) so the caller sees them: the message
+/// first, then where it happened (`boom at src/lib.rs:12`). Installed once, by the first export
+/// that runs; the panic then aborts, which traps the instance.
 pub fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
-            let text = match info.location() {
-                Some(at) => format!("{message} (at {}:{})", at.file(), at.line()),
-                None => message,
-            };
-            crate::host::panic(&text);
-        }));
+        std::panic::set_hook(Box::new(|info| crate::host::panic(&panic_text(info))));
     });
+}
+
+/// `"{message} at {file}:{line}"`, or just the message when the location is unknown.
+fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    match info.location() {
+        Some(at) => format!("{message} at {}:{}", at.file(), at.line()),
+        None => message,
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +240,45 @@ mod tests {
             garbage,
             Outcome::Error(CallError::BadArguments { .. })
         ));
+    }
+
+    #[test]
+    fn a_unit_result_is_json_null_and_non_json_is_bad_arguments() {
+        let unit = handle_json(
+            "log_it",
+            "(String) -> ()",
+            br#"["x"]"#,
+            |(_,): (String,)| {},
+        );
+        assert_eq!(unit, Outcome::Value(b"null".to_vec()));
+        let Outcome::Error(CallError::BadArguments { message, .. }) = handle_json(
+            "echo",
+            "(String) -> String",
+            b"not json",
+            |(s,): (String,)| s,
+        ) else {
+            panic!("expected bad arguments");
+        };
+        assert!(
+            message.starts_with("expected arguments (String): "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn panic_text_puts_the_message_first() {
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&seen);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            *sink.lock().unwrap() = panic_text(info);
+        }));
+        let line = line!() + 1;
+        let _ = std::panic::catch_unwind(|| panic!("remote {}", "boom"));
+        std::panic::set_hook(previous);
+        let text = seen.lock().unwrap().clone();
+        assert_eq!(text, format!("remote boom at {}:{line}", file!()));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! are spelled here once; the runtime's ABI contract test links every one of them).
 //!
 //! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
-//! answer an error and `this_peer` describes no peer.
+//! and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
+//! group `None`), and logs and panic messages go to stderr.
 
 #[cfg(target_arch = "wasm32")]
 mod imports {
@@ -92,7 +93,9 @@ mod imp {
         eprintln!("{message}");
     }
 
-    pub fn panic(_message: &str) {}
+    pub fn panic(message: &str) {
+        eprintln!("panicked: {message}");
+    }
 }
 
 pub use imp::*;

@@ -21,11 +21,31 @@
 //! # Layout
 //!
 //! - [`connect`] and [`entry`]: the attribute macros (crate `net-macros`).
-//! - [`Peer`], [`peers`], [`peer_group`], [`this_peer`]: finding and calling peers.
+//! - [`Peer`], [`peers`], [`peer_group`], [`this_peer`], [`PeerQuery`] and [`PeerQueryExt`]:
+//!   finding and calling peers (module `peer`).
 //! - [`Error`]: every way a call can fail, to match on.
 //! - [`log`]: messages in the peer's log.
-//! - `host` and `memory` (private): the host imports and the buffers that cross the boundary.
+//! - [`Bytes`]: byte payloads that cross the wire as one slice.
+//! - `host` (private): the `net` host imports; stubs outside wasm.
+//! - `memory` (private): the `netrun_alloc` / `netrun_free` exports and buffer hand-over.
 //! - `__private` (hidden): what generated code calls; not a stable API.
+//!
+//! # Building an app
+//!
+//! An app is a library crate with `crate-type = ["cdylib"]` that depends on `net` (and on
+//! `serde` for its own types), built with `cargo build --release --target wasm32-wasip1`. The
+//! module exports `memory`, `netrun_alloc` and `netrun_free` (defined in this crate), and for
+//! each item the macros' exports; it imports only `wasi_snapshot_preview1.*` and `net.*`
+//! functions. Outside wasm the crate still builds (for tests and docs), but every call answers
+//! a [`Error::Protocol`] saying that the host imports exist only inside a netrun peer.
+//!
+//! # Names
+//!
+//! A connected function `f` and its stub module `f` share one name, which Rust allows (a
+//! function is a value, a module a type-namespace item). A type or module of your own called
+//! `f` in the same scope does clash: rename it, or rename the function and keep the name peers
+//! call with a tag, `#[net::connect("f")]`. Two items registered under one name in an app fail
+//! to build, with ``symbol `__netrun_fn:NAME` is already defined``.
 //!
 //! # State and calls
 //!
@@ -41,9 +61,90 @@ mod peer;
 #[doc(hidden)]
 pub mod __private;
 
-pub use net_macros::{connect, entry};
-pub use netrun_abi::{PeerDetails, PeerQuery};
-pub use peer::{Peer, peer_group, peers, this_peer};
+/// Makes a function callable by other peers: `#[net::connect]` registers it under its Rust
+/// name, `#[net::connect("tag")]` under `tag`.
+///
+/// The function stays a plain Rust function (calling it runs it here, at no extra cost). The
+/// macro adds, next to it:
+///
+/// - a module of the same name with `on(&peer, args…) -> Result<R, net::Error>`, which runs the
+///   function on `peer` and carries the function's type fingerprint, so a peer whose function
+///   has other types refuses the call instead of decoding garbage;
+/// - the exports the runtime calls (`__netrun_fn:NAME` with bincode arguments,
+///   `__netrun_json:NAME` with a JSON array of arguments, for `netrun call`);
+/// - a record in the module's manifest, shown by `netrun inspect`.
+///
+/// Parameters and the return type must be owned serde types (`String`, not `&str`); the
+/// function cannot be generic, `async`, `unsafe`, or take `self`. Each of these is a compile
+/// error pointing at the offending code.
+///
+/// ```no_run
+/// use std::collections::BTreeMap;
+///
+/// #[net::connect]
+/// fn word_count(text: String) -> BTreeMap<String, u32> {
+///     let mut counts = BTreeMap::new();
+///     for word in text.split_whitespace() {
+///         *counts.entry(word.to_string()).or_insert(0) += 1;
+///     }
+///     counts
+/// }
+///
+/// #[net::connect("ping")]
+/// fn answer_ping() -> String {
+///     "pong".to_string()
+/// }
+///
+/// # fn main() -> Result<(), net::Error> {
+/// let here = word_count("a b a".into()); // local: a plain Rust call
+/// assert_eq!(here["a"], 2);
+/// for peer in net::peer_group("None")? {
+///     let there = word_count::on(&peer, "a b a".into())?; // runs on `peer`
+///     let pong = answer_ping::on(&peer)?; // registered as "ping"
+///     let same: String = peer.call("ping", ())?; // by name, no contract check
+///     assert_eq!((here.clone(), pong), (there, same));
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub use net_macros::connect;
+
+/// Makes a function an entry point: `netrun run APP.wasm --entry NAME` serves as a peer and
+/// runs it. It takes no parameters and returns `()` or `Result<(), E>` with `E: Display`; an
+/// `Err` makes `netrun run` print it and exit with status 1.
+///
+/// ```no_run
+/// #[net::entry]
+/// fn hello_everyone() -> Result<(), net::Error> {
+///     let me = net::this_peer();
+///     for peer in net::peer_group(&me.group)? {
+///         println!("{} is in my group", peer.id);
+///     }
+///     Ok(())
+/// }
+/// ```
+pub use net_macros::entry;
+
+/// Which peers [`peers`] returns; build it with a struct literal or with [`PeerQueryExt`].
+///
+/// ```
+/// use net::PeerQuery;
+/// let query = PeerQuery { on_host: true, ..Default::default() };
+/// assert!(query.groups.is_empty()); // empty: every group
+/// ```
+pub use netrun_abi::PeerQuery;
+
+/// What a peer says about itself (built-in `info`): see [`Peer::info`].
+///
+/// ```no_run
+/// # let peer = net::this_peer();
+/// let details: net::PeerDetails = peer.info()?;
+/// println!("{} runs netrun {}", details.tag, details.runtime_version);
+/// # Ok::<(), net::Error>(())
+/// ```
+pub use netrun_abi::PeerDetails;
+
+pub use peer::{Peer, PeerQueryExt, peer_group, peers, this_peer};
 
 /// Why a call failed: unreachable peer, timeout, no such function on the peer (with what it
 /// offers), contract mismatch, a remote panic or trap (with its message), bad arguments, frame
@@ -78,18 +179,34 @@ pub mod log {
     use netrun_abi::names::log_level;
 
     /// Logs `message` as an error.
+    ///
+    /// ```
+    /// net::log::error("the cache is corrupt; rebuilding it");
+    /// ```
     pub fn error(message: &str) {
         crate::host::log(log_level::ERROR, message);
     }
     /// Logs `message` as a warning.
+    ///
+    /// ```
+    /// net::log::warn("no hub found; working alone");
+    /// ```
     pub fn warn(message: &str) {
         crate::host::log(log_level::WARN, message);
     }
     /// Logs `message` as information.
+    ///
+    /// ```
+    /// net::log::info("ready");
+    /// ```
     pub fn info(message: &str) {
         crate::host::log(log_level::INFO, message);
     }
     /// Logs `message` for debugging (shown with `NET_DEV` set).
+    ///
+    /// ```
+    /// net::log::debug(&format!("state: {:?}", [1, 2, 3]));
+    /// ```
     pub fn debug(message: &str) {
         crate::host::log(log_level::DEBUG, message);
     }

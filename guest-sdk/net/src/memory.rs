@@ -2,22 +2,30 @@
 //! hand-over of buffers between host and guest.
 //!
 //! Every buffer crossing the boundary is a `Box<[u8]>` of exactly its length, so whichever side
-//! ends up owning it can free it knowing only `(ptr, len)`.
+//! ends up owning it can free it knowing only `(ptr, len)`. Pointers are 32-bit: this module
+//! means something only on `wasm32` (on other targets nothing calls it). A buffer of length 0 owns nothing:
+//! its pointer is never dereferenced or freed, so the host may pass any pointer with it.
+//!
+//! The two exports are plain `#[no_mangle]` functions of this crate: a `cdylib` app exports
+//! them from its dependency as it is, so the macros do not emit them (and an app cannot end up
+//! with two).
 
 use netrun_abi::names;
 
-/// Allocates `len` zeroed bytes for the host to write into. Exported as `netrun_alloc`.
+/// Allocates `len` zeroed bytes for the host to write into; exported as `netrun_alloc`.
+/// A negative `len` is taken as 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn netrun_alloc(len: i32) -> i32 {
     let buffer = vec![0u8; len.max(0) as usize].into_boxed_slice();
     Box::into_raw(buffer) as *mut u8 as usize as i32
 }
 
-/// Frees a buffer from [`netrun_alloc`] or from [`give`]. Exported as `netrun_free`.
+/// Frees a buffer from [`netrun_alloc`] or from [`give`]; exported as `netrun_free`.
 ///
 /// # Safety
 ///
-/// `(ptr, len)` must be a buffer allocated by this module and not yet freed.
+/// `(ptr, len)` must be a buffer allocated by this module and not yet freed (any pointer will
+/// do when `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
     // SAFETY: the caller hands back a buffer made by `netrun_alloc` or `give`, with its length.
@@ -28,9 +36,14 @@ pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
 ///
 /// # Safety
 ///
-/// `(ptr, len)` must be a live buffer from `netrun_alloc` (or `give`) of exactly `len` bytes.
+/// Unless `len` is 0, `(ptr, len)` must be a live buffer from `netrun_alloc` (or `give`) of
+/// exactly `len` bytes, which the caller owns from now on.
 pub unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr as usize as *mut u8, len as usize);
+    let len = len as u32 as usize;
+    if len == 0 {
+        return Vec::new();
+    }
+    let slice = std::ptr::slice_from_raw_parts_mut(ptr as u32 as usize as *mut u8, len);
     // SAFETY: guaranteed by the caller: the slice is a leaked Box<[u8]> of this length.
     unsafe { Box::from_raw(slice) }.into_vec()
 }

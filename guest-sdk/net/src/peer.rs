@@ -27,6 +27,18 @@ pub struct Peer {
     pub hub: bool,
 }
 
+/// A peer as the host describes it.
+///
+/// ```
+/// let info = netrun_abi::PeerInfo {
+///     id: "MTI3LjAuMC4xOjMwMTAgLT4gTm9uZQ==".into(),
+///     host: "127.0.0.1".into(),
+///     port: 3010,
+///     group: "None".into(),
+///     hub: true,
+/// };
+/// assert!(net::Peer::from(info).hub);
+/// ```
 impl From<PeerInfo> for Peer {
     fn from(info: PeerInfo) -> Peer {
         Peer {
@@ -58,7 +70,12 @@ impl Peer {
         })
     }
 
-    /// `host:port -> group`, the readable form of the id.
+    /// `host:port -> group`, the readable form of the id (what error messages name).
+    ///
+    /// ```
+    /// let peer = net::Peer::from_id("MTkyLjE2OC4yLjI0OjMwMTAgLT4gTm9uZQ==").unwrap();
+    /// assert_eq!(peer.display_name(), "192.168.2.24:3010 -> None");
+    /// ```
     pub fn display_name(&self) -> String {
         format!("{}:{} -> {}", self.host, self.port, self.group)
     }
@@ -149,6 +166,90 @@ pub(crate) fn resolve<R: DeserializeOwned>(
         }),
         Outcome::Error(e) => Err(e),
     }
+}
+
+/// Builder methods for [`PeerQuery`], as an alternative to a struct literal.
+///
+/// ```
+/// use net::{PeerQuery, PeerQueryExt};
+///
+/// let query = PeerQuery::default().on_host().in_group("workers").hubs_only();
+/// assert_eq!(
+///     query,
+///     PeerQuery {
+///         on_host: true,
+///         groups: vec!["workers".into()],
+///         hubs_only: true,
+///         ..Default::default()
+///     }
+/// );
+/// ```
+pub trait PeerQueryExt: sealed::Sealed + Sized {
+    /// Only peers on this peer's host.
+    ///
+    /// ```
+    /// use net::{PeerQuery, PeerQueryExt};
+    /// assert!(PeerQuery::default().on_host().on_host);
+    /// ```
+    fn on_host(self) -> Self;
+
+    /// Also peers in group `name` (no group at all means every group).
+    ///
+    /// ```
+    /// use net::{PeerQuery, PeerQueryExt};
+    /// let query = PeerQuery::default().in_group("a").in_group("b");
+    /// assert_eq!(query.groups, ["a", "b"]);
+    /// ```
+    fn in_group(self, name: impl Into<String>) -> Self;
+
+    /// Only hubs.
+    ///
+    /// ```
+    /// use net::{PeerQuery, PeerQueryExt};
+    /// assert!(PeerQuery::default().hubs_only().hubs_only);
+    /// ```
+    fn hubs_only(self) -> Self;
+
+    /// Rescan instead of answering from the peer's cache.
+    ///
+    /// ```
+    /// use net::{PeerQuery, PeerQueryExt};
+    /// assert!(PeerQuery::default().refresh().refresh);
+    /// ```
+    fn refresh(self) -> Self;
+}
+
+impl PeerQueryExt for PeerQuery {
+    fn on_host(self) -> Self {
+        PeerQuery {
+            on_host: true,
+            ..self
+        }
+    }
+
+    fn in_group(mut self, name: impl Into<String>) -> Self {
+        self.groups.push(name.into());
+        self
+    }
+
+    fn hubs_only(self) -> Self {
+        PeerQuery {
+            hubs_only: true,
+            ..self
+        }
+    }
+
+    fn refresh(self) -> Self {
+        PeerQuery {
+            refresh: true,
+            ..self
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for netrun_abi::PeerQuery {}
 }
 
 /// The peers a query finds; never this peer. Empty `groups` means every group.

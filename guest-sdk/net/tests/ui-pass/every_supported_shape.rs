@@ -40,3 +40,29 @@ fn main() {
     let _ = tagged::on;
     let _ = (plain, checked);
 }
+
+// A parameter named like the stub's own `peer` parameter, one named like the function, `mut`
+// parameters and raw identifiers all work.
+#[net::connect]
+fn relay(peer: String, mut hops: u32) -> (String, u32) {
+    hops += 1;
+    (peer, hops)
+}
+
+#[net::connect]
+fn shadow(shadow: u32) -> u32 {
+    shadow
+}
+
+#[net::connect]
+fn r#type(r#in: String) -> String {
+    r#in
+}
+
+#[allow(dead_code)]
+fn more_stubs() {
+    let _: fn(&net::Peer, String, u32) -> Result<(String, u32), net::Error> = relay::on;
+    let _: fn(&net::Peer, u32) -> Result<u32, net::Error> = shadow::on;
+    let _: fn(&net::Peer, String) -> Result<String, net::Error> = r#type::on;
+    let _ = (relay(String::new(), 0), shadow(1), r#type(String::new()));
+}

@@ -7,4 +7,10 @@ fn spaced() {}
 #[net::connect("a", "b")]
 fn twice() {}
 
+#[net::connect("")]
+fn empty() {}
+
+#[net::connect(name = "x")]
+fn named() {}
+
 fn main() {}

@@ -1,0 +1,7 @@
+#[net::connect("same")]
+fn first() {}
+
+#[net::connect("same")]
+fn second() {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[net::entry]
+async fn later() {}
+
+#[net::entry]
+fn generic<T: Default>() {}
+
+fn main() {}
