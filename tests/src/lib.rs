@@ -1,27 +1,54 @@
 //! Support for the integration tests: the one place that knows where the binary and the apps
-//! are, hands out port ranges, starts `netrun` processes and cleans up after them.
+//! are, hands out ports, starts `netrun` processes, collects what they print and cleans up after
+//! them. Tests live in `tests/tests/*.rs` and use only this module; none of them spells a path,
+//! a port or a `Command` of its own.
 //!
-//! Every process a test starts is a [`TestPeer`] or goes through [`netrun`], and is killed when
-//! the test ends, passed or failed (on drop). Tests bind and call only 127.0.0.1, each in its
-//! own block of ports, so tests running in parallel never see each other's peers.
+//! # Layout
 //!
-//! The binary and the apps are built by `make build` (which `make test` runs first); a missing
-//! one is a failure that says so.
+//! - Paths: [`root`], [`netrun_bin`] (`$NETRUN_BIN`, else `target/release/netrun`) and [`app`]
+//!   (`target/apps/<name>.wasm`). Both are built by `make build`, which `make test` runs first; a
+//!   missing one fails the test with a message that says so.
+//! - Ports: [`Ports`] hands every test a block of its own, so tests running in parallel threads
+//!   never see each other's peers: peers bind the first free port of the block's first
+//!   [`PEER_RANGE`] ports and discovery (`netrun peers`, the guest's `net::peers`) scans exactly
+//!   those, because every process gets the block's `NET_PORT`/`NET_PORT_RANGE`.
+//! - Processes: [`TestPeer`] is a serving `netrun run APP`, started and waited for until it prints
+//!   its `peer <ID> listening on <HOST>:<PORT>` line; [`netrun`], [`call`] and [`run_entry`] run a
+//!   command to completion. Every process is killed when its owner is dropped, also when the
+//!   test panics, and gets SIGKILL when the thread that started it ends, so a killed test run
+//!   leaves nothing behind (`PR_SET_PDEATHSIG`; start a test's processes on its own thread).
+//! - Fixtures: [`Scratch`] files removed on drop, and hand-made wasm modules in [`wasm`].
+//!
+//! Network rule: everything binds and calls 127.0.0.1 only. Every wait is a poll with a deadline;
+//! a process that overruns its deadline is killed and the test fails with everything it printed.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a peer may take to start listening.
+use serde_json::Value;
+
+/// The only address tests use.
+pub const HOST: &str = "127.0.0.1";
+/// How long a peer may take to start listening (it compiles the module first).
 pub const START_LIMIT: Duration = Duration::from_secs(30);
 /// How long a command or an entry may run before the test gives up on it.
-pub const RUN_LIMIT: Duration = Duration::from_secs(120);
-/// Ports per test: peers bind the first free one of `start..start + PEER_RANGE`.
+pub const RUN_LIMIT: Duration = Duration::from_secs(90);
+/// How long a peer may take to exit after SIGTERM/SIGINT.
+pub const STOP_LIMIT: Duration = Duration::from_secs(15);
+/// Ports per test that peers may bind: `start..start + PEER_RANGE` (`NET_PORT_RANGE`).
 pub const PEER_RANGE: u16 = 5;
-const BLOCK: u16 = 10;
+/// Ports per block: the ones past [`PEER_RANGE`] are never bound by a peer of the test (see
+/// [`Ports::unused`]).
+pub const BLOCK: u16 = 10;
+/// Blocks come from `PORT_FLOOR..PORT_FLOOR + PORT_SPAN`, below Linux's ephemeral range
+/// (32768 and up), so the local port of some outgoing connection never lands in a block.
+const PORT_FLOOR: u16 = 20_000;
+const PORT_SPAN: u16 = 12_000;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -37,8 +64,8 @@ pub fn netrun_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/release/netrun"));
     assert!(
-        path.exists(),
-        "{} is missing: run `make build` first",
+        path.is_file(),
+        "{} is missing: run `make build` first (`make test` does)",
         path.display()
     );
     path
@@ -48,44 +75,71 @@ pub fn netrun_bin() -> PathBuf {
 pub fn app(name: &str) -> PathBuf {
     let path = root().join("target/apps").join(format!("{name}.wasm"));
     assert!(
-        path.exists(),
-        "{} is missing: run `make build` first",
+        path.is_file(),
+        "{} is missing: run `make build` first (`make test` does)",
         path.display()
     );
     path
 }
 
-/// A block of ports of this test's own; `NET_PORT`/`NET_PORT_RANGE` for everything it starts.
+/// `path` as the `&str` a command line takes.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// A block of [`BLOCK`] ports of this test's own; everything the test starts gets its
+/// `NET_PORT`/`NET_PORT_RANGE`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub start: u16,
 }
 
 impl Ports {
-    /// A fresh block, whose first port is free right now.
+    /// A fresh block, every port of which is free right now. Blocks are handed out by a
+    /// process-wide counter starting at an offset taken from the process id, so test binaries
+    /// that happen to run at the same time start far apart.
     pub fn new() -> Ports {
-        static NEXT: AtomicU16 = AtomicU16::new(0);
-        let base = 20_000 + (std::process::id() % 100) as u16 * 200;
-        loop {
-            let start = base + NEXT.fetch_add(BLOCK, Ordering::Relaxed) % 20_000;
-            if std::net::TcpListener::bind(("127.0.0.1", start)).is_ok() {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let blocks = u32::from(PORT_SPAN / BLOCK);
+        let first = std::process::id() % blocks;
+        for _ in 0..blocks {
+            let block = (first + NEXT.fetch_add(1, Ordering::Relaxed)) % blocks;
+            let start = PORT_FLOOR + u16::try_from(block).expect("< PORT_SPAN") * BLOCK;
+            if (start..start + BLOCK).all(|port| std::net::TcpListener::bind((HOST, port)).is_ok())
+            {
                 return Ports { start };
             }
         }
+        panic!("no free block of {BLOCK} ports on {HOST} from {PORT_FLOOR} on");
     }
 
     /// The environment that puts a process in this block.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("NET_HOST".into(), "127.0.0.1".into()),
+            ("NET_HOST".into(), HOST.into()),
             ("NET_PORT".into(), self.start.to_string()),
             ("NET_PORT_RANGE".into(), PEER_RANGE.to_string()),
         ]
     }
 
-    /// The id a peer of `group` at the `index`th port of the block has.
-    pub fn id(&self, index: u16, group: &str) -> String {
-        netrun_abi::peer_id::encode("127.0.0.1", self.start + index, group)
+    /// The id a peer of `group` listening on `port` has.
+    pub fn id_of(port: u16, group: &str) -> String {
+        netrun_abi::peer_id::encode(HOST, port, group)
+    }
+
+    /// A port of the block that no peer of the test binds (`index` in `PEER_RANGE..BLOCK`),
+    /// checked to have no listener: calling it finds nobody.
+    pub fn unused(&self, index: u16) -> u16 {
+        assert!(
+            (PEER_RANGE..BLOCK).contains(&index),
+            "index {index} is not outside the peers' range"
+        );
+        let port = self.start + index;
+        assert!(
+            std::net::TcpListener::bind((HOST, port)).is_ok(),
+            "port {port} was expected to be free"
+        );
+        port
     }
 }
 
@@ -95,45 +149,149 @@ impl Default for Ports {
     }
 }
 
-fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)]) -> Command {
+/// `netrun ARGS…` with the block's environment on top of `env`, none of the caller's `NET_*`.
+fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Command {
     let mut cmd = Command::new(netrun_bin());
     cmd.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("NET_") {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NET_") {
             cmd.env_remove(key);
         }
     }
     cmd.envs(ports.env());
-    cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
+    cmd.envs(env.iter().copied());
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. The child gets
+    // SIGKILL when the thread that spawned it ends, so nothing outlives a test that is killed
+    // (its test thread is where every process of a test is started and owned).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
-/// Output collected from a child's pipe by a reader thread.
+/// Everything a child wrote to one pipe, collected by a reader thread that also echoes each
+/// line to the test's stderr (shown when the test fails).
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
+struct Captured {
+    text: Arc<Mutex<String>>,
+    closed: Arc<AtomicBool>,
+}
 
 impl Captured {
     fn spawn(pipe: impl Read + Send + 'static, label: String) -> Captured {
         let captured = Captured::default();
-        let sink = captured.0.clone();
+        let (text, closed) = (captured.text.clone(), captured.closed.clone());
         std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                eprintln!("[{label}] {line}");
-                let mut text = sink.lock().expect("capture lock");
-                text.push_str(&line);
-                text.push('\n');
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&line);
+                        eprintln!("[{label}] {}", line.trim_end_matches('\n'));
+                        text.lock().expect("capture lock").push_str(&line);
+                    }
+                }
             }
+            closed.store(true, Ordering::Release);
         });
         captured
     }
 
     fn text(&self) -> String {
-        self.0.lock().expect("capture lock").clone()
+        self.text.lock().expect("capture lock").clone()
+    }
+
+    /// Waits until the writer closed the pipe and every byte is in.
+    fn wait_closed(&self, limit: Duration) -> bool {
+        wait_until(limit, || self.closed.load(Ordering::Acquire))
     }
 }
 
-/// Polls `condition` until it holds or `limit` passes.
+/// A started `netrun` process with its output being collected.
+struct Process {
+    child: Child,
+    stdout: Captured,
+    stderr: Captured,
+    /// The command line, for messages.
+    what: String,
+}
+
+impl Process {
+    fn spawn(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Process {
+        let what = format!("netrun {}", args.join(" "));
+        let mut child = command(ports, args, env, stdin)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let label = format!(
+            "{} {}",
+            args.first().copied().unwrap_or("netrun"),
+            child.id()
+        );
+        let stdout = Captured::spawn(child.stdout.take().expect("piped"), format!("{label} out"));
+        let stderr = Captured::spawn(child.stderr.take().expect("piped"), format!("{label} err"));
+        Process {
+            child,
+            stdout,
+            stderr,
+            what,
+        }
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait on our own child")
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which has not been reaped (we hold its `Child`).
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn kill(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// What it printed so far, for failure messages.
+    fn report(&self) -> String {
+        format!(
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.what,
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds (true) or `limit` passes (false).
 pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
@@ -147,204 +305,303 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
-/// A `netrun run` process, killed on drop.
+/// What a peer's stdin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// `/dev/null` (the default).
+    Null,
+    /// A pipe the test writes to: [`TestPeer::stdin`].
+    Piped,
+}
+
+/// A serving `netrun run APP` process, killed on drop.
 pub struct TestPeer {
-    child: Child,
-    stdout: Captured,
-    stderr: Captured,
+    process: Process,
     id: String,
+    host: String,
     port: u16,
 }
 
 impl TestPeer {
-    /// Starts `netrun run APP ARGS…` in `ports` and waits until it listens.
+    /// Starts `netrun run APP ARGS…` in `ports` and waits until it prints its listening line.
     pub fn start(ports: &Ports, app: &Path, args: &[&str], env: &[(&str, &str)]) -> TestPeer {
-        let mut all = vec!["run", app.to_str().expect("UTF-8 path")];
-        all.extend_from_slice(args);
-        let mut child = command(ports, &all, env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("netrun starts");
-        let label = format!("peer {}", child.id());
-        let stdout = Captured::spawn(child.stdout.take().expect("stdout"), label.clone());
-        let stderr = Captured::spawn(child.stderr.take().expect("stderr"), label);
-        let mut peer = TestPeer {
-            child,
-            stdout,
-            stderr,
-            id: String::new(),
-            port: 0,
-        };
-        let started = wait_until(START_LIMIT, || {
-            peer.stdout
-                .text()
-                .lines()
-                .any(|l| l.starts_with("peer ") && l.contains(" listening on "))
-                || peer.exited().is_some()
-        });
-        let line = peer
-            .stdout
-            .text()
-            .lines()
-            .find(|l| l.starts_with("peer ") && l.contains(" listening on "))
-            .map(str::to_string);
-        let Some(line) = line.filter(|_| started) else {
-            panic!(
-                "netrun {all:?} did not start listening within {START_LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
-                peer.stdout(),
-                peer.stderr()
-            );
-        };
-        // "peer <ID> listening on <HOST>:<PORT>"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        peer.id = words[1].to_string();
-        peer.port = words[4]
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port");
-        peer
+        TestPeer::start_with(ports, app, args, env, Input::Null)
     }
 
-    /// Starts a core_probe peer with no extra arguments.
+    /// [`TestPeer::start`] with a choice of stdin.
+    pub fn start_with(
+        ports: &Ports,
+        app: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        input: Input,
+    ) -> TestPeer {
+        let mut all = vec!["run", arg(app)];
+        all.extend_from_slice(args);
+        TestPeer::start_command(ports, &all, env, input)
+    }
+
+    /// Starts `netrun ARGS…` (any spelling of serving, such as the `netrun APP` shorthand) in
+    /// `ports` and waits until it prints its listening line.
+    pub fn start_command(
+        ports: &Ports,
+        all: &[&str],
+        env: &[(&str, &str)],
+        input: Input,
+    ) -> TestPeer {
+        let stdin = match input {
+            Input::Null => Stdio::null(),
+            Input::Piped => Stdio::piped(),
+        };
+        let mut process = Process::spawn(ports, all, env, stdin);
+        let listening = |p: &Process| p.stdout.text().lines().find_map(parse_listening);
+        let mut found = None;
+        wait_until(START_LIMIT, || {
+            found = listening(&process);
+            found.is_some() || process.exited().is_some()
+        });
+        let Some((id, host, port)) = found.or_else(|| listening(&process)) else {
+            let status = process.exited();
+            process.kill();
+            process.stdout.wait_closed(Duration::from_secs(2));
+            process.stderr.wait_closed(Duration::from_secs(2));
+            let why = match status {
+                Some(status) => format!("exited ({status})"),
+                None => format!("was still silent after {START_LIMIT:?}; killed"),
+            };
+            panic!(
+                "peer {why} without printing `peer <ID> listening on <HOST>:<PORT>`\n{}",
+                process.report()
+            );
+        };
+        let address = netrun_abi::peer_id::decode(&id)
+            .unwrap_or_else(|e| panic!("the listening line's id: {e}\n{}", process.report()));
+        assert_eq!(
+            (address.host.as_str(), address.port),
+            (host.as_str(), port),
+            "the id does not carry the address the peer listens on\n{}",
+            process.report()
+        );
+        TestPeer {
+            process,
+            id,
+            host,
+            port,
+        }
+    }
+
+    /// A `core_probe` peer serving with no extra arguments.
     pub fn probe(ports: &Ports, env: &[(&str, &str)]) -> TestPeer {
         TestPeer::start(ports, &app("core_probe"), &[], env)
     }
 
+    /// The id from its listening line.
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// The host from its listening line.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port from its listening line.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Everything it printed on stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.text()
+        self.process.stdout.text()
     }
 
+    /// Everything it printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.text()
+        self.process.stderr.text()
     }
 
-    /// Waits until stdout contains `text`.
+    /// Its stdin, when started with [`Input::Piped`] (once).
+    pub fn stdin(&mut self) -> ChildStdin {
+        self.process
+            .child
+            .stdin
+            .take()
+            .expect("started with Input::Piped, stdin taken once")
+    }
+
+    /// Waits (bounded) until its stdout contains `text`.
     pub fn wait_for_stdout(&self, text: &str, limit: Duration) -> bool {
         wait_until(limit, || self.stdout().contains(text))
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// Waits (bounded) until its stderr contains `text`.
+    pub fn wait_for_stderr(&self, text: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.stderr().contains(text))
     }
 
-    /// Sends SIGTERM and waits for the exit (bounded); SIGKILL if it does not come.
+    /// Whether it has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.process.exited()
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for it to exit; kills it if it does not. Returns
+    /// the exit status, or `None` if it had to be killed.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let mut status = None;
-        wait_until(limit, || {
-            status = self.exited();
-            status.is_some()
-        });
+        self.stop_with(libc::SIGTERM, limit)
+    }
+
+    /// Like [`TestPeer::terminate`] with another signal (SIGINT: Ctrl-C).
+    pub fn stop_with(&mut self, signal: libc::c_int, limit: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.process.exited() {
+            return Some(status);
+        }
+        self.process.signal(signal);
+        let status = self.process.wait(limit);
         if status.is_none() {
-            self.kill();
+            self.process.kill();
         }
         status
     }
 
-    /// Kills the process at once.
+    /// Kills it at once (SIGKILL).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
+    }
+
+    /// Its command line and everything it printed, for failure messages.
+    pub fn report(&self) -> String {
+        self.process.report()
     }
 }
 
-impl Drop for TestPeer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `peer <ID> listening on <HOST>:<PORT>` → (id, host, port).
+fn parse_listening(line: &str) -> Option<(String, String, u16)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ["peer", id, "listening", "on", address] = words[..] else {
+        return None;
+    };
+    let (host, port) = address.rsplit_once(':')?;
+    Some((id.to_string(), host.to_string(), port.parse().ok()?))
 }
 
 /// What a finished `netrun` command left.
 #[derive(Debug)]
 pub struct CliOutput {
+    /// The command line.
+    pub command: String,
     /// Exit code; `None` if a signal ended it.
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
 }
 
 impl CliOutput {
     /// Panics with everything the command said unless it exited with `code`.
+    #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "unexpected exit code\n{self:#?}");
+        assert_eq!(self.code, Some(code), "unexpected exit code\n{self}");
         self
     }
-}
 
-/// Runs `netrun ARGS…` in `ports` to completion (killed after [`RUN_LIMIT`]).
-pub fn netrun(ports: &Ports, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    let mut child = command(ports, args, env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("netrun starts");
-    let label = format!("netrun {}", args.first().copied().unwrap_or(""));
-    let stdout = Captured::spawn(child.stdout.take().expect("stdout"), label.clone());
-    let stderr = Captured::spawn(child.stderr.take().expect("stderr"), label);
-    let mut status = None;
-    wait_until(RUN_LIMIT, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "netrun {args:?} did not finish within {RUN_LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
-            stdout.text(),
-            stderr.text()
-        );
-    };
-    // The reader threads finish when the pipes close; give them a moment to drain.
-    std::thread::sleep(Duration::from_millis(50));
-    CliOutput {
-        code: status.code(),
-        stdout: stdout.text(),
-        stderr: stderr.text(),
+    /// Panics unless stderr contains every one of `needles`.
+    #[track_caller]
+    pub fn expect_stderr(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "{needle:?} missing from stderr\n{self}"
+            );
+        }
+        self
+    }
+
+    /// Stdout parsed as one JSON value (panics with the output if it is not).
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e})\n{self}"))
     }
 }
 
-/// Runs `netrun run APP --entry ENTRY` in `ports` to completion.
-pub fn run_entry(ports: &Ports, app: &Path, entry: &str, env: &[(&str, &str)]) -> CliOutput {
-    netrun(
-        ports,
-        &["run", app.to_str().expect("UTF-8 path"), "--entry", entry],
-        env,
-    )
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} → exit {:?} after {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.command, self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
 }
 
-/// A scratch directory removed on drop.
+/// Runs `netrun ARGS…` in `ports` to completion; past [`RUN_LIMIT`] it is killed and the test
+/// fails with what it printed.
+pub fn netrun(ports: &Ports, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let started = Instant::now();
+    let mut process = Process::spawn(ports, args, env, Stdio::null());
+    let Some(status) = process.wait(RUN_LIMIT) else {
+        process.kill();
+        process.stdout.wait_closed(Duration::from_secs(2));
+        process.stderr.wait_closed(Duration::from_secs(2));
+        panic!(
+            "did not finish within {RUN_LIMIT:?}; killed\n{}",
+            process.report()
+        );
+    };
+    let elapsed = started.elapsed();
+    // The pipes close when the process is gone; the readers then have every byte.
+    let drained = process.stdout.wait_closed(Duration::from_secs(10))
+        && process.stderr.wait_closed(Duration::from_secs(10));
+    assert!(drained, "output pipes still open\n{}", process.report());
+    CliOutput {
+        command: process.what.clone(),
+        code: status.code(),
+        stdout: process.stdout.text(),
+        stderr: process.stderr.text(),
+        elapsed,
+    }
+}
+
+/// `netrun call PEER FUNCTION ARGS…` in `ports`.
+pub fn call(ports: &Ports, peer: &str, function: &str, args: &[&str]) -> CliOutput {
+    let mut all = vec!["call", peer, function];
+    all.extend_from_slice(args);
+    netrun(ports, &all, &[])
+}
+
+/// `netrun run APP --entry ENTRY` in `ports`, to completion.
+pub fn run_entry(ports: &Ports, app: &Path, entry: &str, env: &[(&str, &str)]) -> CliOutput {
+    netrun(ports, &["run", arg(app), "--entry", entry], env)
+}
+
+/// A scratch directory of the test's own, removed on drop.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "netrun-test-{}-{name}-{}",
+            "netrun-test-{}-{}-{name}",
             std::process::id(),
-            Ports::new().start
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         Scratch(dir)
     }
 
-    /// Writes `bytes` to `name` inside; returns the path.
+    /// Writes `bytes` to `name` inside; returns its path.
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, bytes).expect("scratch file");
+        std::fs::write(&path, bytes)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         path
+    }
+
+    /// A path inside that does not exist.
+    pub fn missing(&self, name: &str) -> PathBuf {
+        self.0.join(name)
     }
 }
 
@@ -354,28 +611,114 @@ impl Drop for Scratch {
     }
 }
 
-/// Hand-made wasm modules for the bad-input tests.
+/// Hand-made files for the bad-input tests, written byte by byte so they do not depend on the
+/// SDK or the runtime being right.
 pub mod wasm {
-    /// The smallest valid module: magic and version, nothing else.
+    /// The smallest valid module: magic and version, nothing else (so no netrun manifest).
     pub const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    /// A file that is not wasm at all.
+    pub const NOT_WASM: &[u8] = b"hello, I am a text file, not a WebAssembly module\n";
+
+    /// `value` as unsigned LEB128, as wasm writes sizes.
+    pub fn leb128(mut value: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A custom section (id 0) named `name` holding `content`.
+    pub fn custom_section(name: &str, content: &[u8]) -> Vec<u8> {
+        let name_len = u32::try_from(name.len()).expect("short name");
+        let mut body = leb128(name_len);
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(content);
+        let mut section = vec![0];
+        section.extend(leb128(u32::try_from(body.len()).expect("small section")));
+        section.extend(body);
+        section
+    }
+
+    /// One manifest record framed by hand as the ABI crate documents it: `b"nrmf"`, the ABI
+    /// version (u32 LE), the payload length (u32 LE), the payload.
+    pub fn manifest_record(abi_version: u32, payload: &[u8]) -> Vec<u8> {
+        let mut record = b"nrmf".to_vec();
+        record.extend_from_slice(&abi_version.to_le_bytes());
+        let len = u32::try_from(payload.len()).expect("small payload");
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(payload);
+        record
+    }
 
     /// A module whose only content is a `netrun.manifest` custom section holding one record
     /// framed for ABI version `abi_version`.
     pub fn with_manifest_for_abi(abi_version: u32) -> Vec<u8> {
-        let payload = b"not a record of this ABI";
-        let mut record = b"nrmf".to_vec();
-        record.extend_from_slice(&abi_version.to_le_bytes());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(payload);
-        let name = netrun_abi::names::MANIFEST_SECTION.as_bytes();
-        let mut body = vec![name.len() as u8];
-        body.extend_from_slice(name);
-        body.extend_from_slice(&record);
+        let record = manifest_record(abi_version, b"a record of some other ABI");
         let mut module = EMPTY_MODULE.to_vec();
-        module.push(0); // custom section
-        assert!(body.len() < 128, "one-byte LEB128 size");
-        module.push(body.len() as u8);
-        module.extend_from_slice(&body);
+        module.extend(custom_section(netrun_abi::names::MANIFEST_SECTION, &record));
         module
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn leb128_matches_the_spec_examples() {
+            assert_eq!(leb128(0), [0]);
+            assert_eq!(leb128(127), [0x7f]);
+            assert_eq!(leb128(128), [0x80, 0x01]);
+            assert_eq!(leb128(624_485), [0xe5, 0x8e, 0x26]);
+        }
+
+        #[test]
+        fn the_wrong_abi_module_is_read_as_such_by_the_abi_crate() {
+            let module = with_manifest_for_abi(99);
+            let name = netrun_abi::names::MANIFEST_SECTION;
+            // magic, version, section id, size, name length, name, then the record.
+            let record = &module[8 + 1 + 1 + 1 + name.len()..];
+            assert_eq!(module[8], 0);
+            assert_eq!(usize::from(module[9]), module.len() - 10);
+            assert_eq!(
+                netrun_abi::manifest::decode_section(record),
+                Err(netrun_abi::manifest::ManifestError::AbiVersion {
+                    found: 99,
+                    expected: netrun_abi::names::ABI_VERSION
+                })
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_listening_line_and_nothing_else() {
+        let id = Ports::id_of(20_001, "None");
+        assert_eq!(
+            parse_listening(&format!("peer {id} listening on 127.0.0.1:20001")),
+            Some((id.clone(), "127.0.0.1".into(), 20_001))
+        );
+        assert_eq!(parse_listening("My Message!"), None);
+        assert_eq!(parse_listening(&format!("peer {id} listening on x")), None);
+    }
+
+    #[test]
+    fn blocks_do_not_overlap_and_stay_below_the_ephemeral_range() {
+        let a = Ports::new();
+        let b = Ports::new();
+        assert!(a.start.abs_diff(b.start) >= BLOCK);
+        for p in [a, b] {
+            assert!(p.start >= PORT_FLOOR && p.start + BLOCK <= PORT_FLOOR + PORT_SPAN);
+        }
     }
 }
