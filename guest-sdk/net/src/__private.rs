@@ -38,10 +38,9 @@ pub fn serve_bincode<A: DeserializeOwned, R: Serialize>(
     len: i32,
     f: impl FnOnce(A) -> R,
 ) -> i64 {
-    install_panic_hook();
-    // SAFETY: the host passes a buffer it got from netrun_alloc; the export owns it.
-    let args = unsafe { memory::take(ptr, len) };
-    answer(handle_bincode(function, signature, &args, f))
+    serve(ptr, len, |args| {
+        handle_bincode(function, signature, args, f)
+    })
 }
 
 /// Export wrapper of a connected function, JSON flavour.
@@ -52,10 +51,15 @@ pub fn serve_json<A: DeserializeOwned, R: Serialize>(
     len: i32,
     f: impl FnOnce(A) -> R,
 ) -> i64 {
+    serve(ptr, len, |args| handle_json(function, signature, args, f))
+}
+
+/// Takes the argument buffer the host handed over, runs `handle` on it, hands back the outcome.
+fn serve(ptr: i32, len: i32, handle: impl FnOnce(&[u8]) -> Outcome) -> i64 {
     install_panic_hook();
-    // SAFETY: as in serve_bincode.
+    // SAFETY: the host passes a buffer it got from netrun_alloc; the export owns it.
     let args = unsafe { memory::take(ptr, len) };
-    answer(handle_json(function, signature, &args, f))
+    answer(handle(&args))
 }
 
 /// Export wrapper of an entry point.
@@ -98,15 +102,10 @@ pub fn handle_bincode<A: DeserializeOwned, R: Serialize>(
     args: &[u8],
     f: impl FnOnce(A) -> R,
 ) -> Outcome {
-    match codec::decode::<A>(args) {
-        Ok(args) => match codec::encode(&f(args)) {
-            Ok(bytes) => Outcome::Value(bytes),
-            Err(e) => Outcome::Error(CallError::Codec {
-                message: e.to_string(),
-            }),
-        },
-        Err(e) => bad_arguments(function, signature, e),
-    }
+    let decoded = codec::decode::<A>(args).map_err(|e| e.to_string());
+    run(function, signature, decoded, f, |r| {
+        codec::encode(r).map_err(|e| e.to_string())
+    })
 }
 
 /// Decodes a JSON array of arguments, runs `f`, answers its result as JSON text.
@@ -116,23 +115,31 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     args: &[u8],
     f: impl FnOnce(A) -> R,
 ) -> Outcome {
-    let value: serde_json::Value = match serde_json::from_slice(args) {
-        Ok(value) => value,
-        Err(e) => return bad_arguments(function, signature, e),
-    };
-    // A function without parameters takes `[]`: the unit tuple, which serde spells `null`.
-    let value = match value {
+    let decoded = serde_json::from_slice(args).and_then(|value| match value {
+        // A function without parameters takes `[]`: the unit tuple, which serde spells `null`.
         serde_json::Value::Array(items) if items.is_empty() && signature.starts_with("() ") => {
-            serde_json::Value::Null
+            serde_json::from_value(serde_json::Value::Null)
         }
-        other => other,
-    };
-    match serde_json::from_value::<A>(value) {
-        Ok(args) => match serde_json::to_vec(&f(args)) {
+        other => serde_json::from_value(other),
+    });
+    let decoded = decoded.map_err(|e| e.to_string());
+    run(function, signature, decoded, f, |r| {
+        serde_json::to_vec(r).map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `f` on decoded arguments and encodes its result; a decoding failure is bad arguments.
+fn run<A, R>(
+    function: &str,
+    signature: &str,
+    decoded: Result<A, String>,
+    f: impl FnOnce(A) -> R,
+    encode: impl FnOnce(&R) -> Result<Vec<u8>, String>,
+) -> Outcome {
+    match decoded {
+        Ok(args) => match encode(&f(args)) {
             Ok(bytes) => Outcome::Value(bytes),
-            Err(e) => Outcome::Error(CallError::Codec {
-                message: e.to_string(),
-            }),
+            Err(message) => Outcome::Error(CallError::Codec { message }),
         },
         Err(e) => bad_arguments(function, signature, e),
     }
