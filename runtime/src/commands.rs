@@ -73,6 +73,8 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         call_timeout: args.call.timeout,
         max_frame: args.call.max_frame,
     };
+    let mut signals = ShutdownSignals::install()
+        .map_err(|e| failed(anyhow!("cannot install signal handlers: {e}")))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let server_stops = async move {
         let mut stopped = stopped;
@@ -91,10 +93,10 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let result = match &args.entry {
         Some(entry) => tokio::select! {
             result = peer::run_entry(&started.instance, entry) => result.map_err(|e| failed(anyhow!(e))),
-            () = shutdown_signal() => Ok(()),
+            () = signals.recv() => Ok(()),
         },
         None => {
-            shutdown_signal().await;
+            signals.recv().await;
             Ok(())
         }
     };
@@ -103,25 +105,28 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     result
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is made: install it before the
+/// peer says it is listening, so a signal sent right after that line stops it cleanly.
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves when either signal arrives.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
