@@ -126,3 +126,43 @@ fn an_entry_that_needs_a_peer_fails_clearly_without_one() {
     out.expect_code(1).expect_stderr(&["no other peer"]);
     assert!(!out.stdout.contains("typed parity ok"), "{out}");
 }
+
+/// Hostile bytes on a peer's port: a frame header claiming 4 GiB, a frame of garbage, a
+/// connection that says nothing. Each connection is dropped (the reason is logged at debug level,
+/// with NET_DEV); the peer keeps serving calls, its instance state untouched.
+#[test]
+fn hostile_bytes_close_only_their_connection() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let ports = Ports::new();
+    let peer = TestPeer::probe(&ports, &[]);
+    call(&ports, peer.id(), "counter", &[]).expect_code(0);
+    let hostile: [&[u8]; 3] = [
+        &u32::MAX.to_be_bytes(),                     // claims a 4 GiB frame
+        &[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff], // a frame that is no message
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",        // another protocol
+    ];
+    for bytes in hostile {
+        let mut stream = TcpStream::connect(("127.0.0.1", peer.port())).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(bytes).unwrap();
+        // The peer closes the connection (read returns 0 or a reset), it does not hang.
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "the peer answered hostile bytes {bytes:?}"),
+            Err(e) => assert!(
+                e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut,
+                "the peer kept a hostile connection open: {e}"
+            ),
+        }
+    }
+    // A silent connection does not block others.
+    let _silent = TcpStream::connect(("127.0.0.1", peer.port())).unwrap();
+    let after = call(&ports, peer.id(), "counter", &[]);
+    after.expect_code(0);
+    assert_eq!(after.stdout.trim(), "2", "state survived: {after}");
+}
