@@ -274,3 +274,16 @@ fn fingerprint(value: &Value) -> u64 {
         })
         .unwrap_or_else(|| panic!("not a fingerprint: {value}"))
 }
+
+/// `NET_IS_HUB`: any value but a falsey one makes a hub (app-net: any value at all).
+#[test]
+fn net_is_hub_takes_any_value_but_a_falsey_one() {
+    let ports = Ports::new();
+    for (value, hub) in [("1", true), ("yes", true), ("0", false), ("false", false)] {
+        let mut peer = TestPeer::probe(&ports, &[("NET_IS_HUB", value)]);
+        let info = netrun(&ports, &["info", peer.id()], &[]);
+        info.expect_code(0);
+        assert_eq!(info.json()["hub"], hub, "NET_IS_HUB={value}: {info}");
+        peer.kill();
+    }
+}
