@@ -192,14 +192,16 @@ async fn json_call(
 /// `netrun peers`: scan the port range and list the peers.
 pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
     let host = args.net.host.to_string();
-    let ports = args.net.port..args.net.port.saturating_add(args.net.port_range);
+    let ports = peer::port_range(args.net.port, args.net.port_range);
     let query = PeerQuery {
         on_host: args.on_host,
         groups: args.groups,
         hubs_only: args.hubs_only,
         refresh: true,
     };
-    let found = Discovery::new(&host, ports, None).peers(&query).await;
+    let found = Discovery::new(&host, ports.clone(), None)
+        .peers(&query)
+        .await;
     if args.json {
         let mut out = serde_json::Map::new();
         let mut by_id = serde_json::Map::new();
@@ -222,8 +224,7 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
     } else if found.is_empty() {
         eprintln!(
             "no peers found on {host} ports {}..{}",
-            args.net.port,
-            args.net.port.saturating_add(args.net.port_range)
+            ports.start, ports.end
         );
     } else {
         let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);

@@ -41,8 +41,13 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// The ports this peer may bind, and that discovery scans.
     pub fn ports(&self) -> std::ops::Range<u16> {
-        self.port..self.port.saturating_add(self.port_range)
+        port_range(self.port, self.port_range)
     }
+}
+
+/// `NET_PORT..NET_PORT + NET_PORT_RANGE`, as in app-net (5 ports by default), clamped at 65535.
+pub fn port_range(start: u16, count: u16) -> std::ops::Range<u16> {
+    start..start.saturating_add(count)
 }
 
 /// Why no port could be bound.
