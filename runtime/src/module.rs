@@ -85,29 +85,27 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Every export name the manifest implies, with what it is for.
-    pub fn required_exports(&self) -> Vec<(&'static str, &str, String)> {
+    /// Every export the manifest implies: the item's kind and name, and the export's name.
+    pub fn required_exports(&self) -> Vec<(ItemKind, &str, String)> {
         let mut out = Vec::new();
         for name in self.functions.keys() {
-            out.push((
-                "connected function",
-                name.as_str(),
-                format!("{}{name}", names::EXPORT_FN_PREFIX),
-            ));
-            out.push((
-                "connected function",
-                name.as_str(),
-                format!("{}{name}", names::EXPORT_JSON_PREFIX),
-            ));
+            for prefix in [names::EXPORT_FN_PREFIX, names::EXPORT_JSON_PREFIX] {
+                out.push((ItemKind::Connect, name.as_str(), format!("{prefix}{name}")));
+            }
         }
         for name in self.entries.keys() {
-            out.push((
-                "entry",
-                name.as_str(),
-                format!("{}{name}", names::EXPORT_ENTRY_PREFIX),
-            ));
+            let export = format!("{}{name}", names::EXPORT_ENTRY_PREFIX);
+            out.push((ItemKind::Entry, name.as_str(), export));
         }
         out
+    }
+}
+
+/// What an item is called in messages.
+fn describe(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Connect => "connected function",
+        ItemKind::Entry => "entry",
     }
 }
 
@@ -183,11 +181,11 @@ pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<AppModule, LoadError> {
         source,
     })?;
     let manifest = Manifest::from_records(path, records)?;
-    for (what, name, export) in manifest.required_exports() {
+    for (kind, name, export) in manifest.required_exports() {
         if !exports.contains(&export) {
             return Err(LoadError::MissingExport {
                 path: path_buf,
-                what,
+                what: describe(kind),
                 name: name.to_string(),
                 export,
             });

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use netrun_abi::manifest::ItemKind;
 use netrun_abi::names;
 use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, ValType};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -92,11 +93,10 @@ fn check_export_types(app: &AppModule, module: &Module) -> Result<(), LoadError>
         (names::EXPORT_ALLOC.into(), vec![I32], vec![I32]),
         (names::EXPORT_FREE.into(), vec![I32, I32], vec![]),
     ];
-    for (what, _, export) in app.manifest.required_exports() {
-        let params = if what == "entry" {
-            vec![]
-        } else {
-            vec![I32, I32]
+    for (kind, _, export) in app.manifest.required_exports() {
+        let params = match kind {
+            ItemKind::Connect => vec![I32, I32],
+            ItemKind::Entry => vec![],
         };
         expected.push((export, params, vec![I64]));
     }
