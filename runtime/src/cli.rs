@@ -38,9 +38,11 @@ pub enum Command {
     Peers(PeersArgs),
     /// Call a function on a peer with JSON arguments and print its JSON result
     Call(CallArgs),
-    /// Describe a peer: id, address, group, hub, connections, flags, module hash
+    /// Describe a peer: id, address, group, hub, connections, events, subscribers and
+    /// subscriptions, flags, module hash
     Info(InfoArgs),
-    /// Show what a module offers (functions, types, entries, hash) without running it
+    /// Show what a module offers (functions, events, subscriptions, flags, entries, types,
+    /// hash) without running it
     Inspect(InspectArgs),
 }
 
@@ -78,7 +80,8 @@ pub struct CallOptions {
 pub struct RunArgs {
     /// The app: a wasm32-wasip1 module built with the netrun guest SDK
     pub app: PathBuf,
-    /// Run this entry point once the peer is up, then exit (0 if it succeeded, 1 if not)
+    /// Run this entry point once the peer is up, then exit (0 if it succeeded, 1 if not).
+    /// The entry may read this process's stdin; a peer without --entry has none
     #[arg(long, value_name = "NAME")]
     pub entry: Option<String>,
     /// The peer's group
@@ -87,6 +90,15 @@ pub struct RunArgs {
     /// Make this peer a hub (NET_IS_HUB: any value but 0/false/no/off)
     #[arg(long, env = "NET_IS_HUB", value_parser = clap::builder::FalseyValueParser::new())]
     pub hub: bool,
+    /// Event deliveries to subscribers in flight at once
+    #[arg(
+        long,
+        env = "NET_THREAD_LIMIT",
+        default_value_t = 5,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub thread_limit: u16,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]
@@ -201,6 +213,15 @@ mod tests {
             (call.args.len(), call.call.timeout),
             (1, Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn the_thread_limit_is_at_least_one() {
+        let Command::Run(run) = parse(&["netrun", "app.wasm"]).unwrap().command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.thread_limit, 5);
+        assert!(parse(&["netrun", "app.wasm", "--thread-limit", "0"]).is_err());
     }
 
     #[test]

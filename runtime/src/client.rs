@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::frame::FrameError;
-use crate::message::{Call, Encoding, Hello, Message, MessageError};
+use crate::message::{Call, CallKind, Encoding, Hello, Message, MessageError};
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -52,6 +52,7 @@ pub fn socket_address(host: &str, port: u16) -> String {
 
 /// What a call sends.
 pub struct Request<'a> {
+    pub kind: CallKind,
     pub function: &'a str,
     pub encoding: Encoding,
     pub args: Vec<u8>,
@@ -183,6 +184,7 @@ impl Client {
         };
         let call = Message::Call(Call {
             id,
+            kind: request.kind,
             function: request.function.to_string(),
             encoding: request.encoding,
             args: request.args,

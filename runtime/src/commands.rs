@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, anyhow};
+use netrun_abi::manifest::{Record, Subscription};
 use netrun_abi::names::flag;
 use netrun_abi::{Outcome, PeerQuery};
 use serde_json::{Value, json};
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::{CallArgs, CallOptions, InfoArgs, InspectArgs, PeersArgs, RunArgs};
 use crate::client::{Client, Request, Target};
 use crate::discovery::Discovery;
-use crate::message::{Encoding, Hello};
+use crate::message::{CallKind, Encoding, Hello};
 use crate::module;
 use crate::peer::{self, PeerConfig};
 
@@ -72,6 +73,8 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         hub: args.hub,
         call_timeout: args.call.timeout,
         max_frame: args.call.max_frame,
+        thread_limit: usize::from(args.thread_limit),
+        guest_stdin: args.entry.is_some(),
     };
     let mut signals = ShutdownSignals::install()
         .map_err(|e| failed(anyhow!("cannot install signal handlers: {e}")))?;
@@ -100,8 +103,11 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             Ok(())
         }
     };
-    let _ = stop.send(true);
     tracing::info!("peer {} stopping", started.me.id);
+    // Deliveries still queued and subscriptions on other peers are settled while the server
+    // still answers, within the call timeout.
+    started.stop(config.call_timeout).await;
+    let _ = stop.send(true);
     result
 }
 
@@ -164,6 +170,7 @@ async fn json_call(
 ) -> Result<Value, Failure> {
     let client = Client::new(Hello::client(), options.max_frame);
     let request = Request {
+        kind: CallKind::Function,
         function,
         encoding: Encoding::Json,
         args: serde_json::to_vec(args).expect("JSON values serialize"),
@@ -248,29 +255,24 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
 /// `netrun inspect`: what a module offers, without running it.
 pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
     let app = module::load(&args.app).map_err(bad_input)?;
-    let functions: Vec<_> = app.manifest.functions.values().collect();
+    let manifest = &app.manifest;
+    let sections = [
+        ("connected functions", "functions", &manifest.functions),
+        ("events", "events", &manifest.events),
+        ("subscriptions", "subscriptions", &manifest.subscriptions),
+        ("flag handlers", "flags", &manifest.flags),
+    ];
     if args.json {
-        let functions: Vec<Value> = functions
-            .iter()
-            .map(|f| {
-                json!({
-                    "name": f.name,
-                    "rust_name": f.rust_name,
-                    "params": f.params.iter().map(|p| json!({"name": p.name, "ty": p.ty})).collect::<Vec<_>>(),
-                    "ret": f.ret,
-                    "signature": f.display_signature(),
-                    "fingerprint": format!("{:016x}", f.fingerprint),
-                })
-            })
-            .collect();
-        let out = json!({
+        let mut out = json!({
             "module": args.app.display().to_string(),
             "hash": app.hash,
             "abi_version": netrun_abi::names::ABI_VERSION,
-            "functions": functions,
-            "entries": app.manifest.entries.keys().collect::<Vec<_>>(),
+            "entries": manifest.entries.keys().collect::<Vec<_>>(),
             "builtins": netrun_abi::names::builtin::ALL,
         });
+        for (_, key, records) in sections {
+            out[key] = records.values().map(record_json).collect();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).expect("a JSON value prints")
@@ -280,27 +282,20 @@ pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
     println!("module: {}", args.app.display());
     println!("hash: {}", app.hash);
     println!("abi: netrun guest ABI {}", netrun_abi::names::ABI_VERSION);
-    println!("connected functions:");
-    if functions.is_empty() {
-        println!("  (none)");
-    }
-    for f in functions {
-        let tag = if f.name != f.rust_name {
-            format!("  (Rust fn {})", f.rust_name)
-        } else {
-            String::new()
-        };
-        println!(
-            "  {}  [fingerprint {:016x}]{tag}",
-            f.display_signature(),
-            f.fingerprint
-        );
+    for (title, _, records) in sections {
+        println!("{title}:");
+        if records.is_empty() {
+            println!("  (none)");
+        }
+        for record in records.values() {
+            println!("  {}", record_line(record));
+        }
     }
     println!("entries:");
-    if app.manifest.entries.is_empty() {
+    if manifest.entries.is_empty() {
         println!("  (none)");
     }
-    for name in app.manifest.entries.keys() {
+    for name in manifest.entries.keys() {
         println!("  {name}");
     }
     println!(
@@ -308,4 +303,64 @@ pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
         netrun_abi::names::builtin::ALL.join(", ")
     );
     Ok(())
+}
+
+/// One manifest item for people: signature, fingerprint, and what else it says.
+fn record_line(record: &Record) -> String {
+    let mut line = format!(
+        "{}  [fingerprint {:016x}]",
+        record.display_signature(),
+        record.fingerprint
+    );
+    if record.name != record.rust_name {
+        line.push_str(&format!("  (Rust fn {})", record.rust_name));
+    }
+    if let Some(subscription) = &record.subscription {
+        line.push_str(&format!("  on event {:?}", subscription.event));
+        let filters = subscription_filters(subscription);
+        if !filters.is_empty() {
+            line.push_str(&format!(" from {}", filters.join(", ")));
+        }
+    }
+    line
+}
+
+/// A subscription's filters as they would be written in the attribute.
+fn subscription_filters(subscription: &Subscription) -> Vec<String> {
+    let mut filters = Vec::new();
+    if !subscription.groups.is_empty() {
+        filters.push(format!("groups = {:?}", subscription.groups));
+    }
+    if subscription.hubs_only {
+        filters.push("hubs_only".to_string());
+    }
+    if subscription.on_host {
+        filters.push("on_host".to_string());
+    }
+    if !subscription.peers.is_empty() {
+        filters.push(format!("peers = {:?}", subscription.peers));
+    }
+    filters
+}
+
+/// One manifest item as JSON.
+fn record_json(record: &Record) -> Value {
+    let mut out = json!({
+        "name": record.name,
+        "rust_name": record.rust_name,
+        "params": record.params.iter().map(|p| json!({"name": p.name, "ty": p.ty})).collect::<Vec<_>>(),
+        "ret": record.ret,
+        "signature": record.display_signature(),
+        "fingerprint": format!("{:016x}", record.fingerprint),
+    });
+    if let Some(s) = &record.subscription {
+        out["subscription"] = json!({
+            "event": s.event,
+            "groups": s.groups,
+            "hubs_only": s.hubs_only,
+            "on_host": s.on_host,
+            "peers": s.peers,
+        });
+    }
+    out
 }

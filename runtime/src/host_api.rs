@@ -9,18 +9,23 @@
 //! writes only into a buffer it obtains from the guest's `netrun_alloc` export; that buffer
 //! then belongs to the guest, which frees it.
 
+use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, import, log_level};
-use netrun_abi::{CallRequest, PeerQuery, codec};
+use netrun_abi::{
+    CallError, CallRequest, Contract, EventTrigger, Outcome, PeerInfo, PeerQuery, codec, peer_id,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
+use crate::instance::GuestExports;
 use crate::sandbox::HostState;
 
 /// Adds every `net` import to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     // `call(req_ptr, req_len) -> packed Outcome`: runs a `CallRequest` on the peer it names and
-    // waits for the outcome. Traps if the buffer is out of bounds or not a `CallRequest`.
+    // waits for the outcome; a flag the module has a handler for is resolved by running the
+    // handler here. Traps if the buffer is out of bounds or not a `CallRequest`.
     linker.func_wrap_async(
         names::IMPORT_MODULE,
         import::CALL,
@@ -28,9 +33,36 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
                 let peer = caller.data().peer.clone();
-                let outcome = peer.call_from_guest(request).await;
+                // What a flag handler needs once the request is gone.
+                let called = Called {
+                    peer: request.peer.clone(),
+                    function: request.function.clone(),
+                    contract: request.contract.clone(),
+                };
+                let outcome = match peer.call_from_guest(request).await {
+                    Outcome::Flag(flag) => match peer.flags.get(&flag) {
+                        Some(handler) => run_flag_handler(&mut caller, &called, handler).await?,
+                        None => Outcome::Flag(flag),
+                    },
+                    other => other,
+                };
                 write_value(&mut caller, &outcome).await
             })
+        },
+    )?;
+    // `trigger(ptr, len)`: hands an `EventTrigger` to the peer's event delivery; returns at
+    // once. Traps if the buffer is out of bounds or not an `EventTrigger`.
+    linker.func_wrap(
+        names::IMPORT_MODULE,
+        import::TRIGGER,
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
+            caller
+                .data()
+                .peer
+                .events
+                .trigger(&trigger.event, trigger.value);
+            Ok(())
         },
     )?;
     // `peers(query_ptr, query_len) -> packed Result<Vec<PeerInfo>, CallError>`: discovery.
@@ -85,6 +117,55 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// The call a flag answered.
+struct Called {
+    peer: String,
+    function: String,
+    contract: Option<Contract>,
+}
+
+/// Runs the module's handler of the flag a call was answered with, in this instance (the
+/// caller's side, as in the original), and answers what it returns. A handler whose return
+/// type differs from the called function's (as the caller's contract says) is refused instead
+/// of decoded into garbage. A handler that traps traps the call that triggered it.
+async fn run_flag_handler(
+    caller: &mut Caller<'_, HostState>,
+    request: &Called,
+    handler: &Record,
+) -> wasmtime::Result<Outcome> {
+    let address = match peer_id::decode(&request.peer) {
+        Ok(address) => address,
+        Err(e) => return Ok(Outcome::Error(e.into())),
+    };
+    let display = format!("{}:{} -> {}", address.host, address.port, address.group);
+    if let Some(contract) = &request.contract {
+        let expected = Record::signature_return(&contract.signature);
+        if expected != handler.ret {
+            return Ok(Outcome::Error(CallError::FlagHandler {
+                peer: display,
+                function: request.function.clone(),
+                flag: handler.name.clone(),
+                message: format!(
+                    "returns {}, where {} returns {expected}",
+                    handler.ret, request.function
+                ),
+            }));
+        }
+    }
+    let answered_by = PeerInfo {
+        id: request.peer.clone(),
+        host: address.host,
+        port: address.port,
+        group: address.group,
+        hub: false,
+    };
+    let args = codec::encode(&(request.function.as_str(), answered_by))
+        .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
+    let export = format!("{}{}", names::EXPORT_FLAG_PREFIX, handler.name);
+    let (exports, func) = GuestExports::of_caller(caller, &export)?;
+    exports.call(&mut *caller, func, &args).await
 }
 
 fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<wasmtime::Memory> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use netrun_abi::names;
 use netrun_abi::{Outcome, codec};
 use tokio::sync::{mpsc, oneshot};
-use wasmtime::{Instance, InstancePre, Memory, Store, TypedFunc};
+use wasmtime::{AsContextMut, Caller, Instance, InstancePre, Memory, Store, TypedFunc};
 
 use crate::peer::PeerContext;
 use crate::sandbox::HostState;
@@ -63,9 +63,94 @@ impl InstanceHandle {
 struct Live {
     store: Store<HostState>,
     instance: Instance,
+    exports: GuestExports,
+}
+
+/// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
+pub type ExportFunc = TypedFunc<(i32, i32), i64>;
+
+/// The exports through which buffers cross into and out of an instance.
+#[derive(Clone)]
+pub struct GuestExports {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     free: TypedFunc<(i32, i32), ()>,
+}
+
+impl GuestExports {
+    fn of_instance(store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self> {
+        Ok(GuestExports {
+            memory: instance
+                .get_memory(&mut *store, names::EXPORT_MEMORY)
+                .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?,
+            alloc: instance.get_typed_func(&mut *store, names::EXPORT_ALLOC)?,
+            free: instance.get_typed_func(&mut *store, names::EXPORT_FREE)?,
+        })
+    }
+
+    /// The exports of the instance a host import was called from, and its export `name` as
+    /// a function `(ptr, len) -> i64` (for calling back into the guest from an import).
+    pub fn of_caller(
+        caller: &mut Caller<'_, HostState>,
+        name: &str,
+    ) -> wasmtime::Result<(Self, ExportFunc)> {
+        let mut func = |name: &str| {
+            caller
+                .get_export(name)
+                .and_then(|e| e.into_func())
+                .ok_or_else(|| wasmtime::format_err!("the module exports no function {name:?}"))
+        };
+        let (alloc, free, target) = (
+            func(names::EXPORT_ALLOC)?,
+            func(names::EXPORT_FREE)?,
+            func(name)?,
+        );
+        let memory = caller
+            .get_export(names::EXPORT_MEMORY)
+            .and_then(|e| e.into_memory())
+            .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?;
+        Ok((
+            GuestExports {
+                memory,
+                alloc: alloc.typed(&*caller)?,
+                free: free.typed(&*caller)?,
+            },
+            target.typed(&*caller)?,
+        ))
+    }
+
+    /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest
+    /// buffer, and returns the outcome it answers.
+    pub async fn call(
+        &self,
+        mut ctx: impl AsContextMut<Data = HostState>,
+        func: ExportFunc,
+        args: &[u8],
+    ) -> wasmtime::Result<Outcome> {
+        let len = i32::try_from(args.len()).map_err(|_| {
+            wasmtime::format_err!("arguments of {} bytes do not fit guest memory", args.len())
+        })?;
+        let ptr = self.alloc.call_async(&mut ctx, len).await?;
+        self.memory.write(&mut ctx, ptr as u32 as usize, args)?;
+        let packed = func.call_async(&mut ctx, (ptr, len)).await?;
+        self.read_outcome(ctx, packed).await
+    }
+
+    /// Reads and frees the outcome buffer an export returned.
+    async fn read_outcome(
+        &self,
+        mut ctx: impl AsContextMut<Data = HostState>,
+        packed: i64,
+    ) -> wasmtime::Result<Outcome> {
+        let (ptr, len) = names::unpack(packed);
+        let mut bytes = vec![0; len as usize];
+        self.memory.read(&ctx, ptr as usize, &mut bytes)?;
+        self.free
+            .call_async(&mut ctx, (ptr as i32, len as i32))
+            .await?;
+        codec::decode::<Outcome>(&bytes)
+            .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
+    }
 }
 
 /// Creates the instance (running `_initialize` when present) and starts its task.
@@ -91,21 +176,11 @@ async fn instantiate(
             .await
             .map_err(|e| anyhow::anyhow!("_initialize trapped: {e:#}"))?;
     }
-    let memory = instance
-        .get_memory(&mut store, names::EXPORT_MEMORY)
-        .ok_or_else(|| anyhow::anyhow!("the module exports no memory"))?;
-    let alloc = instance
-        .get_typed_func(&mut store, names::EXPORT_ALLOC)
-        .map_err(wasm)?;
-    let free = instance
-        .get_typed_func(&mut store, names::EXPORT_FREE)
-        .map_err(wasm)?;
+    let exports = GuestExports::of_instance(&mut store, &instance).map_err(wasm)?;
     Ok(Live {
         store,
         instance,
-        memory,
-        alloc,
-        free,
+        exports,
     })
 }
 
@@ -142,32 +217,18 @@ async fn serve(
 
 async fn run_job(live: &mut Live, job: Job) -> wasmtime::Result<Outcome> {
     live.store.data_mut().panic_message = None;
-    let packed = match job {
+    match job {
         Job::Export { export, args } => {
-            let func: TypedFunc<(i32, i32), i64> =
-                live.instance.get_typed_func(&mut live.store, &export)?;
-            let len = i32::try_from(args.len()).map_err(|_| {
-                wasmtime::format_err!("arguments of {} bytes do not fit guest memory", args.len())
-            })?;
-            let ptr = live.alloc.call_async(&mut live.store, len).await?;
-            live.memory
-                .write(&mut live.store, ptr as u32 as usize, &args)?;
-            func.call_async(&mut live.store, (ptr, len)).await?
+            let func = live.instance.get_typed_func(&mut live.store, &export)?;
+            live.exports.call(&mut live.store, func, &args).await
         }
         Job::Entry { export } => {
             let func: TypedFunc<(), i64> =
                 live.instance.get_typed_func(&mut live.store, &export)?;
-            func.call_async(&mut live.store, ()).await?
+            let packed = func.call_async(&mut live.store, ()).await?;
+            live.exports.read_outcome(&mut live.store, packed).await
         }
-    };
-    let (ptr, len) = names::unpack(packed);
-    let mut bytes = vec![0; len as usize];
-    live.memory.read(&live.store, ptr as usize, &mut bytes)?;
-    live.free
-        .call_async(&mut live.store, (ptr as i32, len as i32))
-        .await?;
-    codec::decode::<Outcome>(&bytes)
-        .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
+    }
 }
 
 /// Names what went wrong: the guest's panic message when it left one, else the trap.

@@ -19,6 +19,8 @@
 //! - [`sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
 //! - [`module`]: reading a module from disk and checking its manifest and exports.
 //! - [`discovery`]: scanning the port range for peers.
+//! - [`events`]: this peer's events: their subscribers, and delivering triggered values.
+//! - [`subscriber`]: registering this module's subscription handlers on matching peers.
 //! - [`cli`] and [`commands`]: the command line.
 
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod client;
 pub mod commands;
 pub mod connection;
 pub mod discovery;
+pub mod events;
 pub mod frame;
 pub mod host_api;
 pub mod instance;
@@ -35,6 +38,7 @@ pub mod peer;
 pub mod router;
 pub mod sandbox;
 pub mod server;
+pub mod subscriber;
 
 /// Version of this runtime, sent in every handshake and shown by `info`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");

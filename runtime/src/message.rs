@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::frame::{self, FrameError};
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +35,20 @@ pub enum Encoding {
     Json,
 }
 
+/// What a call's name refers to on the receiving peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallKind {
+    /// A connected function (by registered name) or a built-in.
+    Function,
+    /// The delivery of an event to a subscription handler (by the handler's name).
+    Event,
+}
+
 /// A call of a function on the receiving peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     pub id: u64,
+    pub kind: CallKind,
     pub function: String,
     pub encoding: Encoding,
     #[serde(with = "serde_bytes")]
@@ -133,6 +143,7 @@ mod tests {
     fn a_call_survives_the_frame() {
         let call = Message::Call(Call {
             id: 7,
+            kind: CallKind::Event,
             function: "echo".into(),
             encoding: Encoding::Bincode,
             args: vec![9; 1000],

@@ -64,6 +64,12 @@ pub struct Manifest {
     pub functions: BTreeMap<String, Record>,
     /// Entry points by name.
     pub entries: BTreeMap<String, Record>,
+    /// Events by event name.
+    pub events: BTreeMap<String, Record>,
+    /// Subscription handlers by their name (the Rust name).
+    pub subscriptions: BTreeMap<String, Record>,
+    /// Flag handlers by flag name.
+    pub flags: BTreeMap<String, Record>,
 }
 
 impl Manifest {
@@ -73,6 +79,9 @@ impl Manifest {
             let table = match record.kind {
                 ItemKind::Connect => &mut manifest.functions,
                 ItemKind::Entry => &mut manifest.entries,
+                ItemKind::Event => &mut manifest.events,
+                ItemKind::Subscribe => &mut manifest.subscriptions,
+                ItemKind::Flag => &mut manifest.flags,
             };
             let name = record.name.clone();
             if table.insert(name.clone(), record).is_some() {
@@ -93,19 +102,21 @@ impl Manifest {
                 out.push((ItemKind::Connect, name.as_str(), format!("{prefix}{name}")));
             }
         }
-        for name in self.entries.keys() {
-            let export = format!("{}{name}", names::EXPORT_ENTRY_PREFIX);
-            out.push((ItemKind::Entry, name.as_str(), export));
+        let single = [
+            (ItemKind::Entry, &self.entries, names::EXPORT_ENTRY_PREFIX),
+            (
+                ItemKind::Subscribe,
+                &self.subscriptions,
+                names::EXPORT_SUBSCRIBER_PREFIX,
+            ),
+            (ItemKind::Flag, &self.flags, names::EXPORT_FLAG_PREFIX),
+        ];
+        for (kind, table, prefix) in single {
+            for name in table.keys() {
+                out.push((kind, name.as_str(), format!("{prefix}{name}")));
+            }
         }
         out
-    }
-}
-
-/// What an item is called in messages.
-fn describe(kind: ItemKind) -> &'static str {
-    match kind {
-        ItemKind::Connect => "connected function",
-        ItemKind::Entry => "entry",
     }
 }
 
@@ -185,7 +196,7 @@ pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<AppModule, LoadError> {
         if !exports.contains(&export) {
             return Err(LoadError::MissingExport {
                 path: path_buf,
-                what: describe(kind),
+                what: kind.describe(),
                 name: name.to_string(),
                 export,
             });

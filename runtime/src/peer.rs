@@ -6,21 +6,25 @@
 //! and id back even while its old connections linger in TIME_WAIT). Protocol and sandbox details
 //! live in their own modules.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use netrun_abi::manifest::Record;
 use netrun_abi::names::flag;
 use netrun_abi::{CallError, CallRequest, Outcome, PeerDetails, PeerInfo, PeerQuery, peer_id};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::client::{Client, Request, Target};
 use crate::discovery::Discovery;
+use crate::events::Events;
 use crate::instance::{self, GuestFailure, InstanceHandle, Job};
-use crate::message::{Encoding, Hello, PROTOCOL_VERSION};
+use crate::message::{CallKind, Encoding, Hello, PROTOCOL_VERSION};
 use crate::module::AppModule;
 use crate::router::Router;
 use crate::sandbox;
+use crate::subscriber::Subscriber;
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -36,6 +40,10 @@ pub struct PeerConfig {
     pub call_timeout: Duration,
     /// Largest frame sent or accepted.
     pub max_frame: usize,
+    /// Event deliveries in flight at once (`NET_THREAD_LIMIT`).
+    pub thread_limit: usize,
+    /// Give the guest the process's stdin (a peer started with `--entry`).
+    pub guest_stdin: bool,
 }
 
 impl PeerConfig {
@@ -92,13 +100,18 @@ fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// What the guest's `net` imports reach: this peer's identity, its outgoing connections and
-/// discovery.
+/// What the guest's `net` imports reach: this peer's identity, its outgoing connections,
+/// discovery, its events, and its flag handlers.
 pub struct PeerContext {
     pub me: PeerInfo,
     pub client: Client,
     pub discovery: Discovery,
     pub call_timeout: Duration,
+    pub events: Arc<Events>,
+    /// The module's flag handlers, by flag name.
+    pub flags: BTreeMap<String, Record>,
+    /// Whether instances get the process's stdin.
+    pub guest_stdin: bool,
 }
 
 impl PeerContext {
@@ -113,6 +126,7 @@ impl PeerContext {
             .map(Duration::from_millis)
             .unwrap_or(self.call_timeout);
         let request = Request {
+            kind: CallKind::Function,
             function: &request.function,
             encoding: Encoding::Bincode,
             args: request.args,
@@ -127,10 +141,27 @@ impl PeerContext {
     }
 }
 
-/// A peer that is up: its identity and its instance.
+/// A peer that is up: its identity, its instance, and its event machinery.
 pub struct Peer {
     pub me: PeerInfo,
     pub instance: InstanceHandle,
+    context: Arc<PeerContext>,
+    subscriber: Arc<Subscriber>,
+    registering: tokio::task::JoinHandle<()>,
+}
+
+impl Peer {
+    /// Leaves cleanly: stops registering subscriptions, unregisters them from their
+    /// publishers, and delivers what this peer's events still have queued, each within
+    /// `limit`.
+    pub async fn stop(self, limit: Duration) {
+        self.registering.abort();
+        let unsubscribe = self.subscriber.unsubscribe_all(&self.context, limit);
+        let (_, undelivered) = tokio::join!(unsubscribe, self.context.events.drain(limit));
+        if undelivered > 0 {
+            tracing::warn!("stopping with {undelivered} event deliveries not done");
+        }
+    }
 }
 
 /// Compiles `app`, binds a port, starts the instance and serves calls until `shutdown`
@@ -160,13 +191,28 @@ pub async fn start(
         module_hash: app.hash.clone(),
         runtime_version: crate::RUNTIME_VERSION.to_string(),
     };
+    let display = format!("{host}:{port} -> {}", config.group);
+    let events = Events::new(
+        display,
+        app.manifest.events.clone(),
+        Client::new(hello.clone(), config.max_frame),
+        config.call_timeout,
+        config.thread_limit,
+    );
     let context = Arc::new(PeerContext {
         me: me.clone(),
         client: Client::new(hello.clone(), config.max_frame),
         discovery: Discovery::new(&host, config.ports(), Some(port)),
         call_timeout: config.call_timeout,
+        events: events.clone(),
+        flags: app.manifest.flags.clone(),
+        guest_stdin: config.guest_stdin,
     });
-    let instance = instance::start(pre, context).await?;
+    let instance = instance::start(pre, context.clone()).await?;
+    let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();
+    flags.extend([flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()]);
+    flags.sort();
+    flags.dedup();
     let details = PeerDetails {
         tag: id,
         host,
@@ -174,12 +220,21 @@ pub async fn start(
         group: config.group.clone(),
         hub: config.hub,
         connections: Router::connections(&app.manifest),
+        events: app.manifest.events.keys().cloned().collect(),
+        subscribers: Vec::new(),
         subscriptions: Vec::new(),
-        flags: vec![flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()],
+        flags,
         module_hash: app.hash.clone(),
         runtime_version: crate::RUNTIME_VERSION.to_string(),
     };
-    let router = Arc::new(Router::new(details, app.manifest.clone(), instance.clone()));
+    let subscriber = Subscriber::new(app.manifest.subscriptions.values());
+    let router = Arc::new(Router::new(
+        details,
+        app.manifest.clone(),
+        instance.clone(),
+        events,
+        subscriber.clone(),
+    ));
     tokio::spawn(crate::server::run(
         listener,
         hello,
@@ -187,7 +242,14 @@ pub async fn start(
         config.max_frame,
         shutdown,
     ));
-    Ok(Peer { me, instance })
+    let registering = tokio::spawn(subscriber.clone().run(context.clone()));
+    Ok(Peer {
+        me,
+        instance,
+        context,
+        subscriber,
+        registering,
+    })
 }
 
 /// Runs the entry point `name` in the peer's instance.

@@ -1,35 +1,55 @@
 //! Deciding what an arriving call runs: a built-in connection or one of the module's functions.
 //!
-//! Owns name lookup, the contract check (a caller whose type fingerprint differs is refused
-//! with both signatures, never fed to the guest), the built-ins (`info`, `connections`,
-//! `pass_through`, `null`) in both encodings, and turning a guest trap into a remote error.
-//! It does not own sockets (see [`crate::server`]) or the instance (see [`crate::instance`]).
+//! Owns name lookup (connected functions by registered name; event deliveries to subscription
+//! handlers by handler name), the contract check (a caller whose type fingerprint differs is
+//! refused with both signatures, never fed to the guest), the built-ins (`info`,
+//! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
+//! peers), and turning a guest trap into a remote error. It does not own sockets (see
+//! [`crate::server`]), the instance (see [`crate::instance`]) or delivery (see
+//! [`crate::events`]).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, builtin, flag};
-use netrun_abi::{CallError, Outcome, PeerDetails, codec};
+use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
 use serde::Serialize;
 
+use crate::events::Events;
 use crate::instance::{InstanceHandle, Job};
-use crate::message::{Call, Encoding};
+use crate::message::{Call, CallKind, Encoding};
 use crate::module::Manifest;
+use crate::subscriber::Subscriber;
 
 /// Routes calls on one peer.
 pub struct Router {
+    /// What `info` answers, but for the subscription lists, which change.
     details: PeerDetails,
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
     instance: InstanceHandle,
+    events: Arc<Events>,
+    subscriber: Arc<Subscriber>,
 }
 
 impl Router {
-    pub fn new(details: PeerDetails, manifest: Manifest, instance: InstanceHandle) -> Router {
+    pub fn new(
+        details: PeerDetails,
+        manifest: Manifest,
+        instance: InstanceHandle,
+        events: Arc<Events>,
+        subscriber: Arc<Subscriber>,
+    ) -> Router {
         let display = format!("{}:{} -> {}", details.host, details.port, details.group);
         Router {
             details,
             display,
             manifest,
             instance,
+            events,
+            subscriber,
         }
     }
 
@@ -42,16 +62,44 @@ impl Router {
         all
     }
 
-    /// Runs `call` and says what it produced.
-    pub async fn dispatch(&self, call: Call) -> Outcome {
-        if let Some(outcome) = self.builtin(&call) {
-            return outcome;
-        }
-        let Some(record) = self.manifest.functions.get(&call.function) else {
+    /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
+    /// says what it produced.
+    pub async fn dispatch(&self, call: Call, caller: Option<&str>) -> Outcome {
+        let (table, prefix) = match call.kind {
+            CallKind::Function => {
+                if let Some(outcome) = self.builtin(&call, caller) {
+                    return outcome;
+                }
+                let prefix = match call.encoding {
+                    Encoding::Bincode => names::EXPORT_FN_PREFIX,
+                    Encoding::Json => names::EXPORT_JSON_PREFIX,
+                };
+                (&self.manifest.functions, prefix)
+            }
+            CallKind::Event => (
+                &self.manifest.subscriptions,
+                names::EXPORT_SUBSCRIBER_PREFIX,
+            ),
+        };
+        self.call_module(call, table, prefix).await
+    }
+
+    /// Runs a call of one of the module's functions (or handlers) in the instance.
+    async fn call_module(
+        &self,
+        call: Call,
+        table: &BTreeMap<String, Record>,
+        prefix: &str,
+    ) -> Outcome {
+        let Some(record) = table.get(&call.function) else {
+            let available = match call.kind {
+                CallKind::Function => self.details.connections.clone(),
+                CallKind::Event => table.keys().cloned().collect(),
+            };
             return Outcome::Error(CallError::InvalidConnection {
                 peer: self.display.clone(),
                 function: call.function,
-                available: self.details.connections.clone(),
+                available,
             });
         };
         if let Some(contract) = &call.contract
@@ -64,10 +112,6 @@ impl Router {
                 callee: record.type_signature(),
             });
         }
-        let prefix = match call.encoding {
-            Encoding::Bincode => names::EXPORT_FN_PREFIX,
-            Encoding::Json => names::EXPORT_JSON_PREFIX,
-        };
         let job = Job::Export {
             export: format!("{prefix}{}", call.function),
             args: call.args,
@@ -83,15 +127,57 @@ impl Router {
         }
     }
 
-    fn builtin(&self, call: &Call) -> Option<Outcome> {
+    fn builtin(&self, call: &Call, caller: Option<&str>) -> Option<Outcome> {
         let outcome = match call.function.as_str() {
-            builtin::INFO => encode(call.encoding, &self.details),
+            builtin::INFO => encode(call.encoding, &self.details()),
             builtin::CONNECTIONS => encode(call.encoding, &self.details.connections),
             builtin::NULL => Outcome::Flag(flag::NULL.to_string()),
             builtin::PASS_THROUGH => self.pass_through(call),
+            builtin::SUBSCRIBE | builtin::UNSUBSCRIBE => self.subscription(call, caller),
             _ => return None,
         };
         Some(outcome)
+    }
+
+    /// `info`: the fixed details and the current subscription lists.
+    fn details(&self) -> PeerDetails {
+        PeerDetails {
+            subscribers: self.events.subscribers(),
+            subscriptions: self.subscriber.subscriptions(),
+            ..self.details.clone()
+        }
+    }
+
+    /// `subscribe` / `unsubscribe`: only a peer can subscribe (its handshake names it, and
+    /// events are delivered to that id), with a bincode [`SubscribeRequest`].
+    fn subscription(&self, call: &Call, caller: Option<&str>) -> Outcome {
+        let refuse = |message: String| {
+            Outcome::Error(CallError::BadArguments {
+                function: call.function.clone(),
+                message,
+            })
+        };
+        let Some(subscriber) = caller else {
+            return refuse(
+                "only a peer can subscribe: this connection did not say which peer it is".into(),
+            );
+        };
+        if call.encoding != Encoding::Bincode {
+            return refuse("takes a bincode SubscribeRequest, not JSON".into());
+        }
+        let request: SubscribeRequest = match codec::decode(&call.args) {
+            Ok(request) => request,
+            Err(e) => return refuse(format!("expected a SubscribeRequest: {e}")),
+        };
+        let answer = if call.function == builtin::SUBSCRIBE {
+            self.events.subscribe(subscriber, request)
+        } else {
+            Ok(self.events.unsubscribe(subscriber, &request))
+        };
+        match answer {
+            Ok(new) => encode(Encoding::Bincode, &new),
+            Err(e) => Outcome::Error(e),
+        }
     }
 
     /// Returns the single argument unchanged (several arguments come back as their array, as

@@ -6,7 +6,8 @@
 //! calls are [`crate::instance`]'s job.
 //!
 //! The sandbox is WASI preview 1 with stdout and stderr passed through to the peer's own, and
-//! nothing else: no stdin, no preopened directories, no environment variables, no sockets.
+//! nothing else: no preopened directories, no environment variables, no sockets, and no stdin
+//! except for a peer started with `--entry`, whose entry may read the process's stdin.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,12 +31,15 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Fresh state for a new instance: a WASI context with stdout/stderr only.
+    /// Fresh state for a new instance: a WASI context with stdout/stderr, and the process's
+    /// stdin when the peer was started to run an entry (`--entry`).
     pub fn new(peer: Arc<PeerContext>) -> HostState {
-        let wasi = WasiCtxBuilder::new()
-            .inherit_stdout()
-            .inherit_stderr()
-            .build_p1();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdout().inherit_stderr();
+        if peer.guest_stdin {
+            wasi.inherit_stdin();
+        }
+        let wasi = wasi.build_p1();
         HostState {
             wasi,
             peer,
@@ -95,8 +99,10 @@ fn check_export_types(app: &AppModule, module: &Module) -> Result<(), LoadError>
     ];
     for (kind, _, export) in app.manifest.required_exports() {
         let params = match kind {
-            ItemKind::Connect => vec![I32, I32],
             ItemKind::Entry => vec![],
+            ItemKind::Connect | ItemKind::Subscribe | ItemKind::Flag | ItemKind::Event => {
+                vec![I32, I32]
+            }
         };
         expected.push((export, params, vec![I64]));
     }
@@ -155,6 +161,7 @@ mod tests {
             (import::THIS_PEER, "(result i64)"),
             (import::LOG, "(param i32 i32 i32)"),
             (import::PANIC, "(param i32 i32)"),
+            (import::TRIGGER, "(param i32 i32)"),
         ];
         let all: String = imports
             .iter()

@@ -66,17 +66,18 @@ async fn serve_connection(
     router: Arc<Router>,
     max_frame: usize,
 ) -> Result<(), String> {
-    let (mut reader, sender, _remote) =
+    let (mut reader, sender, remote) =
         connection::accept(stream, hello, HANDSHAKE_LIMIT, max_frame)
             .await
             .map_err(|e| e.to_string())?;
+    let caller: Option<Arc<str>> = remote.peer_id.map(Arc::from);
     loop {
         match reader.next().await {
             Ok(Message::Call(call)) => {
-                let (router, sender) = (router.clone(), sender.clone());
+                let (router, sender, caller) = (router.clone(), sender.clone(), caller.clone());
                 tokio::spawn(async move {
                     let id = call.id;
-                    let outcome = router.dispatch(call).await;
+                    let outcome = router.dispatch(call, caller.as_deref()).await;
                     send_reply(&sender, id, outcome).await;
                 });
             }

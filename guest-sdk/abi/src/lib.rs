@@ -26,6 +26,9 @@
 //!   array of the arguments). The export takes ownership of the argument buffer and frees it;
 //!   it returns a packed buffer holding an encoded [`Outcome`], which the host reads and frees.
 //! - An entry point `NAME` is exported as `__netrun_entry:NAME() -> i64`, same return.
+//! - A subscription handler is exported as `__netrun_sub:RUST_NAME(ptr, len) -> i64` and a
+//!   flag handler as `__netrun_flag:FLAG(ptr, len) -> i64`, both bincode, same convention.
+//!   Events have no export: the guest hands their values to the `trigger` import.
 //! - Host imports live in module [`names::IMPORT_MODULE`]; those that return data return a
 //!   packed buffer the host allocated with `netrun_alloc`; the guest owns and frees it.
 
@@ -35,4 +38,7 @@ pub mod names;
 pub mod peer_id;
 pub mod types;
 
-pub use types::{CallError, CallRequest, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery};
+pub use types::{
+    CallError, CallRequest, Contract, EventTrigger, Outcome, PeerDetails, PeerInfo, PeerQuery,
+    SubscribeRequest, SubscriptionInfo,
+};

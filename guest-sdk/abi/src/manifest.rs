@@ -22,6 +22,41 @@ pub enum ItemKind {
     Connect,
     /// `#[net::entry]`: run by `netrun run APP --entry NAME`.
     Entry,
+    /// `#[net::event("name")]`: its return value goes to the event's subscribers. Registered
+    /// under the event's name; `ret` is what subscribers receive. No export.
+    Event,
+    /// `#[net::subscribe("event", …)]`: a handler the peer registers on matching peers.
+    /// Registered under its Rust name; `subscription` says which event and which peers.
+    Subscribe,
+    /// `#[net::flag("NAME")]`: runs on the caller's side when a remote function answers with
+    /// the flag `NAME`; its return value becomes the call's result.
+    Flag,
+}
+
+impl ItemKind {
+    /// What an item of this kind is called in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ItemKind::Connect => "connected function",
+            ItemKind::Entry => "entry",
+            ItemKind::Event => "event",
+            ItemKind::Subscribe => "subscription handler",
+            ItemKind::Flag => "flag handler",
+        }
+    }
+}
+
+/// Where a subscription handler is registered: the event, and which peers (the original's
+/// filters). With explicit `peers`, only those; otherwise every peer discovery finds that
+/// matches `groups` (empty: any), `hubs_only` and `on_host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub event: String,
+    pub groups: Vec<String>,
+    pub hubs_only: bool,
+    pub on_host: bool,
+    /// Peer ids, or `host:port` addresses.
+    pub peers: Vec<String>,
 }
 
 /// One parameter: its name and its type as written.
@@ -44,6 +79,8 @@ pub struct Record {
     pub ret: String,
     /// [`fingerprint`] of [`type_signature`] of the parameter and return types.
     pub fingerprint: u64,
+    /// For [`ItemKind::Subscribe`]: the event and the filters.
+    pub subscription: Option<Subscription>,
 }
 
 impl Record {
@@ -66,7 +103,35 @@ impl Record {
             params,
             ret,
             fingerprint,
+            subscription: None,
         }
+    }
+
+    /// The record of a subscription handler.
+    pub fn with_subscription(mut self, subscription: Subscription) -> Self {
+        self.subscription = Some(subscription);
+        self
+    }
+
+    /// The one type the arguments form, as a sender of them would write it: the single
+    /// parameter's type, or the tuple of all of them (`()` for none). An event whose return
+    /// type is this feeds this handler: bincode encodes a value and a one-element tuple of it
+    /// alike.
+    pub fn accepts(&self) -> String {
+        match self.params.as_slice() {
+            [one] => one.ty.clone(),
+            many => {
+                let types: Vec<&str> = many.iter().map(|p| p.ty.as_str()).collect();
+                format!("({})", types.join(", "))
+            }
+        }
+    }
+
+    /// The return type a contract's signature names: `u32` in `(String) -> u32`.
+    pub fn signature_return(signature: &str) -> &str {
+        signature
+            .rsplit_once(" -> ")
+            .map_or(signature, |(_, ret)| ret)
     }
 
     /// The types only, as fingerprinted: `(String, u32) -> Vec<u8>`.
@@ -238,6 +303,33 @@ mod tests {
             decode_section(b"junk"),
             Err(ManifestError::BadMagic { offset: 0 })
         ));
+    }
+
+    #[test]
+    fn subscription_records_round_trip_and_say_what_they_accept() {
+        let handler = Record::new(
+            ItemKind::Subscribe,
+            "on_news",
+            "on_news",
+            vec![Param {
+                name: "message".into(),
+                ty: "String".into(),
+            }],
+            "()",
+        )
+        .with_subscription(Subscription {
+            event: "news".into(),
+            hubs_only: true,
+            ..Default::default()
+        });
+        let back = decode_section(&handler.to_section_bytes()).unwrap();
+        assert_eq!(back, std::slice::from_ref(&handler));
+        assert_eq!(handler.accepts(), "String");
+        let two = record("pair", "u8");
+        assert_eq!(two.accepts(), "u8");
+        let none = Record::new(ItemKind::Subscribe, "tick", "tick", Vec::new(), "()");
+        assert_eq!(none.accepts(), "()");
+        assert_eq!(Record::signature_return("(String) -> Vec<u8>"), "Vec<u8>");
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub const MANIFEST_SECTION: &str = "netrun.manifest";
 pub const EXPORT_FN_PREFIX: &str = "__netrun_fn:";
 /// Export prefix of a connected function's JSON entry: `(json_ptr, json_len) -> i64`.
 pub const EXPORT_JSON_PREFIX: &str = "__netrun_json:";
+/// Export prefix of a subscription handler (by Rust name), bincode only: `(ptr, len) -> i64`.
+pub const EXPORT_SUBSCRIBER_PREFIX: &str = "__netrun_sub:";
+/// Export prefix of a flag handler (by flag name): `(ptr, len) -> i64`; its arguments are
+/// `(function: String, peer: PeerInfo)`.
+pub const EXPORT_FLAG_PREFIX: &str = "__netrun_flag:";
 /// Export prefix of an entry point: `() -> i64`.
 pub const EXPORT_ENTRY_PREFIX: &str = "__netrun_entry:";
 /// Guest allocator export: `(len: i32) -> ptr: i32`.
@@ -37,6 +42,9 @@ pub mod import {
     pub const LOG: &str = "log";
     /// `panic(ptr, len)`: records the guest's panic message just before it traps.
     pub const PANIC: &str = "panic";
+    /// `trigger(ptr, len)`: hands an [`crate::EventTrigger`] to the peer, which delivers it to
+    /// the event's subscribers in the background. Returns nothing; never fails the guest.
+    pub const TRIGGER: &str = "trigger";
 }
 
 /// Levels for [`import::LOG`].
@@ -57,8 +65,20 @@ pub mod builtin {
     pub const PASS_THROUGH: &str = "pass_through";
     /// Answers the [`crate::names::flag::NULL`] flag.
     pub const NULL: &str = "null";
+    /// Registers the calling peer's handler for one of this peer's events: a
+    /// [`crate::SubscribeRequest`]; answers `true` if it was new.
+    pub const SUBSCRIBE: &str = "subscribe";
+    /// Removes what [`SUBSCRIBE`] registered (same request); answers `true` if it was there.
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// All built-ins, sorted.
-    pub const ALL: [&str; 4] = [CONNECTIONS, INFO, NULL, PASS_THROUGH];
+    pub const ALL: [&str; 6] = [
+        CONNECTIONS,
+        INFO,
+        NULL,
+        PASS_THROUGH,
+        SUBSCRIBE,
+        UNSUBSCRIBE,
+    ];
 }
 
 /// Flags every peer knows.

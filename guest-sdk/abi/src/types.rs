@@ -39,6 +39,39 @@ pub enum Outcome {
     Error(CallError),
 }
 
+/// An event the guest triggered (import `net.trigger`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTrigger {
+    pub event: String,
+    /// The event function's return value, bincode: the arguments of each subscriber's handler.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// What a subscriber sends to the built-in `subscribe` (and `unsubscribe`). The subscriber is
+/// the calling peer, named by its handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeRequest {
+    pub event: String,
+    /// The handler's registered name on the subscriber.
+    pub handler: String,
+    /// The handler's contract, sent back with every delivery.
+    pub contract: Contract,
+    /// The type the handler's arguments form (see `Record::accepts`); the event's return
+    /// type must be the same.
+    pub accepts: String,
+}
+
+/// One registered subscription: `handler` on `peer` receives `event`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    pub event: String,
+    /// Peer id: the subscriber (in [`PeerDetails::subscribers`]) or the publisher (in
+    /// [`PeerDetails::subscriptions`]).
+    pub peer: String,
+    pub handler: String,
+}
+
 /// Which peers `net.peers` returns. Empty `groups` means every group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerQuery {
@@ -74,8 +107,12 @@ pub struct PeerDetails {
     pub hub: bool,
     /// Every connection the peer answers, built-ins included, sorted.
     pub connections: Vec<String>,
-    /// Event names this peer has subscribers for, sorted.
-    pub subscriptions: Vec<String>,
+    /// Events this peer's module declares, sorted.
+    pub events: Vec<String>,
+    /// Handlers of other peers registered for this peer's events, sorted.
+    pub subscribers: Vec<SubscriptionInfo>,
+    /// This peer's handlers and the peers they are registered on, sorted.
+    pub subscriptions: Vec<SubscriptionInfo>,
     /// Flags this peer's module declares, built-ins included, sorted.
     pub flags: Vec<String>,
     /// SHA-256 of the module bytes, hex.
@@ -126,7 +163,9 @@ pub enum CallError {
     FrameTooLarge { size: u64, max: u64 },
     #[error("{id:?} is not a peer id: {reason}")]
     InvalidPeerId { id: String, reason: String },
-    #[error("peer {peer} answered {function} with flag {flag}, which this module does not declare")]
+    #[error(
+        "peer {peer} answered {function} with flag {flag}, which this module has no #[net::flag] handler for"
+    )]
     UnknownFlag {
         peer: String,
         function: String,
@@ -136,6 +175,13 @@ pub enum CallError {
     Protocol { peer: String, message: String },
     #[error("codec error: {message}")]
     Codec { message: String },
+    #[error("peer {peer} answered {function} with flag {flag}, and its handler here {message}")]
+    FlagHandler {
+        peer: String,
+        function: String,
+        flag: String,
+        message: String,
+    },
 }
 
 impl From<crate::peer_id::InvalidPeerId> for CallError {

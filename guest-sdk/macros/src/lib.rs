@@ -1,5 +1,5 @@
 //! Procedural macros of the netrun guest SDK. Use them through the `net` crate
-//! (`#[net::connect]`, `#[net::entry]`), which pins this crate's exact version; the examples
+//! (`#[net::connect]`, `#[net::entry]`, `#[net::event]`, `#[net::subscribe]`, `#[net::flag]`), which pins this crate's exact version; the examples
 //! live there.
 //!
 //! # Layout
@@ -42,6 +42,41 @@ pub fn entry(attr: TokenStream, item: TokenStream) -> TokenStream {
     parse::entry(attr.into(), item.into())
         .and_then(validate::entry)
         .map(|spec| expand::entry(&spec))
+        .unwrap_or_else(|e| failed(e, original))
+        .into()
+}
+
+/// Makes a function an event: calling it runs it here and hands its return value to every
+/// peer subscribed to the event. See the `net` crate's documentation of `event`.
+#[proc_macro_attribute]
+pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    parse::named(attr.into(), item.into(), "#[net::event]")
+        .and_then(validate::event)
+        .map(|spec| expand::event(&spec))
+        .unwrap_or_else(|e| failed(e, original))
+        .into()
+}
+
+/// Subscribes a function to an event on other peers. See the `net` crate's documentation of
+/// `subscribe`.
+#[proc_macro_attribute]
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    parse::subscribe(attr.into(), item.into())
+        .and_then(validate::subscribe)
+        .map(|spec| expand::subscribe(&spec))
+        .unwrap_or_else(|e| failed(e, original))
+        .into()
+}
+
+/// Declares the handler of a flag. See the `net` crate's documentation of `flag`.
+#[proc_macro_attribute]
+pub fn flag(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    parse::named(attr.into(), item.into(), "#[net::flag]")
+        .and_then(validate::flag)
+        .map(|spec| expand::flag(&spec))
         .unwrap_or_else(|e| failed(e, original))
         .into()
 }

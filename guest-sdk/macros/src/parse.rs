@@ -3,7 +3,8 @@
 
 use proc_macro2::TokenStream;
 use syn::parse::{ParseStream, Parser};
-use syn::{Error, Item, ItemFn, LitStr};
+use syn::punctuated::Punctuated;
+use syn::{Error, Expr, Item, ItemFn, Lit, LitBool, LitStr, Token};
 
 /// What `#[net::connect(…)]` was applied to, as written.
 pub struct ConnectInput {
@@ -19,6 +20,22 @@ pub struct EntryInput {
     pub item: ItemFn,
 }
 
+/// What `#[net::event("name")]` or `#[net::flag("NAME")]` was applied to: a required name.
+pub struct NamedInput {
+    pub name: LitStr,
+    pub item: ItemFn,
+}
+
+/// What `#[net::subscribe("event", filters…)]` was applied to, as written.
+pub struct SubscribeInput {
+    pub event: LitStr,
+    pub groups: Vec<LitStr>,
+    pub hubs_only: bool,
+    pub on_host: bool,
+    pub peers: Vec<LitStr>,
+    pub item: ItemFn,
+}
+
 pub fn connect(attr: TokenStream, item: TokenStream) -> syn::Result<ConnectInput> {
     let tag = tag.parse2(attr)?;
     let item = function(item, "#[net::connect]")?;
@@ -28,6 +45,100 @@ pub fn connect(attr: TokenStream, item: TokenStream) -> syn::Result<ConnectInput
 pub fn entry(attr: TokenStream, item: TokenStream) -> syn::Result<EntryInput> {
     let item = function(item, "#[net::entry]")?;
     Ok(EntryInput { args: attr, item })
+}
+
+/// `#[net::event("name")]` and `#[net::flag("NAME")]`: exactly one string literal.
+pub fn named(attr: TokenStream, item: TokenStream, what: &str) -> syn::Result<NamedInput> {
+    let usage = format!("expected {what}(\"name\"): the name is one string literal");
+    let name = (|input: ParseStream| {
+        if !input.peek(LitStr) {
+            return Err(input.error(&usage));
+        }
+        let name: LitStr = input.parse()?;
+        if !input.is_empty() {
+            let rest: TokenStream = input.parse()?;
+            return Err(Error::new_spanned(rest, &usage));
+        }
+        Ok(name)
+    })
+    .parse2(attr)?;
+    let item = function(item, what)?;
+    Ok(NamedInput { name, item })
+}
+
+/// `#[net::subscribe("event", groups = ["a"], hubs_only = true, on_host = true, peers = ["…"])]`.
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> syn::Result<SubscribeInput> {
+    const USAGE: &str = "expected #[net::subscribe(\"event\", groups = [\"g\", …], hubs_only = true, on_host = true, peers = [\"peer id or host:port\", …])]";
+    let parser = |input: ParseStream| {
+        if !input.peek(LitStr) {
+            return Err(input.error(USAGE));
+        }
+        let event: LitStr = input.parse()?;
+        let mut spec = SubscribeInput {
+            event,
+            groups: Vec::new(),
+            hubs_only: false,
+            on_host: false,
+            peers: Vec::new(),
+            item: syn::parse_quote!(
+                fn placeholder() {}
+            ),
+        };
+        if input.is_empty() {
+            return Ok(spec);
+        }
+        input.parse::<Token![,]>()?;
+        let filters = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated(input)?;
+        for filter in filters {
+            let key = filter
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match key.as_str() {
+                "groups" => spec.groups = strings(&filter.value)?,
+                "peers" => spec.peers = strings(&filter.value)?,
+                "hubs_only" => spec.hubs_only = boolean(&filter.value)?.value,
+                "on_host" => spec.on_host = boolean(&filter.value)?.value,
+                _ => {
+                    return Err(Error::new_spanned(
+                        &filter.path,
+                        "unknown filter: #[net::subscribe] takes groups, hubs_only, on_host and peers",
+                    ));
+                }
+            }
+        }
+        Ok(spec)
+    };
+    let mut spec = parser.parse2(attr)?;
+    spec.item = function(item, "#[net::subscribe]")?;
+    Ok(spec)
+}
+
+/// `["a", "b"]`, or a single `"a"`.
+fn strings(value: &Expr) -> syn::Result<Vec<LitStr>> {
+    let expected =
+        || Error::new_spanned(value, "expected a list of string literals: [\"a\", \"b\"]");
+    let literal = |e: &Expr| match e {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Str(s) => Ok(s.clone()),
+            _ => Err(expected()),
+        },
+        _ => Err(expected()),
+    };
+    match value {
+        Expr::Array(array) => array.elems.iter().map(literal).collect(),
+        other => Ok(vec![literal(other)?]),
+    }
+}
+
+fn boolean(value: &Expr) -> syn::Result<LitBool> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.clone()),
+        other => Err(Error::new_spanned(other, "expected `true` or `false`")),
+    }
 }
 
 /// Nothing, or exactly one string literal.

@@ -11,7 +11,10 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, Ident, ItemFn, Pat, ReturnType, Signature, Type};
 
-use crate::parse::{ConnectInput, EntryInput};
+use netrun_abi::manifest::Subscription;
+use syn::LitStr;
+
+use crate::parse::{ConnectInput, EntryInput, NamedInput, SubscribeInput};
 
 /// A validated `#[net::connect]` function.
 pub struct ConnectSpec {
@@ -21,8 +24,28 @@ pub struct ConnectSpec {
     /// The Rust name, without `r#`.
     pub rust_name: String,
     pub params: Vec<(Ident, Type)>,
+    /// `None` for `()`; `T` for `Result<T, net::Flag>`.
+    pub ret: Option<Type>,
+    /// Returns `Result<T, net::Flag>`: answers a value or a flag.
+    pub flagged: bool,
+}
+
+/// A validated function of another kind (event, flag handler, subscription handler).
+pub struct FnSpec {
+    pub item: ItemFn,
+    /// Registered name: the event's or the flag's, or the handler's Rust name.
+    pub name: String,
+    /// The Rust name, without `r#`.
+    pub rust_name: String,
+    pub params: Vec<(Ident, Type)>,
     /// `None` for `()`.
     pub ret: Option<Type>,
+}
+
+/// A validated `#[net::subscribe]` handler.
+pub struct SubscribeSpec {
+    pub function: FnSpec,
+    pub subscription: Subscription,
 }
 
 /// A validated `#[net::entry]` function.
@@ -60,32 +83,143 @@ impl Errors {
 
 const CONNECT: &str = "#[net::connect]";
 const ENTRY: &str = "#[net::entry]";
+const EVENT: &str = "#[net::event]";
+const FLAG: &str = "#[net::flag]";
+const SUBSCRIBE: &str = "#[net::subscribe]";
 
 pub fn connect(input: ConnectInput) -> syn::Result<ConnectSpec> {
     let ConnectInput { tag, item } = input;
     let mut errors = Errors::default();
     if let Some(tag) = &tag {
-        let value = tag.value();
-        if value.is_empty() {
-            errors.push(Error::new(
-                tag.span(),
-                "a connection tag cannot be empty: leave it out to use the function's name",
-            ));
-        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            errors.push(Error::new(
-                tag.span(),
-                "a connection tag cannot contain whitespace (it is the name peers call)",
-            ));
+        errors.check(registered_name(
+            tag,
+            "connection tag",
+            "leave it out to use the function's name",
+        ));
+    }
+    let (params, ret) = shape(&item, CONNECT, &mut errors);
+    let (ret, flagged) = match ret {
+        Some(ty) => match flagged_result(&ty) {
+            Some(ok) => (Some(ok), true),
+            None => (Some(ty), false),
+        },
+        None => (None, false),
+    };
+    let rust_name = item.sig.ident.unraw().to_string();
+    let name = tag.map(|t| t.value()).unwrap_or_else(|| rust_name.clone());
+    errors.finish(ConnectSpec {
+        item,
+        name,
+        rust_name,
+        params,
+        ret,
+        flagged,
+    })
+}
+
+/// `#[net::event("name")]`: a function whose return value is the event's payload.
+pub fn event(input: NamedInput) -> syn::Result<FnSpec> {
+    named(input, EVENT, "event name")
+}
+
+/// `#[net::flag("NAME")]`: a handler taking `(function: String, peer: net::Peer)`, or nothing.
+pub fn flag(input: NamedInput) -> syn::Result<FnSpec> {
+    let spec = named(input, FLAG, "flag name")?;
+    if !matches!(spec.params.len(), 0 | 2) {
+        return Err(Error::new_spanned(
+            &spec.item.sig.inputs,
+            "a #[net::flag] handler takes `(function: String, peer: net::Peer)` (the call that \
+             answered with the flag), or no parameters",
+        ));
+    }
+    Ok(spec)
+}
+
+/// `#[net::subscribe("event", filters…)]`: a handler registered under its Rust name.
+pub fn subscribe(input: SubscribeInput) -> syn::Result<SubscribeSpec> {
+    let SubscribeInput {
+        event,
+        groups,
+        hubs_only,
+        on_host,
+        peers,
+        item,
+    } = input;
+    let mut errors = Errors::default();
+    errors.check(registered_name(
+        &event,
+        "event name",
+        "name the event to subscribe to",
+    ));
+    for group in &groups {
+        if group.value().is_empty() {
+            errors.push(Error::new(group.span(), "a group name cannot be empty"));
         }
     }
-    errors.check(signature(&item.sig, CONNECT));
+    let (params, ret) = shape(&item, SUBSCRIBE, &mut errors);
+    let rust_name = item.sig.ident.unraw().to_string();
+    errors.finish(SubscribeSpec {
+        function: FnSpec {
+            item,
+            name: rust_name.clone(),
+            rust_name,
+            params,
+            ret,
+        },
+        subscription: Subscription {
+            event: event.value(),
+            groups: groups.iter().map(LitStr::value).collect(),
+            hubs_only,
+            on_host,
+            peers: peers.iter().map(LitStr::value).collect(),
+        },
+    })
+}
+
+fn named(input: NamedInput, what: &str, name_is: &str) -> syn::Result<FnSpec> {
+    let NamedInput { name, item } = input;
+    let mut errors = Errors::default();
+    errors.check(registered_name(&name, name_is, "give it a name"));
+    let (params, ret) = shape(&item, what, &mut errors);
+    let rust_name = item.sig.ident.unraw().to_string();
+    errors.finish(FnSpec {
+        item,
+        name: name.value(),
+        rust_name,
+        params,
+        ret,
+    })
+}
+
+/// A name peers use: not empty, no whitespace.
+fn registered_name(name: &LitStr, what: &str, if_empty: &str) -> syn::Result<()> {
+    let value = name.value();
+    if value.is_empty() {
+        return Err(Error::new(
+            name.span(),
+            format!("a {what} cannot be empty: {if_empty}"),
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::new(
+            name.span(),
+            format!("a {what} cannot contain whitespace (it is the name peers call)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The parameters and return type of a function whose values cross the wire; each misuse is
+/// pushed to `errors`.
+fn shape(item: &ItemFn, what: &str, errors: &mut Errors) -> (Vec<(Ident, Type)>, Option<Type>) {
+    errors.check(signature(&item.sig, what));
     let mut params = Vec::new();
     for input in &item.sig.inputs {
         let typed = match input {
             FnArg::Receiver(receiver) => {
                 errors.push(Error::new_spanned(
                     receiver,
-                    "#[net::connect] functions cannot take `self`: use a free function",
+                    format!("{what} functions cannot take `self`: use a free function"),
                 ));
                 continue;
             }
@@ -98,7 +232,7 @@ pub fn connect(input: ConnectInput) -> syn::Result<ConnectSpec> {
             }
             other => errors.push(Error::new_spanned(
                 other,
-                "#[net::connect] parameters must be plain names (`name: Type`), not patterns",
+                format!("{what} parameters must be plain names (`name: Type`), not patterns"),
             )),
         }
     }
@@ -109,15 +243,29 @@ pub fn connect(input: ConnectInput) -> syn::Result<ConnectSpec> {
             Some((**ty).clone())
         }
     };
-    let rust_name = item.sig.ident.unraw().to_string();
-    let name = tag.map(|t| t.value()).unwrap_or_else(|| rust_name.clone());
-    errors.finish(ConnectSpec {
-        item,
-        name,
-        rust_name,
-        params,
-        ret,
-    })
+    (params, ret)
+}
+
+/// `T` when `ty` is `Result<T, Flag>` (any path ending in `Flag`): such a function answers
+/// either a value or a flag.
+fn flagged_result(ty: &Type) -> Option<Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let (ok, err) = (types.next()?, types.next()?);
+    match err {
+        Type::Path(err) if err.path.segments.last()?.ident == "Flag" => Some(ok.clone()),
+        _ => None,
+    }
 }
 
 pub fn entry(input: EntryInput) -> syn::Result<EntrySpec> {

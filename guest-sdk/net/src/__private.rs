@@ -6,14 +6,14 @@
 
 use std::fmt::Display;
 
-use netrun_abi::{CallError, Contract, Outcome, codec};
+use netrun_abi::{CallError, Contract, EventTrigger, Outcome, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use serde;
 pub use serde_json;
 
-use crate::{Error, Peer, memory};
+use crate::{Error, Flag, Peer, memory};
 
 /// Remote stub body: calls `function` on `peer` with the argument tuple and its contract.
 pub fn call_remote<A: Serialize, R: DeserializeOwned>(
@@ -30,13 +30,27 @@ pub fn call_remote<A: Serialize, R: DeserializeOwned>(
     crate::peer::call(peer, function, args, Some(contract))
 }
 
-/// Export wrapper of a connected function, bincode flavour.
+/// Body of an event function after its own body ran: hands the value to the peer, which
+/// delivers it to the event's subscribers in the background. A value that cannot be encoded
+/// is logged, never raised: triggering an event does not fail the code that triggers it.
+pub fn trigger_event<T: Serialize>(event: &str, value: &T) {
+    let trigger = codec::encode(value).map(|value| EventTrigger {
+        event: event.to_string(),
+        value,
+    });
+    match trigger.and_then(|t| codec::encode(&t)) {
+        Ok(bytes) => crate::host::trigger(&bytes),
+        Err(e) => crate::log::error(&format!("event {event}: cannot encode its value: {e}")),
+    }
+}
+
+/// Export wrapper of a connected function (or handler), bincode flavour.
 pub fn serve_bincode<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
     ptr: i32,
     len: i32,
-    f: impl FnOnce(A) -> R,
+    f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> i64 {
     serve(ptr, len, |args| {
         handle_bincode(function, signature, args, f)
@@ -49,7 +63,7 @@ pub fn serve_json<A: DeserializeOwned, R: Serialize>(
     signature: &str,
     ptr: i32,
     len: i32,
-    f: impl FnOnce(A) -> R,
+    f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> i64 {
     serve(ptr, len, |args| handle_json(function, signature, args, f))
 }
@@ -100,7 +114,7 @@ pub fn handle_bincode<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
     args: &[u8],
-    f: impl FnOnce(A) -> R,
+    f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> Outcome {
     let decoded = codec::decode::<A>(args).map_err(|e| e.to_string());
     run(function, signature, decoded, f, |r| {
@@ -113,7 +127,7 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
     args: &[u8],
-    f: impl FnOnce(A) -> R,
+    f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> Outcome {
     let decoded = serde_json::from_slice(args).and_then(|value| match value {
         // A function without parameters takes `[]`: the unit tuple, which serde spells `null`.
@@ -128,20 +142,25 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     })
 }
 
-/// Runs `f` on decoded arguments and encodes its result; a decoding failure is bad arguments.
+/// Runs `f` on decoded arguments and encodes its result (or answers its flag); a decoding
+/// failure is bad arguments.
 fn run<A, R>(
     function: &str,
     signature: &str,
     decoded: Result<A, String>,
-    f: impl FnOnce(A) -> R,
+    f: impl FnOnce(A) -> Result<R, Flag>,
     encode: impl FnOnce(&R) -> Result<Vec<u8>, String>,
 ) -> Outcome {
-    match decoded {
-        Ok(args) => match encode(&f(args)) {
+    let args = match decoded {
+        Ok(args) => args,
+        Err(e) => return bad_arguments(function, signature, e),
+    };
+    match f(args) {
+        Ok(result) => match encode(&result) {
             Ok(bytes) => Outcome::Value(bytes),
             Err(message) => Outcome::Error(CallError::Codec { message }),
         },
-        Err(e) => bad_arguments(function, signature, e),
+        Err(flag) => Outcome::Flag(flag.name().to_string()),
     }
 }
 
@@ -207,10 +226,10 @@ mod tests {
             "add",
             "(i64, i64) -> i64",
             b"[2, 3]",
-            |(a, b): (i64, i64)| a + b,
+            |(a, b): (i64, i64)| Ok(a + b),
         );
         assert_eq!(value::<i64>(sum), 5);
-        let none = handle_json("count", "() -> u32", b"[]", |(): ()| 7u32);
+        let none = handle_json("count", "() -> u32", b"[]", |(): ()| Ok(7u32));
         assert_eq!(value::<u32>(none), 7);
     }
 
@@ -220,7 +239,7 @@ mod tests {
             "add",
             "(i64, i64) -> i64",
             b"[\"x\"]",
-            |(a, b): (i64, i64)| a + b,
+            |(a, b): (i64, i64)| Ok(a + b),
         );
         let Outcome::Error(CallError::BadArguments { function, message }) = outcome else {
             panic!("expected bad arguments");
@@ -230,7 +249,7 @@ mod tests {
             message.contains("expected arguments (i64, i64)"),
             "{message}"
         );
-        let missing = handle_json("echo", "(String) -> String", b"[]", |(s,): (String,)| s);
+        let missing = handle_json("echo", "(String) -> String", b"[]", |(s,): (String,)| Ok(s));
         let Outcome::Error(CallError::BadArguments { message, .. }) = missing else {
             panic!("expected bad arguments");
         };
@@ -240,9 +259,11 @@ mod tests {
     #[test]
     fn bincode_arguments_round_trip_and_garbage_is_refused() {
         let args = codec::encode(&("hi".to_string(),)).unwrap();
-        let outcome = handle_bincode("echo", "(String) -> String", &args, |(s,): (String,)| s);
+        let outcome = handle_bincode("echo", "(String) -> String", &args, |(s,): (String,)| Ok(s));
         assert_eq!(outcome, Outcome::Value(codec::encode("hi").unwrap()));
-        let garbage = handle_bincode("echo", "(String) -> String", &[0xff], |(s,): (String,)| s);
+        let garbage = handle_bincode("echo", "(String) -> String", &[0xff], |(s,): (String,)| {
+            Ok(s)
+        });
         assert!(matches!(
             garbage,
             Outcome::Error(CallError::BadArguments { .. })
@@ -251,18 +272,15 @@ mod tests {
 
     #[test]
     fn a_unit_result_is_json_null_and_non_json_is_bad_arguments() {
-        let unit = handle_json(
-            "log_it",
-            "(String) -> ()",
-            br#"["x"]"#,
-            |(_,): (String,)| {},
-        );
+        let unit = handle_json("log_it", "(String) -> ()", br#"["x"]"#, |(_,): (String,)| {
+            Ok(())
+        });
         assert_eq!(unit, Outcome::Value(b"null".to_vec()));
         let Outcome::Error(CallError::BadArguments { message, .. }) = handle_json(
             "echo",
             "(String) -> String",
             b"not json",
-            |(s,): (String,)| s,
+            |(s,): (String,)| Ok(s),
         ) else {
             panic!("expected bad arguments");
         };
@@ -286,6 +304,19 @@ mod tests {
         std::panic::set_hook(previous);
         let text = seen.lock().unwrap().clone();
         assert_eq!(text, format!("remote boom at {}:{line}", file!()));
+    }
+
+    #[test]
+    fn a_flag_is_answered_as_a_flag_in_both_encodings() {
+        let busy = |(): ()| Err::<u32, _>(Flag::new("BUSY"));
+        assert_eq!(
+            handle_bincode("f", "() -> u32", &[], busy),
+            Outcome::Flag("BUSY".into())
+        );
+        assert_eq!(
+            handle_json("f", "() -> u32", b"[]", busy),
+            Outcome::Flag("BUSY".into())
+        );
     }
 
     #[test]

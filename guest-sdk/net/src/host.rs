@@ -7,7 +7,7 @@
 //!
 //! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
 //! and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
-//! group `None`), and logs and panic messages go to stderr.
+//! group `None`), logs and panic messages go to stderr, and events reach no one.
 
 #[cfg(target_arch = "wasm32")]
 mod imports {
@@ -23,6 +23,8 @@ mod imports {
         pub fn log(level: i32, ptr: i32, len: i32);
         #[link_name = "panic"]
         pub fn panic(ptr: i32, len: i32);
+        #[link_name = "trigger"]
+        pub fn trigger(ptr: i32, len: i32);
     }
 }
 
@@ -54,6 +56,11 @@ mod imp {
     pub fn panic(message: &str) {
         // SAFETY: the host only reads the message.
         unsafe { imports::panic(message.as_ptr() as i32, message.len() as i32) }
+    }
+
+    pub fn trigger(event: &[u8]) {
+        // SAFETY: the host only reads the buffer.
+        unsafe { imports::trigger(event.as_ptr() as i32, event.len() as i32) }
     }
 }
 
@@ -96,6 +103,8 @@ mod imp {
     pub fn panic(message: &str) {
         eprintln!("panicked: {message}");
     }
+
+    pub fn trigger(_event: &[u8]) {}
 }
 
 pub use imp::*;

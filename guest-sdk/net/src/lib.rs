@@ -20,7 +20,9 @@
 //!
 //! # Layout
 //!
-//! - [`connect`] and [`entry`]: the attribute macros (crate `net-macros`).
+//! - [`connect`], [`entry`], [`event`], [`subscribe`] and [`flag`](macro@flag): the attribute
+//!   macros (crate `net-macros`).
+//! - [`Flag`]: what a connected function answers instead of a value (module `flags`).
 //! - [`Peer`], [`peers`], [`peer_group`], [`this_peer`], [`PeerQuery`] and [`PeerQueryExt`]:
 //!   finding and calling peers (module `peer`).
 //! - [`Error`]: every way a call can fail, to match on.
@@ -54,6 +56,7 @@
 //! across an outgoing call (`f::on`, `Peer::call`): a later runtime may serve calls that arrive
 //! while this one waits. A panic replaces the instance: its state starts afresh.
 
+mod flags;
 mod host;
 mod memory;
 mod peer;
@@ -125,6 +128,64 @@ pub use net_macros::connect;
 /// ```
 pub use net_macros::entry;
 
+/// Makes a function an event: `#[net::event("name")]`. Calling it runs it here, as a plain
+/// Rust call, and hands its return value to every peer subscribed to `name` on this peer; the
+/// value is the subscribers' handler arguments (a handler taking one `String` subscribes to an
+/// event returning `String`; one taking `(a: u32, b: String)` to an event returning
+/// `(u32, String)`).
+///
+/// Delivery happens in the background, concurrently (at most `NET_THREAD_LIMIT` deliveries at
+/// once, 5 by default) and in order for each subscriber. It never blocks the caller and never
+/// fails it: a slow, failing or dead subscriber is logged, and one found unreachable is
+/// dropped. An event with no subscribers goes nowhere.
+///
+/// ```no_run
+/// #[net::event("price")]
+/// fn price_changed(item: String, cents: u64) -> (String, u64) {
+///     (item, cents)
+/// }
+///
+/// price_changed("tea".into(), 350); // every subscriber of "price" gets ("tea", 350)
+/// ```
+pub use net_macros::event;
+
+/// Subscribes a function to an event of other peers:
+/// `#[net::subscribe("name", groups = ["g"], hubs_only = true, on_host = true)]`, or with
+/// explicit `peers = ["peer id or host:port", …]`. Without filters it subscribes on every peer
+/// it finds.
+///
+/// When the peer starts, its runtime registers the handler on every matching peer whose module
+/// declares the event with the type the handler takes, and keeps looking: a matching peer that
+/// appears later (a hub started after its subscribers) gets the subscription within a few
+/// seconds. Registrations are idempotent, so a subscriber that restarts is not delivered to
+/// twice. The handler stays a plain function; its return value is ignored. `netrun info`
+/// shows the registrations on both sides.
+///
+/// ```no_run
+/// #[net::subscribe("price", hubs_only = true)]
+/// fn on_price(item: String, cents: u64) {
+///     println!("{item} now costs {cents}");
+/// }
+/// ```
+pub use net_macros::subscribe;
+
+/// Declares the handler of a flag: `#[net::flag("NAME")]`. When a function this peer calls
+/// answers with the flag `NAME` (see [`Flag`]), the handler runs here, on the caller's side,
+/// with the function's name and the peer that answered, and what it returns becomes the
+/// call's result. Its return type must be the called function's: the call fails with
+/// [`Error::FlagHandler`] otherwise. The handler takes `(function: String, peer: net::Peer)`
+/// or nothing.
+///
+/// ```no_run
+/// #[net::flag("BUSY")]
+/// fn busy(function: String, peer: net::Peer) -> String {
+///     format!("{} was busy for {function}", peer.display_name())
+/// }
+/// ```
+pub use net_macros::flag;
+
+pub use flags::Flag;
+
 /// Which peers [`peers`] returns; build it with a struct literal or with [`PeerQueryExt`].
 ///
 /// ```
@@ -148,7 +209,7 @@ pub use peer::{Peer, PeerQueryExt, peer_group, peers, this_peer};
 
 /// Why a call failed: unreachable peer, timeout, no such function on the peer (with what it
 /// offers), contract mismatch, a remote panic or trap (with its message), bad arguments, frame
-/// too large, bad peer id, unknown flag.
+/// too large, bad peer id, unknown flag, a flag handler that does not fit the call.
 ///
 /// ```
 /// fn describe(e: &net::Error) -> &'static str {

@@ -1,0 +1,304 @@
+//! The publishing side of events: who subscribes to this peer's events, and delivering what
+//! the guest triggers.
+//!
+//! Owns the subscriber table (filled by the built-in `subscribe`, emptied by `unsubscribe` and
+//! by pruning) and delivery. Each subscriber has its own queue and task, so values reach it in
+//! the order they were triggered, and a slow one delays only itself; at most
+//! `NET_THREAD_LIMIT` deliveries are in flight at once across all subscribers. Triggering never
+//! blocks and never fails the guest: a full queue drops the value with a warning, a failed
+//! delivery is logged, and a subscriber found unreachable (or no longer offering its handler)
+//! is pruned. It does not decide which peers to subscribe to: that is [`crate::subscriber`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netrun_abi::manifest::Record;
+use netrun_abi::{CallError, Contract, Outcome, SubscribeRequest, SubscriptionInfo};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::client::{Client, Request, Target};
+use crate::message::{CallKind, Encoding};
+
+/// Values queued for one subscriber before new ones are dropped.
+pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
+
+/// One subscription: the event, the subscriber's peer id, its handler.
+type Key = (String, String, String);
+
+struct Subscriber {
+    queue: mpsc::Sender<Arc<[u8]>>,
+    /// Tells this registration from a later one under the same key.
+    generation: u64,
+}
+
+/// This peer's events and their subscribers.
+pub struct Events {
+    /// `host:port -> group` of this peer, for messages.
+    me: String,
+    /// The events the module declares, by name.
+    declared: BTreeMap<String, Record>,
+    subscribers: Mutex<BTreeMap<Key, Subscriber>>,
+    shared: Arc<Shared>,
+}
+
+/// What delivery tasks share.
+struct Shared {
+    client: Client,
+    timeout: Duration,
+    limit: Semaphore,
+    generations: AtomicU64,
+    /// Values queued or being delivered, across subscribers; [`Events::drain`] waits for 0.
+    outstanding: AtomicUsize,
+    idle: Notify,
+}
+
+impl Shared {
+    fn done(&self, count: usize) {
+        if self.outstanding.fetch_sub(count, Ordering::AcqRel) == count {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Events {
+    /// The events of a module, delivered with `client` within `timeout` each, at most
+    /// `thread_limit` at once.
+    pub fn new(
+        me: String,
+        declared: BTreeMap<String, Record>,
+        client: Client,
+        timeout: Duration,
+        thread_limit: usize,
+    ) -> Arc<Events> {
+        Arc::new(Events {
+            me,
+            declared,
+            subscribers: Mutex::new(BTreeMap::new()),
+            shared: Arc::new(Shared {
+                client,
+                timeout,
+                limit: Semaphore::new(thread_limit.max(1)),
+                generations: AtomicU64::new(0),
+                outstanding: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+        })
+    }
+
+    /// Registers `subscriber`'s handler (built-in `subscribe`). Returns whether it is new: a
+    /// registration that exists already is left as it is, so nothing is delivered twice.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        subscriber: &str,
+        request: SubscribeRequest,
+    ) -> Result<bool, CallError> {
+        let record = self.declared.get(&request.event).ok_or_else(|| {
+            let known: Vec<&str> = self.declared.keys().map(String::as_str).collect();
+            CallError::BadArguments {
+                function: netrun_abi::names::builtin::SUBSCRIBE.to_string(),
+                message: format!(
+                    "peer {} has no event {:?}; its events: {}",
+                    self.me,
+                    request.event,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            }
+        })?;
+        if record.ret != request.accepts {
+            return Err(CallError::ContractMismatch {
+                peer: self.me.clone(),
+                function: format!("event {}", request.event),
+                caller: format!("a handler taking {}", request.accepts),
+                callee: format!("an event of {}", record.ret),
+            });
+        }
+        let target = Target::from_peer_id(subscriber)?;
+        let key = (
+            request.event.clone(),
+            subscriber.to_string(),
+            request.handler.clone(),
+        );
+        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
+        if subscribers.contains_key(&key) {
+            return Ok(false);
+        }
+        let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
+        let (queue, values) = mpsc::channel(QUEUE_PER_SUBSCRIBER);
+        subscribers.insert(key.clone(), Subscriber { queue, generation });
+        tracing::info!(
+            "{} on {} subscribed to event {}",
+            request.handler,
+            target.display,
+            request.event
+        );
+        let delivery = Delivery {
+            events: Arc::downgrade(self),
+            shared: self.shared.clone(),
+            key,
+            generation,
+            target,
+            contract: request.contract,
+        };
+        tokio::spawn(delivery.run(values));
+        Ok(true)
+    }
+
+    /// Removes a registration (built-in `unsubscribe`); returns whether it was there.
+    pub fn unsubscribe(&self, subscriber: &str, request: &SubscribeRequest) -> bool {
+        let key = (
+            request.event.clone(),
+            subscriber.to_string(),
+            request.handler.clone(),
+        );
+        let removed = self
+            .subscribers
+            .lock()
+            .expect("subscribers lock")
+            .remove(&key)
+            .is_some();
+        if removed {
+            tracing::info!(
+                "{} on {subscriber} unsubscribed from event {}",
+                request.handler,
+                request.event
+            );
+        }
+        removed
+    }
+
+    /// Queues `value` for every subscriber of `event`; returns at once.
+    pub fn trigger(&self, event: &str, value: Vec<u8>) {
+        let value: Arc<[u8]> = value.into();
+        let subscribers = self.subscribers.lock().expect("subscribers lock");
+        let mut reached = 0;
+        for ((_, peer, handler), subscriber) in
+            subscribers.iter().filter(|((name, _, _), _)| name == event)
+        {
+            self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+            match subscriber.queue.try_send(value.clone()) {
+                Ok(()) => reached += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared.done(1);
+                    tracing::warn!(
+                        "event {event}: {handler} on {peer} has {QUEUE_PER_SUBSCRIBER} deliveries queued; dropping this one"
+                    );
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => self.shared.done(1),
+            }
+        }
+        if reached == 0 {
+            tracing::debug!("event {event} has no subscribers; nothing to deliver");
+        }
+    }
+
+    /// Every registration, sorted (for `info`).
+    pub fn subscribers(&self) -> Vec<SubscriptionInfo> {
+        self.subscribers
+            .lock()
+            .expect("subscribers lock")
+            .keys()
+            .map(|(event, peer, handler)| SubscriptionInfo {
+                event: event.clone(),
+                peer: peer.clone(),
+                handler: handler.clone(),
+            })
+            .collect()
+    }
+
+    /// Waits until every queued value has been delivered (or given up on), at most `limit`.
+    /// Returns how many were still outstanding when it stopped waiting.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let wait = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                if self.shared.outstanding.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.shared.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Removes `key` if it is still the registration `generation` made.
+    fn prune(&self, key: &Key, generation: u64) {
+        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
+        if subscribers
+            .get(key)
+            .is_some_and(|s| s.generation == generation)
+        {
+            subscribers.remove(key);
+        }
+    }
+}
+
+/// Delivers one subscriber's values in order.
+struct Delivery {
+    events: std::sync::Weak<Events>,
+    shared: Arc<Shared>,
+    key: Key,
+    generation: u64,
+    target: Target,
+    contract: Contract,
+}
+
+impl Delivery {
+    async fn run(self, mut values: mpsc::Receiver<Arc<[u8]>>) {
+        let (event, _, handler) = &self.key;
+        while let Some(value) = values.recv().await {
+            let outcome = {
+                let _permit = self.shared.limit.acquire().await.expect("never closed");
+                let request = Request {
+                    kind: CallKind::Event,
+                    function: handler,
+                    encoding: Encoding::Bincode,
+                    args: value.to_vec(),
+                    contract: Some(self.contract.clone()),
+                };
+                self.shared
+                    .client
+                    .call(&self.target, request, self.shared.timeout)
+                    .await
+            };
+            self.shared.done(1);
+            let error = match outcome {
+                Outcome::Error(e) => e,
+                Outcome::Value(_) | Outcome::Flag(_) => continue,
+            };
+            let gone = matches!(
+                error,
+                CallError::PeerUnreachable { .. }
+                    | CallError::InvalidConnection { .. }
+                    | CallError::ContractMismatch { .. }
+            );
+            if !gone {
+                tracing::warn!("event {event}: delivery to {handler} failed: {error}");
+                continue;
+            }
+            tracing::warn!(
+                "event {event}: dropping subscriber {handler} on {}: {error}",
+                self.target.display
+            );
+            if let Some(events) = self.events.upgrade() {
+                events.prune(&self.key, self.generation);
+            }
+            break;
+        }
+        // Pruned or unsubscribed: what is still queued will not be delivered.
+        values.close();
+        let mut dropped = 0;
+        while values.try_recv().is_ok() {
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.shared.done(dropped);
+        }
+    }
+}

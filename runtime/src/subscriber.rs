@@ -1,0 +1,266 @@
+//! The subscribing side of events: registering this module's subscription handlers on the
+//! peers that match their filters, now and later.
+//!
+//! Owns the registration loop and what it registered (for `info`). Every
+//! [`RESUBSCRIBE_EVERY`] it rescans and sends the built-in `subscribe` to every matching peer.
+//! Registrations are idempotent on the publisher, so sending again costs one small call and
+//! fixes two things the original could not: a hub started after its subscribers gets them, and
+//! a hub that restarted (and forgot them) gets them back. A peer that refuses (it has no such
+//! event, or the event's type differs from the handler's) is logged once, when that changes.
+//! It does not deliver events: that is [`crate::events`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netrun_abi::manifest::Record;
+use netrun_abi::names::builtin;
+use netrun_abi::{
+    CallError, Contract, Outcome, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, codec,
+};
+
+use crate::client::{Request, Target, socket_address};
+use crate::discovery;
+use crate::message::{CallKind, Encoding};
+use crate::peer::PeerContext;
+
+/// How often the registration loop looks for matching peers.
+pub const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
+/// Longest wait for one `subscribe` call.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One handler on one publisher: `(handler, publisher peer id)`.
+type Key = (String, String);
+
+/// What the last `subscribe` to a publisher said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Registered,
+    Refused(String),
+}
+
+/// This module's subscription handlers and where they are registered.
+pub struct Subscriber {
+    handlers: Vec<Record>,
+    states: Mutex<BTreeMap<Key, State>>,
+}
+
+impl Subscriber {
+    /// The subscription handlers among `records`.
+    pub fn new<'a>(records: impl IntoIterator<Item = &'a Record>) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            handlers: records
+                .into_iter()
+                .filter(|r| r.subscription.is_some())
+                .cloned()
+                .collect(),
+            states: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Registers every handler on its peers every [`RESUBSCRIBE_EVERY`], until dropped.
+    pub async fn run(self: Arc<Self>, peer: Arc<PeerContext>) {
+        if self.handlers.is_empty() {
+            return;
+        }
+        loop {
+            self.register_once(&peer).await;
+            tokio::time::sleep(RESUBSCRIBE_EVERY).await;
+        }
+    }
+
+    /// One pass: find the matching peers and subscribe on each, concurrently.
+    pub async fn register_once(&self, peer: &Arc<PeerContext>) {
+        let found = peer
+            .discovery
+            .peers(&PeerQuery {
+                refresh: true,
+                ..Default::default()
+            })
+            .await;
+        let mut calls = tokio::task::JoinSet::new();
+        let mut seen = Vec::new();
+        for handler in &self.handlers {
+            for publisher in self.publishers(handler, &found).await {
+                let key = (handler.name.clone(), publisher.id.clone());
+                seen.push(key.clone());
+                let request = subscribe_request(handler);
+                let peer = peer.clone();
+                calls.spawn(async move {
+                    let outcome = match Target::from_peer_id(&publisher.id) {
+                        Ok(target) => call(&peer, &target, builtin::SUBSCRIBE, &request).await,
+                        Err(e) => Outcome::Error(e),
+                    };
+                    (key, request.event, publisher, outcome)
+                });
+            }
+        }
+        while let Some(Ok((key, event, publisher, outcome))) = calls.join_next().await {
+            self.record(key, &event, &publisher, outcome);
+        }
+        // Publishers that vanished are no longer registered.
+        let mut states = self.states.lock().expect("states lock");
+        states.retain(|key, _| seen.contains(key));
+    }
+
+    /// Unregisters everywhere (a peer stopping cleanly), waiting at most `limit`.
+    pub async fn unsubscribe_all(&self, peer: &Arc<PeerContext>, limit: Duration) {
+        let registered: Vec<(String, String)> = self
+            .states
+            .lock()
+            .expect("states lock")
+            .iter()
+            .filter(|(_, state)| **state == State::Registered)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut calls = tokio::task::JoinSet::new();
+        for (handler, publisher) in registered {
+            let Some(record) = self.handlers.iter().find(|r| r.name == handler) else {
+                continue;
+            };
+            let Ok(target) = Target::from_peer_id(&publisher) else {
+                continue;
+            };
+            let request = subscribe_request(record);
+            let peer = peer.clone();
+            calls.spawn(async move {
+                let _ = call(&peer, &target, builtin::UNSUBSCRIBE, &request).await;
+            });
+        }
+        let _ =
+            tokio::time::timeout(limit, async { while calls.join_next().await.is_some() {} }).await;
+    }
+
+    /// Where this peer's handlers are registered, sorted (for `info`).
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let states = self.states.lock().expect("states lock");
+        let mut out: Vec<SubscriptionInfo> = states
+            .iter()
+            .filter(|(_, state)| **state == State::Registered)
+            .filter_map(|((handler, publisher), _)| {
+                let record = self.handlers.iter().find(|r| &r.name == handler)?;
+                Some(SubscriptionInfo {
+                    event: record.subscription.as_ref()?.event.clone(),
+                    peer: publisher.clone(),
+                    handler: handler.clone(),
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The peers `handler` subscribes on: its explicit peers (probed, so that a `host:port`
+    /// gets its id), or the discovered ones its filters keep.
+    async fn publishers(&self, handler: &Record, found: &[PeerInfo]) -> Vec<PeerInfo> {
+        let Some(subscription) = &handler.subscription else {
+            return Vec::new();
+        };
+        if subscription.peers.is_empty() {
+            let query = PeerQuery {
+                on_host: subscription.on_host,
+                groups: subscription.groups.clone(),
+                hubs_only: subscription.hubs_only,
+                refresh: false,
+            };
+            return discovery::filter(found.to_vec(), &query);
+        }
+        let mut out = Vec::new();
+        for peer in &subscription.peers {
+            let address = match Target::from_peer_id(peer) {
+                Ok(target) => target.address,
+                Err(_) => match peer.rsplit_once(':') {
+                    Some((host, port)) if port.parse::<u16>().is_ok() => {
+                        socket_address(host.trim_matches(['[', ']']), port.parse().unwrap_or(0))
+                    }
+                    _ => {
+                        self.log_once(
+                            (handler.name.clone(), peer.clone()),
+                            format!("{peer:?} is neither a peer id nor host:port"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if let Some(info) = discovery::probe(&address).await {
+                out.push(info);
+            }
+        }
+        out
+    }
+
+    /// Notes what `subscribe` answered; logs only changes.
+    fn record(&self, key: Key, event: &str, publisher: &PeerInfo, outcome: Outcome) {
+        let name = display(publisher);
+        let state = match outcome {
+            Outcome::Value(bytes) => match codec::decode::<bool>(&bytes) {
+                Ok(_) => State::Registered,
+                Err(e) => State::Refused(format!("unreadable answer: {e}")),
+            },
+            Outcome::Error(e) => State::Refused(e.to_string()),
+            Outcome::Flag(flag) => State::Refused(format!("answered with flag {flag}")),
+        };
+        let mut states = self.states.lock().expect("states lock");
+        let previous = states.insert(key.clone(), state.clone());
+        if previous.as_ref() == Some(&state) {
+            return;
+        }
+        match state {
+            State::Registered => tracing::info!("subscribed {} to event {event} on {name}", key.0),
+            State::Refused(reason) => tracing::warn!(
+                "cannot subscribe {} to event {event} on {name}: {reason}",
+                key.0
+            ),
+        }
+    }
+
+    fn log_once(&self, key: Key, reason: String) {
+        let mut states = self.states.lock().expect("states lock");
+        let state = State::Refused(reason.clone());
+        if states.insert(key.clone(), state.clone()) != Some(state) {
+            tracing::warn!("subscription {}: {reason}", key.0);
+        }
+    }
+}
+
+/// What a handler sends to `subscribe`.
+fn subscribe_request(handler: &Record) -> SubscribeRequest {
+    SubscribeRequest {
+        event: handler
+            .subscription
+            .as_ref()
+            .map(|s| s.event.clone())
+            .unwrap_or_default(),
+        handler: handler.name.clone(),
+        contract: Contract {
+            fingerprint: handler.fingerprint,
+            signature: handler.type_signature(),
+        },
+        accepts: handler.accepts(),
+    }
+}
+
+fn display(peer: &PeerInfo) -> String {
+    format!("{}:{} -> {}", peer.host, peer.port, peer.group)
+}
+
+/// Sends `request` to the built-in `function` (`subscribe` or `unsubscribe`) on `target`.
+async fn call(
+    peer: &PeerContext,
+    target: &Target,
+    function: &str,
+    request: &SubscribeRequest,
+) -> Outcome {
+    let args = match codec::encode(request) {
+        Ok(args) => args,
+        Err(e) => return Outcome::Error(CallError::from(e)),
+    };
+    let request = Request {
+        kind: CallKind::Function,
+        function,
+        encoding: Encoding::Bincode,
+        args,
+        contract: None,
+    };
+    peer.client.call(target, request, SUBSCRIBE_TIMEOUT).await
+}
