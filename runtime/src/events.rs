@@ -302,3 +302,83 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netrun_abi::manifest::{ItemKind, Param};
+    use netrun_abi::peer_id;
+
+    use super::*;
+    use crate::message::Hello;
+
+    fn events() -> Arc<Events> {
+        let news = Record::new(
+            ItemKind::Event,
+            "news",
+            "publish",
+            vec![Param {
+                name: "headline".into(),
+                ty: "String".into(),
+            }],
+            "String",
+        );
+        Events::new(
+            "127.0.0.1:3010 -> None".into(),
+            BTreeMap::from([("news".to_string(), news)]),
+            Client::new(Hello::client(), 1024),
+            Duration::from_secs(1),
+            5,
+        )
+    }
+
+    fn request(event: &str, accepts: &str) -> SubscribeRequest {
+        SubscribeRequest {
+            event: event.into(),
+            handler: "on_news".into(),
+            contract: Contract {
+                fingerprint: 1,
+                signature: format!("({accepts}) -> ()"),
+            },
+            accepts: accepts.into(),
+        }
+    }
+
+    #[test]
+    fn a_handler_of_another_type_or_an_unknown_event_is_refused() {
+        let events = events();
+        let subscriber = peer_id::encode("127.0.0.1", 3011, "None");
+        let Err(CallError::ContractMismatch { caller, callee, .. }) =
+            events.subscribe(&subscriber, request("news", "u32"))
+        else {
+            panic!("expected a contract mismatch");
+        };
+        assert_eq!(
+            (caller.as_str(), callee.as_str()),
+            ("a handler taking u32", "an event of String")
+        );
+        let Err(CallError::BadArguments { message, .. }) =
+            events.subscribe(&subscriber, request("weather", "String"))
+        else {
+            panic!("expected a refusal");
+        };
+        assert!(message.contains("no event \"weather\"") && message.contains("news"));
+        assert!(events.subscribers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn subscribing_twice_registers_once() {
+        let events = events();
+        let subscriber = peer_id::encode("127.0.0.1", 3011, "None");
+        assert_eq!(
+            events.subscribe(&subscriber, request("news", "String")),
+            Ok(true)
+        );
+        assert_eq!(
+            events.subscribe(&subscriber, request("news", "String")),
+            Ok(false)
+        );
+        assert_eq!(events.subscribers().len(), 1);
+        assert!(events.unsubscribe(&subscriber, &request("news", "String")));
+        assert!(events.subscribers().is_empty());
+    }
+}

@@ -570,6 +570,45 @@ pub fn call(ports: &Ports, peer: &str, function: &str, args: &[&str]) -> CliOutp
     netrun(ports, &all, &[])
 }
 
+/// `netrun info PEER` in `ports`, as JSON (panics with the output unless it succeeds).
+#[track_caller]
+pub fn info(ports: &Ports, peer: &str) -> Value {
+    let out = netrun(ports, &["info", peer], &[]);
+    out.expect_code(0);
+    out.json()
+}
+
+/// The `(event, peer id, handler)` triples of an `info` list (`subscribers` or
+/// `subscriptions`).
+pub fn subscription_list(info: &Value, list: &str) -> Vec<(String, String, String)> {
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    info[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("info has no {list} list: {info}"))
+        .iter()
+        .map(|s| (text(s, "event"), text(s, "peer"), text(s, "handler")))
+        .collect()
+}
+
+/// Waits (bounded) until `info` of `peer` satisfies `condition`; returns the last `info`.
+pub fn wait_for_info(
+    ports: &Ports,
+    peer: &str,
+    limit: Duration,
+    mut condition: impl FnMut(&Value) -> bool,
+) -> (bool, Value) {
+    let mut last = Value::Null;
+    let met = wait_until(limit, || {
+        last = info(ports, peer);
+        // Each poll starts a process: poll calmly.
+        condition(&last) || {
+            std::thread::sleep(Duration::from_millis(200));
+            false
+        }
+    });
+    (met, last)
+}
+
 /// `netrun run APP --entry ENTRY` in `ports`, to completion.
 pub fn run_entry(ports: &Ports, app: &Path, entry: &str, env: &[(&str, &str)]) -> CliOutput {
     netrun(ports, &["run", arg(app), "--entry", entry], env)

@@ -50,3 +50,44 @@ fn simple_connection_peer2_needs_a_peer1_in_its_group() {
         .expect_stderr(&["no other peer in group None"]);
     assert!(!other.stdout().contains(MESSAGE), "{}", other.report());
 }
+
+/// The original's `simple_tagged_connection`: `peer3` (app v2) calls the tagged function on a
+/// v1 peer and on a v2 peer, and gets each version's answer.
+#[test]
+fn simple_tagged_connection_v2_calls_v1_and_v2_by_tag() {
+    let ports = Ports::new();
+    let _peer1 = TestPeer::start(&ports, &app("app_v1"), &[], &[("NET_GROUP", "app_v1")]);
+    let _peer2 = TestPeer::start(&ports, &app("app_v2"), &[], &[("NET_GROUP", "app_v2")]);
+    let peer3 = run_entry(&ports, &app("app_v2"), "peer3", &[("NET_GROUP", "app_v2")]);
+    peer3.expect_code(0);
+    let answers: Vec<&str> = peer3
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(MESSAGE))
+        .collect();
+    assert_eq!(
+        answers,
+        ["My Message! Version 1", "My Message! Version 2"],
+        "{peer3}"
+    );
+}
+
+/// A function under the same tag with other types is refused by the callee, naming the
+/// function and both signatures, never decoded into garbage.
+#[test]
+fn a_tagged_call_with_other_types_is_a_contract_mismatch() {
+    let ports = Ports::new();
+    let v1 = TestPeer::start(&ports, &app("app_v1"), &[], &[("NET_GROUP", "app_v1")]);
+    let demo = run_entry(&ports, &app("events_probe"), "mismatch_demo", &[]);
+    demo.expect_code(0);
+    for needle in [
+        "contract mismatch",
+        "myTaggedFunction",
+        "(u32) -> u32",
+        "(String) -> String",
+    ] {
+        assert!(demo.stdout.contains(needle), "{needle:?} missing\n{demo}");
+    }
+    // Refused before the guest ran: v1 printed nothing and did not trap.
+    assert!(!v1.stderr().contains("trapped"), "{}", v1.report());
+}

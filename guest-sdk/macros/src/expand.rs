@@ -216,10 +216,18 @@ pub fn flag(spec: &FnSpec) -> TokenStream {
     let record = record(ItemKind::Flag, name, rust_name, params, ret);
     let export = format!("{}{name}", names::EXPORT_FLAG_PREFIX);
     let ident = &item.sig.ident;
+    let ret_ty = return_type(ret);
     let call = if params.is_empty() {
         quote!(::core::result::Result::Ok(#ident()))
     } else {
-        quote!(::core::result::Result::Ok(#ident(__netrun_function, __netrun_peer)))
+        // Through a checked pointer, so that parameters of other types are one error, at them.
+        let check = quote_spanned! {item.sig.inputs.span()=>
+            const HANDLER: fn(::std::string::String, ::net::Peer) -> #ret_ty = #ident;
+        };
+        quote!({
+            #check
+            ::core::result::Result::Ok(HANDLER(__netrun_function, __netrun_peer))
+        })
     };
     let pattern = quote!((__netrun_function, __netrun_peer): (::std::string::String, ::net::Peer));
     handler(item, &record, &export, pattern, call, params, ret)

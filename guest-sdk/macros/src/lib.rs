@@ -51,7 +51,7 @@ pub fn entry(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());
-    parse::named(attr.into(), item.into(), "#[net::event]")
+    parse::named(attr.into(), item.into(), "event")
         .and_then(validate::event)
         .map(|spec| expand::event(&spec))
         .unwrap_or_else(|e| failed(e, original))
@@ -74,7 +74,7 @@ pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn flag(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());
-    parse::named(attr.into(), item.into(), "#[net::flag]")
+    parse::named(attr.into(), item.into(), "flag")
         .and_then(validate::flag)
         .map(|spec| expand::flag(&spec))
         .unwrap_or_else(|e| failed(e, original))

@@ -47,9 +47,11 @@ pub fn entry(attr: TokenStream, item: TokenStream) -> syn::Result<EntryInput> {
     Ok(EntryInput { args: attr, item })
 }
 
-/// `#[net::event("name")]` and `#[net::flag("NAME")]`: exactly one string literal.
-pub fn named(attr: TokenStream, item: TokenStream, what: &str) -> syn::Result<NamedInput> {
-    let usage = format!("expected {what}(\"name\"): the name is one string literal");
+/// `#[net::event("name")]` and `#[net::flag("NAME")]` (`macro_name` is `event` or `flag`):
+/// exactly one string literal.
+pub fn named(attr: TokenStream, item: TokenStream, macro_name: &str) -> syn::Result<NamedInput> {
+    let usage = format!("expected #[net::{macro_name}(\"name\")]: the name is one string literal");
+    let what = format!("#[net::{macro_name}]");
     let name = (|input: ParseStream| {
         if !input.peek(LitStr) {
             return Err(input.error(&usage));
@@ -62,7 +64,7 @@ pub fn named(attr: TokenStream, item: TokenStream, what: &str) -> syn::Result<Na
         Ok(name)
     })
     .parse2(attr)?;
-    let item = function(item, what)?;
+    let item = function(item, &what)?;
     Ok(NamedInput { name, item })
 }
 

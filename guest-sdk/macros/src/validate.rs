@@ -197,13 +197,13 @@ fn registered_name(name: &LitStr, what: &str, if_empty: &str) -> syn::Result<()>
     if value.is_empty() {
         return Err(Error::new(
             name.span(),
-            format!("a {what} cannot be empty: {if_empty}"),
+            format!("the {what} cannot be empty: {if_empty}"),
         ));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::new(
             name.span(),
-            format!("a {what} cannot contain whitespace (it is the name peers call)"),
+            format!("the {what} cannot contain whitespace (it is the name peers call)"),
         ));
     }
     Ok(())
