@@ -192,6 +192,7 @@ impl Subscriber {
     /// Notes what `subscribe` answered; logs only changes.
     fn record(&self, key: Key, event: &str, publisher: &PeerInfo, outcome: Outcome) {
         let name = display(publisher);
+        let no_such_event = matches!(outcome, Outcome::Error(CallError::BadArguments { .. }));
         let state = match outcome {
             Outcome::Value(bytes) => match codec::decode::<bool>(&bytes) {
                 Ok(_) => State::Registered,
@@ -207,6 +208,11 @@ impl Subscriber {
         }
         match state {
             State::Registered => tracing::info!("subscribed {} to event {event} on {name}", key.0),
+            // A peer without the event is most peers, for a handler without filters.
+            State::Refused(reason) if no_such_event => tracing::debug!(
+                "not subscribing {} to event {event} on {name}: {reason}",
+                key.0
+            ),
             State::Refused(reason) => tracing::warn!(
                 "cannot subscribe {} to event {event} on {name}: {reason}",
                 key.0

@@ -135,14 +135,16 @@ pub fn entry(spec: &EntrySpec) -> TokenStream {
 /// function, and the value it returns is handed to the peer for the event's subscribers before
 /// being returned to the caller.
 pub fn event(spec: &FnSpec) -> TokenStream {
-    let FnSpec {
-        item,
-        name,
-        rust_name,
-        params,
-        ret,
-    } = spec;
-    let record = record(ItemKind::Event, name, rust_name, params, ret);
+    let (
+        record,
+        FnSpec {
+            item,
+            name,
+            params,
+            ret,
+            ..
+        },
+    ) = (spec.record(ItemKind::Event), spec);
     let manifest = manifest_static(&record, item);
     let serde_checks = ret.iter().map(serde_check);
     let names: Vec<_> = params.iter().map(|(n, _)| n).collect();
@@ -178,15 +180,16 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
         function,
         subscription,
     } = spec;
+    let record = function
+        .record(ItemKind::Subscribe)
+        .with_subscription(subscription.clone());
     let FnSpec {
         item,
-        name,
         rust_name,
         params,
         ret,
+        ..
     } = function;
-    let record = record(ItemKind::Subscribe, name, rust_name, params, ret)
-        .with_subscription(subscription.clone());
     let export = format!("{}{rust_name}", names::EXPORT_SUBSCRIBER_PREFIX);
     let types: Vec<_> = params.iter().map(|(_, t)| t).collect();
     let args = arg_names(params);
@@ -206,14 +209,16 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
 /// `#[net::flag("NAME")]`: the handler stays a plain function; the macro adds its export,
 /// which the runtime calls with `(function, peer)` when a call answers with the flag.
 pub fn flag(spec: &FnSpec) -> TokenStream {
-    let FnSpec {
-        item,
-        name,
-        rust_name,
-        params,
-        ret,
-    } = spec;
-    let record = record(ItemKind::Flag, name, rust_name, params, ret);
+    let (
+        record,
+        FnSpec {
+            item,
+            name,
+            params,
+            ret,
+            ..
+        },
+    ) = (spec.record(ItemKind::Flag), spec);
     let export = format!("{}{name}", names::EXPORT_FLAG_PREFIX);
     let ident = &item.sig.ident;
     let ret_ty = return_type(ret);
@@ -262,6 +267,13 @@ fn handler(
 
             #manifest
         };
+    }
+}
+
+impl FnSpec {
+    /// The function's manifest record as an item of `kind`.
+    fn record(&self, kind: ItemKind) -> Record {
+        record(kind, &self.name, &self.rust_name, &self.params, &self.ret)
     }
 }
 
