@@ -39,21 +39,48 @@ enum State {
     Refused(String),
 }
 
+/// One subscription handler and where it subscribes.
+struct Handler {
+    record: Record,
+    /// With explicit `peers`: their addresses (`host:port`); otherwise discovery decides.
+    addresses: Option<Vec<String>>,
+}
+
 /// This module's subscription handlers and where they are registered.
 pub struct Subscriber {
-    handlers: Vec<Record>,
+    handlers: Vec<Handler>,
     states: Mutex<BTreeMap<Key, State>>,
 }
 
 impl Subscriber {
-    /// The subscription handlers among `records`.
+    /// The subscription handlers among `records`. An explicit peer that is neither a peer id
+    /// nor `host:port` is logged here, once, and left out.
     pub fn new<'a>(records: impl IntoIterator<Item = &'a Record>) -> Arc<Subscriber> {
+        let handlers = records
+            .into_iter()
+            .filter_map(|record| {
+                let subscription = record.subscription.as_ref()?;
+                let addresses = (!subscription.peers.is_empty()).then(|| {
+                    let address = |peer: &String| {
+                        let address = explicit_address(peer);
+                        if address.is_none() {
+                            tracing::warn!(
+                                "subscription {}: {peer:?} is neither a peer id nor host:port; ignored",
+                                record.name
+                            );
+                        }
+                        address
+                    };
+                    subscription.peers.iter().filter_map(address).collect()
+                });
+                Some(Handler {
+                    record: record.clone(),
+                    addresses,
+                })
+            })
+            .collect();
         Arc::new(Subscriber {
-            handlers: records
-                .into_iter()
-                .filter(|r| r.subscription.is_some())
-                .cloned()
-                .collect(),
+            handlers,
             states: Mutex::new(BTreeMap::new()),
         })
     }
@@ -81,10 +108,10 @@ impl Subscriber {
         let mut calls = tokio::task::JoinSet::new();
         let mut seen = Vec::new();
         for handler in &self.handlers {
-            for publisher in self.publishers(handler, &found).await {
-                let key = (handler.name.clone(), publisher.id.clone());
+            for publisher in publishers(handler, &found).await {
+                let key = (handler.record.name.clone(), publisher.id.clone());
                 seen.push(key.clone());
-                let request = subscribe_request(handler);
+                let request = subscribe_request(&handler.record);
                 let peer = peer.clone();
                 calls.spawn(async move {
                     let outcome = match Target::from_peer_id(&publisher.id) {
@@ -115,7 +142,7 @@ impl Subscriber {
             .collect();
         let mut calls = tokio::task::JoinSet::new();
         for (handler, publisher) in registered {
-            let Some(record) = self.handlers.iter().find(|r| r.name == handler) else {
+            let Some(record) = self.handler_record(&handler) else {
                 continue;
             };
             let Ok(target) = Target::from_peer_id(&publisher) else {
@@ -138,7 +165,7 @@ impl Subscriber {
             .iter()
             .filter(|(_, state)| **state == State::Registered)
             .filter_map(|((handler, publisher), _)| {
-                let record = self.handlers.iter().find(|r| &r.name == handler)?;
+                let record = self.handler_record(handler)?;
                 Some(SubscriptionInfo {
                     event: record.subscription.as_ref()?.event.clone(),
                     peer: publisher.clone(),
@@ -150,43 +177,12 @@ impl Subscriber {
         out
     }
 
-    /// The peers `handler` subscribes on: its explicit peers (probed, so that a `host:port`
-    /// gets its id), or the discovered ones its filters keep.
-    async fn publishers(&self, handler: &Record, found: &[PeerInfo]) -> Vec<PeerInfo> {
-        let Some(subscription) = &handler.subscription else {
-            return Vec::new();
-        };
-        if subscription.peers.is_empty() {
-            let query = PeerQuery {
-                on_host: subscription.on_host,
-                groups: subscription.groups.clone(),
-                hubs_only: subscription.hubs_only,
-                refresh: false,
-            };
-            return discovery::filter(found.to_vec(), &query);
-        }
-        let mut out = Vec::new();
-        for peer in &subscription.peers {
-            let address = match Target::from_peer_id(peer) {
-                Ok(target) => target.address,
-                Err(_) => match peer.rsplit_once(':') {
-                    Some((host, port)) if port.parse::<u16>().is_ok() => {
-                        socket_address(host.trim_matches(['[', ']']), port.parse().unwrap_or(0))
-                    }
-                    _ => {
-                        self.log_once(
-                            (handler.name.clone(), peer.clone()),
-                            format!("{peer:?} is neither a peer id nor host:port"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            if let Some(info) = discovery::probe(&address).await {
-                out.push(info);
-            }
-        }
-        out
+    /// The record of the handler named `handler`.
+    fn handler_record(&self, handler: &str) -> Option<&Record> {
+        self.handlers
+            .iter()
+            .map(|h| &h.record)
+            .find(|r| r.name == handler)
     }
 
     /// Notes what `subscribe` answered; logs only changes.
@@ -219,14 +215,39 @@ impl Subscriber {
             ),
         }
     }
+}
 
-    fn log_once(&self, key: Key, reason: String) {
-        let mut states = self.states.lock().expect("states lock");
-        let state = State::Refused(reason.clone());
-        if states.insert(key.clone(), state.clone()) != Some(state) {
-            tracing::warn!("subscription {}: {reason}", key.0);
+/// The peers `handler` subscribes on: its explicit peers (probed, so that a `host:port` gets
+/// its id, and only live peers count), or the discovered ones its filters keep.
+async fn publishers(handler: &Handler, found: &[PeerInfo]) -> Vec<PeerInfo> {
+    if let Some(addresses) = &handler.addresses {
+        let mut out = Vec::new();
+        for address in addresses {
+            out.extend(discovery::probe(address).await);
         }
+        return out;
     }
+    let Some(subscription) = &handler.record.subscription else {
+        return Vec::new();
+    };
+    let query = PeerQuery {
+        on_host: subscription.on_host,
+        groups: subscription.groups.clone(),
+        hubs_only: subscription.hubs_only,
+        refresh: false,
+    };
+    discovery::filter(found.to_vec(), &query)
+}
+
+/// The address of an explicit peer: a peer id, or `host:port` (`[v6]:port`).
+fn explicit_address(peer: &str) -> Option<String> {
+    if let Ok(target) = Target::from_peer_id(peer) {
+        return Some(target.address);
+    }
+    let (host, port) = peer.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| socket_address(host, port))
 }
 
 /// What a handler sends to `subscribe`.
@@ -269,4 +290,26 @@ async fn call(
         contract: None,
     };
     peer.client.call(target, request, SUBSCRIBE_TIMEOUT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_peers_are_ids_or_addresses() {
+        let id = netrun_abi::peer_id::encode("127.0.0.1", 3012, "hubs");
+        assert_eq!(explicit_address(&id).as_deref(), Some("127.0.0.1:3012"));
+        assert_eq!(
+            explicit_address("127.0.0.1:3010").as_deref(),
+            Some("127.0.0.1:3010")
+        );
+        assert_eq!(
+            explicit_address("[::1]:3010").as_deref(),
+            Some("[::1]:3010")
+        );
+        for bad in ["nonsense", "host:port", ":3010", "127.0.0.1:99999"] {
+            assert_eq!(explicit_address(bad), None, "{bad}");
+        }
+    }
 }
