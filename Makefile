@@ -8,7 +8,7 @@
 
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip1
-APPS        := simple_connection simple_subscription app_v1 app_v2 core_probe events_probe
+APPS        := simple_connection simple_subscription app_v1 app_v2 core_probe events_probe sandbox_probe
 APP_DIR     := target/apps
 NETRUN      := target/release/netrun
 

@@ -76,6 +76,37 @@ pub struct CallOptions {
     pub max_frame: usize,
 }
 
+/// What one call into the guest may use; exceeding a limit traps the call, which fails with
+/// an error naming the limit, and replaces the instance.
+#[derive(Debug, Clone, Args)]
+pub struct LimitOptions {
+    /// Wall-clock limit of one call into the guest (entries run unlimited)
+    #[arg(long, env = "NET_DEADLINE", default_value = "30", value_name = "SECS", value_parser = parse_secs)]
+    pub deadline: Duration,
+    /// Linear memory limit of the instance, in MiB
+    #[arg(
+        long,
+        env = "NET_MAX_MEMORY",
+        default_value_t = 256,
+        value_name = "MIB",
+        value_parser = clap::value_parser!(u32).range(1..=4096)
+    )]
+    pub max_memory: u32,
+    /// Fuel of one call (about one unit per wasm instruction); unmetered when not set
+    #[arg(long, env = "NET_FUEL", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fuel: Option<u64>,
+}
+
+impl LimitOptions {
+    pub fn limits(&self) -> crate::sandbox::Limits {
+        crate::sandbox::Limits {
+            deadline: self.deadline,
+            max_memory: self.max_memory as usize * 1024 * 1024,
+            fuel: self.fuel,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The app: a wasm32-wasip1 module built with the netrun guest SDK
@@ -99,6 +130,8 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub thread_limit: u16,
+    #[command(flatten)]
+    pub limits: LimitOptions,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]
@@ -222,6 +255,27 @@ mod tests {
         };
         assert_eq!(run.thread_limit, 5);
         assert!(parse(&["netrun", "app.wasm", "--thread-limit", "0"]).is_err());
+    }
+
+    #[test]
+    fn limits_have_server_defaults_and_are_checked() {
+        let Command::Run(run) = parse(&["netrun", "app.wasm"]).unwrap().command else {
+            panic!("expected run");
+        };
+        let limits = run.limits.limits();
+        assert_eq!(limits.deadline, Duration::from_secs(30));
+        assert_eq!(limits.max_memory, 256 * 1024 * 1024);
+        assert_eq!(limits.fuel, None);
+        for bad in [
+            ["--deadline", "0"],
+            ["--max-memory", "0"],
+            ["--max-memory", "5000"],
+            ["--fuel", "0"],
+        ] {
+            let mut args = vec!["netrun", "app.wasm"];
+            args.extend(bad);
+            assert!(parse(&args).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

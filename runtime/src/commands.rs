@@ -75,6 +75,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         max_frame: args.call.max_frame,
         thread_limit: usize::from(args.thread_limit),
         guest_stdin: args.entry.is_some(),
+        limits: args.limits.limits(),
     };
     let mut signals = ShutdownSignals::install()
         .map_err(|e| failed(anyhow!("cannot install signal handlers: {e}")))?;

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::{AsContextMut, Caller, Instance, InstancePre, Memory, Store, TypedFunc};
 
 use crate::peer::PeerContext;
-use crate::sandbox::HostState;
+use crate::sandbox::{HostState, Limits};
 
 /// Calls waiting for the instance.
 const QUEUE: usize = 1024;
@@ -170,6 +170,9 @@ async fn instantiate(
 ) -> anyhow::Result<Live> {
     let wasm = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
     let mut store = Store::new(pre.module().engine(), HostState::new(peer.clone()));
+    store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
+    // Instantiating and `_initialize` run under the limits of one call.
+    arm(&mut store, &peer.limits)?;
     let instance = pre.instantiate_async(&mut store).await.map_err(wasm)?;
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, names::EXPORT_INITIALIZE) {
         init.call_async(&mut store, ())
@@ -215,14 +218,36 @@ async fn serve(
     }
 }
 
+/// Sets the deadline and the fuel of one call.
+fn arm(store: &mut Store<HostState>, limits: &Limits) -> anyhow::Result<()> {
+    store.set_epoch_deadline(limits.deadline_ticks());
+    if let Some(fuel) = limits.fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| anyhow::anyhow!("cannot set fuel: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Far enough never to come: an entry runs as long as it likes (`netrun run --entry`).
+const NO_DEADLINE: u64 = 1 << 62;
+
 async fn run_job(live: &mut Live, job: Job) -> wasmtime::Result<Outcome> {
-    live.store.data_mut().panic_message = None;
+    let state = live.store.data_mut();
+    state.panic_message = None;
+    state.memory_refused = false;
+    let limits = state.peer.limits;
     match job {
         Job::Export { export, args } => {
+            arm(&mut live.store, &limits).map_err(|e| wasmtime::format_err!("{e}"))?;
             let func = live.instance.get_typed_func(&mut live.store, &export)?;
             live.exports.call(&mut live.store, func, &args).await
         }
         Job::Entry { export } => {
+            live.store.set_epoch_deadline(NO_DEADLINE);
+            if limits.fuel.is_some() {
+                live.store.set_fuel(u64::MAX)?;
+            }
             let func: TypedFunc<(), i64> =
                 live.instance.get_typed_func(&mut live.store, &export)?;
             let packed = func.call_async(&mut live.store, ()).await?;
@@ -231,22 +256,59 @@ async fn run_job(live: &mut Live, job: Job) -> wasmtime::Result<Outcome> {
     }
 }
 
-/// Names what went wrong: the guest's panic message when it left one, else the trap.
+/// Names what went wrong: an exceeded limit, the guest's panic message when it left one, or
+/// the trap.
 fn classify(live: &mut Live, error: wasmtime::Error) -> GuestFailure {
-    if let Some(message) = live.store.data_mut().panic_message.take() {
-        return GuestFailure {
-            kind: "panic".into(),
-            message,
-        };
+    let state = live.store.data_mut();
+    let limits = state.peer.limits;
+    let failure = |kind: &str, message: String| GuestFailure {
+        kind: kind.into(),
+        message,
+    };
+    if std::mem::take(&mut state.memory_refused) {
+        return failure("memory limit", limits.memory_exceeded());
+    }
+    if let Some(message) = state.panic_message.take() {
+        return failure("panic", message);
     }
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => GuestFailure {
-            kind: format!("trap: {trap}"),
-            message: format!("{error:#}"),
-        },
-        None => GuestFailure {
-            kind: "error".into(),
-            message: format!("{error:#}"),
-        },
+        Some(wasmtime::Trap::Interrupt) => failure("deadline", limits.deadline_exceeded()),
+        Some(wasmtime::Trap::OutOfFuel) => failure("fuel", limits.fuel_exhausted()),
+        Some(wasmtime::Trap::StackOverflow) => failure("stack overflow", trap_message(&error)),
+        Some(wasmtime::Trap::MemoryOutOfBounds) if shadow_stack_overflow(&error) => failure(
+            "stack overflow",
+            format!("the guest's stack ran out: {}", trap_message(&error)),
+        ),
+        Some(trap) => failure(&format!("trap: {trap}"), trap_message(&error)),
+        None => failure("error", trap_message(&error)),
     }
+}
+
+/// The error's chain without the wasm backtrace (which goes to the log, not to callers).
+fn trap_message(error: &wasmtime::Error) -> String {
+    tracing::debug!("guest trap: {error:?}");
+    error
+        .chain()
+        .map(ToString::to_string)
+        .filter(|part| !part.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Rust (and C) guests keep their stack in linear memory, growing down from a fixed size; when
+/// it runs out the stack pointer wraps below zero and the next access faults just under 4 GiB
+/// (or just over it, with an offset). That fault is the guest's stack overflow.
+fn shadow_stack_overflow(error: &wasmtime::Error) -> bool {
+    const MARK: &str = "memory fault at wasm address 0x";
+    error.chain().any(|part| {
+        let text = part.to_string();
+        let Some(at) = text.find(MARK) else {
+            return false;
+        };
+        let hex: String = text[at + MARK.len()..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        u64::from_str_radix(&hex, 16).is_ok_and(|address| address >= 0xFFFF_0000)
+    })
 }

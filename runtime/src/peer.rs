@@ -23,7 +23,7 @@ use crate::instance::{self, GuestFailure, InstanceHandle, Job};
 use crate::message::{CallKind, Encoding, Hello, PROTOCOL_VERSION};
 use crate::module::AppModule;
 use crate::router::Router;
-use crate::sandbox;
+use crate::sandbox::{self, Limits};
 use crate::subscriber::Subscriber;
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
@@ -44,6 +44,8 @@ pub struct PeerConfig {
     pub thread_limit: usize,
     /// Give the guest the process's stdin (a peer started with `--entry`).
     pub guest_stdin: bool,
+    /// What one call may use.
+    pub limits: Limits,
 }
 
 impl PeerConfig {
@@ -112,6 +114,8 @@ pub struct PeerContext {
     pub flags: BTreeMap<String, Record>,
     /// Whether instances get the process's stdin.
     pub guest_stdin: bool,
+    /// What one call into an instance may use.
+    pub limits: Limits,
 }
 
 impl PeerContext {
@@ -171,7 +175,8 @@ pub async fn start(
     app: &AppModule,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Peer> {
-    let engine = sandbox::engine()?;
+    let engine = sandbox::engine(config.limits.fuel.is_some())?;
+    sandbox::tick_epochs(&engine);
     let pre = sandbox::prepare(&engine, app)?;
     let (listener, port) = bind(config)?;
     let host = config.host.to_string();
@@ -207,6 +212,7 @@ pub async fn start(
         events: events.clone(),
         flags: app.manifest.flags.clone(),
         guest_stdin: config.guest_stdin,
+        limits: config.limits,
     });
     let instance = instance::start(pre, context.clone()).await?;
     let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();

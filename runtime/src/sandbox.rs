@@ -5,21 +5,74 @@
 //! [`InstancePre`] (module compiled and linked). It must not run guest code: instances and
 //! calls are [`crate::instance`]'s job.
 //!
+//! Each call runs under [`Limits`]: a deadline (epoch interruption; [`tick_epochs`] advances
+//! the epoch), a memory cap (the [`ResourceLimiter`] of [`HostState`]) and optional fuel.
+//!
 //! The sandbox is WASI preview 1 with stdout and stderr passed through to the peer's own, and
 //! nothing else: no preopened directories, no environment variables, no sockets, and no stdin
 //! except for a peer started with `--entry`, whose entry may read the process's stdin.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netrun_abi::manifest::ItemKind;
 use netrun_abi::names;
-use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, ValType};
+use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, ValType};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::module::{AppModule, LoadError};
 use crate::peer::PeerContext;
+
+/// How often the engine's epoch advances: the resolution of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What one call into a guest may use (`--deadline`, `--max-memory`, `--fuel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time of one call, enforced by epoch interruption.
+    pub deadline: Duration,
+    /// Linear memory of one instance, in bytes.
+    pub max_memory: usize,
+    /// Fuel of one call (roughly, wasm instructions); `None`: unmetered.
+    pub fuel: Option<u64>,
+}
+
+impl Limits {
+    /// The deadline in epoch ticks (at least one).
+    pub fn deadline_ticks(&self) -> u64 {
+        let ticks = self.deadline.as_nanos() / EPOCH_TICK.as_nanos();
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// "deadline of 30 s exceeded".
+    pub fn deadline_exceeded(&self) -> String {
+        format!("deadline of {} exceeded", seconds(self.deadline))
+    }
+
+    /// "memory limit of 256 MiB exceeded".
+    pub fn memory_exceeded(&self) -> String {
+        format!(
+            "memory limit of {} MiB exceeded",
+            self.max_memory / (1024 * 1024)
+        )
+    }
+
+    /// "fuel limit of 1000 exhausted".
+    pub fn fuel_exhausted(&self) -> String {
+        format!("fuel limit of {} exhausted", self.fuel.unwrap_or(0))
+    }
+}
+
+/// `30 s`, `1.5 s`.
+fn seconds(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs.fract() == 0.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{secs} s")
+    }
+}
 
 /// What each instance's store holds.
 pub struct HostState {
@@ -28,6 +81,34 @@ pub struct HostState {
     pub peer: Arc<PeerContext>,
     /// Set by the `net.panic` import just before a guest panic traps.
     pub panic_message: Option<String>,
+    /// Set when the instance was refused memory beyond [`Limits::max_memory`].
+    pub memory_refused: bool,
+}
+
+/// Refuses memory growth past the peer's cap. The guest sees `memory.grow` fail (its allocator
+/// usually aborts, which traps); the refusal is remembered so the trap can be named.
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.peer.limits.max_memory {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
 }
 
 impl HostState {
@@ -44,14 +125,32 @@ impl HostState {
             wasi,
             peer,
             panic_message: None,
+            memory_refused: false,
         }
     }
 }
 
-/// The engine every instance of this process runs on.
-pub fn engine() -> anyhow::Result<Engine> {
-    let config = Config::new();
+/// The engine every instance of this process runs on: with epoch interruption (deadlines;
+/// someone must advance the epoch, see [`tick_epochs`]) and, when `fuel` is set, metering.
+pub fn engine(fuel: bool) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true).consume_fuel(fuel);
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`], for the life of the process, on a thread
+/// of its own (so a busy async runtime cannot delay deadlines).
+pub fn tick_epochs(engine: &Engine) {
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("netrun-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("cannot start the epoch thread");
 }
 
 /// A linker with WASI preview 1 and the `net` host imports.
@@ -143,7 +242,7 @@ mod tests {
     use netrun_abi::names::import;
 
     fn links(wat: &str) -> Result<(), String> {
-        let engine = engine().unwrap();
+        let engine = engine(false).unwrap();
         let module = Module::new(&engine, wat).unwrap();
         linker(&engine)
             .unwrap()
@@ -169,6 +268,24 @@ mod tests {
             .collect();
         let wasi = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
         links(&format!("(module {all} {wasi})")).unwrap();
+    }
+
+    #[test]
+    fn limits_name_themselves() {
+        let limits = Limits {
+            deadline: Duration::from_millis(1500),
+            max_memory: 256 * 1024 * 1024,
+            fuel: Some(1000),
+        };
+        assert_eq!(limits.deadline_exceeded(), "deadline of 1.5 s exceeded");
+        assert_eq!(limits.memory_exceeded(), "memory limit of 256 MiB exceeded");
+        assert_eq!(limits.fuel_exhausted(), "fuel limit of 1000 exhausted");
+        assert_eq!(limits.deadline_ticks(), 150);
+        let whole = Limits {
+            deadline: Duration::from_secs(30),
+            ..limits
+        };
+        assert_eq!(whole.deadline_exceeded(), "deadline of 30 s exceeded");
     }
 
     #[test]

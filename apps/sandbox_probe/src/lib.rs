@@ -1,0 +1,103 @@
+//! A hostile app, for the tests of limits, traps and the sandbox: each function misbehaves in
+//! one way a peer must survive. Built as `target/apps/sandbox_probe.wasm`.
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Loops forever: only the deadline (or fuel) stops it.
+#[net::connect]
+fn spin() -> u64 {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates a MiB at a time, forever: only the memory limit stops it.
+#[net::connect]
+fn alloc_forever() -> u64 {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1; 1 << 20]);
+        black_box(&held);
+    }
+}
+
+/// Recurses without end: the stack overflows.
+#[net::connect]
+fn recurse_forever() -> u64 {
+    fn deeper(n: u64) -> u64 {
+        let frame = black_box([n; 32]);
+        // Never true (the stack runs out long before), but the compiler cannot know.
+        if frame[0] == u64::MAX {
+            return 0;
+        }
+        deeper(frame[0] + 1) + frame[31]
+    }
+    deeper(0)
+}
+
+/// Panics with `message`.
+#[net::connect]
+fn panic_with(message: String) -> u64 {
+    panic!("{message}")
+}
+
+/// Works (spins) for `ms` milliseconds, then returns it.
+#[net::connect]
+fn busy(ms: u64) -> u64 {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(ms) {
+        black_box(&started);
+    }
+    ms
+}
+
+/// Reads a file; what failed, if it did, prefixed with `error: `.
+#[net::connect]
+fn read_file(path: String) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// Writes a file; panics (a remote error) with the reason if it cannot.
+#[net::connect]
+fn write_file(path: String, text: String) {
+    if let Err(e) = std::fs::write(&path, text) {
+        panic!("cannot write {path}: {e}");
+    }
+}
+
+/// An environment variable, if the guest can see it.
+#[net::connect]
+fn read_env(name: String) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Calls `relay` on `peers[0]` with the rest and returns its answer with this peer's id
+/// appended; with no peers, returns this peer's id. Callbacks and cycles are built from it.
+#[net::connect]
+fn relay(peers: Vec<String>) -> Vec<String> {
+    let me = net::this_peer().id;
+    let Some((next, rest)) = peers.split_first() else {
+        return vec![me];
+    };
+    let next = net::Peer::from_id(next).unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = relay::on(&next, rest.to_vec()).unwrap_or_else(|e| panic!("{e}"));
+    answer.push(me);
+    answer
+}
+
+thread_local! {
+    static COUNTER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Increments and returns a counter held in guest state: it persists across calls and starts
+/// again from 1 after the instance is replaced.
+#[net::connect]
+fn counter() -> u64 {
+    COUNTER.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    })
+}

@@ -1,0 +1,121 @@
+//! Limits, traps and the sandbox, against the hostile app `sandbox_probe`: each misbehaving
+//! call fails with an error naming what stopped it, the instance is replaced (its state starts
+//! again), and the same peer answers the next call.
+
+use std::time::Duration;
+
+use netrun_tests::{CliOutput, Ports, TestPeer, app, call};
+
+/// Far above any limit set here: a hang would show as a failure, not as a slow test.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn probe(ports: &Ports, limits: &[&str]) -> TestPeer {
+    TestPeer::start(ports, &app("sandbox_probe"), limits, &[])
+}
+
+#[track_caller]
+fn fails_with(out: &CliOutput, needles: &[&str]) {
+    out.expect_code(1).expect_stderr(needles);
+    assert!(out.elapsed < BOUND, "took {:?}\n{out}", out.elapsed);
+}
+
+#[track_caller]
+fn counter_is(ports: &Ports, peer: &TestPeer, expected: u64) {
+    let out = call(ports, peer.id(), "counter", &[]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), expected.to_string(), "{out}");
+}
+
+#[test]
+fn each_limit_and_trap_fails_only_its_call_and_resets_the_instance() {
+    let ports = Ports::new();
+    let peer = probe(&ports, &["--deadline", "1", "--max-memory", "32"]);
+    let cases: [(&str, &[&str], &[&str]); 4] = [
+        (
+            "spin",
+            &[],
+            &["spin failed", "deadline: deadline of 1 s exceeded"],
+        ),
+        (
+            "alloc_forever",
+            &[],
+            &["memory limit: memory limit of 32 MiB exceeded"],
+        ),
+        (
+            "recurse_forever",
+            &[],
+            &["recurse_forever failed", "stack overflow"],
+        ),
+        (
+            "panic_with",
+            &["\"the guest's own words\""],
+            &["panic: the guest's own words at apps/sandbox_probe/src/lib.rs"],
+        ),
+    ];
+    for (function, args, needles) in cases {
+        // State persists across calls…
+        counter_is(&ports, &peer, 1);
+        counter_is(&ports, &peer, 2);
+        fails_with(&call(&ports, peer.id(), function, args), needles);
+        // …and a trap replaces the instance: the next call succeeds, on fresh state.
+        counter_is(&ports, &peer, 1);
+        // Back to zero for the next case.
+        fails_with(
+            &call(&ports, peer.id(), "panic_with", &["\"reset\""]),
+            &["reset"],
+        );
+    }
+    assert!(
+        peer.stderr()
+            .contains("replacing the instance: its state was reset"),
+        "{}",
+        peer.report()
+    );
+}
+
+#[test]
+fn fuel_stops_a_loop() {
+    let ports = Ports::new();
+    let peer = probe(&ports, &["--fuel", "50000000"]);
+    fails_with(
+        &call(&ports, peer.id(), "spin", &[]),
+        &["fuel: fuel limit of 50000000 exhausted"],
+    );
+    let out = call(&ports, peer.id(), "busy", &["1"]);
+    out.expect_code(0);
+}
+
+#[test]
+fn the_guest_sees_no_files_no_environment_and_cannot_write() {
+    let ports = Ports::new();
+    let peer = probe(&ports, &[]);
+    let read = call(&ports, peer.id(), "read_file", &["\"/etc/hostname\""]);
+    read.expect_code(0);
+    assert!(read.stdout.starts_with("\"error: "), "{read}");
+    for name in ["\"HOME\"", "\"PATH\"", "\"NET_PORT\""] {
+        let env = call(&ports, peer.id(), "read_env", &[name]);
+        env.expect_code(0);
+        assert_eq!(env.stdout.trim(), "null", "{env}");
+    }
+    fails_with(
+        &call(
+            &ports,
+            peer.id(),
+            "write_file",
+            &["\"/tmp/netrun-sandbox-escape\"", "\"x\""],
+        ),
+        &["cannot write /tmp/netrun-sandbox-escape"],
+    );
+    assert!(!std::path::Path::new("/tmp/netrun-sandbox-escape").exists());
+}
+
+#[test]
+fn relay_runs_through_another_peer_and_back() {
+    let ports = Ports::new();
+    let a = probe(&ports, &[]);
+    let b = probe(&ports, &[]);
+    let out = call(&ports, a.id(), "relay", &[&format!("[\"{}\"]", b.id())]);
+    out.expect_code(0);
+    let ids: Vec<String> = serde_json::from_str(out.stdout.trim()).expect("a JSON list");
+    assert_eq!(ids, [b.id(), a.id()], "{out}");
+}
