@@ -132,6 +132,12 @@ pub struct RunArgs {
     pub thread_limit: u16,
     #[command(flatten)]
     pub limits: LimitOptions,
+    /// Keep compiled modules here [default: $XDG_CACHE_HOME/netrun or ~/.cache/netrun]
+    #[arg(long, env = "NET_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the module at every start; read and write no cache
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]

@@ -14,6 +14,7 @@ use crate::client::{Client, Request, Target};
 use crate::discovery::Discovery;
 use crate::message::{CallKind, Encoding, Hello};
 use crate::module;
+use crate::module_cache::ModuleCache;
 use crate::peer::{self, PeerConfig};
 
 /// A command's failure and the exit code it maps to.
@@ -76,6 +77,14 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         thread_limit: usize::from(args.thread_limit),
         guest_stdin: args.entry.is_some(),
         limits: args.limits.limits(),
+        module_cache: if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .clone()
+                .or_else(ModuleCache::default_dir)
+                .map(ModuleCache::new)
+        },
     };
     let mut signals = ShutdownSignals::install()
         .map_err(|e| failed(anyhow!("cannot install signal handlers: {e}")))?;

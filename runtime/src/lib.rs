@@ -18,6 +18,7 @@
 //! - [`instance`]: the queue into the peer's wasm instance; traps and instance replacement.
 //! - [`sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
 //! - [`module`]: reading a module from disk and checking its manifest and exports.
+//! - [`module_cache`]: compiled modules kept on disk, so a restart does not compile again.
 //! - [`discovery`]: scanning the port range for peers.
 //! - [`events`]: this peer's events: their subscribers, and delivering triggered values.
 //! - [`subscriber`]: registering this module's subscription handlers on matching peers.
@@ -34,6 +35,7 @@ pub mod host_api;
 pub mod instance;
 pub mod message;
 pub mod module;
+pub mod module_cache;
 pub mod peer;
 pub mod router;
 pub mod sandbox;

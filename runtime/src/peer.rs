@@ -22,6 +22,7 @@ use crate::events::Events;
 use crate::instance::{self, GuestFailure, InstanceHandle, Job};
 use crate::message::{CallKind, Encoding, Hello, PROTOCOL_VERSION};
 use crate::module::AppModule;
+use crate::module_cache::ModuleCache;
 use crate::router::Router;
 use crate::sandbox::{self, Limits};
 use crate::subscriber::Subscriber;
@@ -46,6 +47,8 @@ pub struct PeerConfig {
     pub guest_stdin: bool,
     /// What one call may use.
     pub limits: Limits,
+    /// Where compiled modules are kept; `None` compiles at every start.
+    pub module_cache: Option<ModuleCache>,
 }
 
 impl PeerConfig {
@@ -177,7 +180,7 @@ pub async fn start(
 ) -> anyhow::Result<Peer> {
     let engine = sandbox::engine(config.limits.fuel.is_some())?;
     sandbox::tick_epochs(&engine);
-    let pre = sandbox::prepare(&engine, app)?;
+    let pre = sandbox::prepare(&engine, app, config.module_cache.as_ref())?;
     let (listener, port) = bind(config)?;
     let host = config.host.to_string();
     let id = peer_id::encode(&host, port, &config.group);

@@ -13,7 +13,7 @@
 //! except for a peer started with `--entry`, whose entry may read the process's stdin.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netrun_abi::manifest::ItemKind;
 use netrun_abi::names;
@@ -22,6 +22,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::module::{AppModule, LoadError};
+use crate::module_cache::ModuleCache;
 use crate::peer::PeerContext;
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
@@ -163,19 +164,19 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     Ok(linker)
 }
 
-/// Compiles `app`, checks its exports' types and links it. Logs how long compiling took.
-pub fn prepare(engine: &Engine, app: &AppModule) -> Result<InstancePre<HostState>, LoadError> {
+/// Compiles `app` (or loads it from `cache`), checks its exports' types and links it. Logs
+/// which happened and how long it took.
+pub fn prepare(
+    engine: &Engine,
+    app: &AppModule,
+    cache: Option<&ModuleCache>,
+) -> Result<InstancePre<HostState>, LoadError> {
     let compile_error = |e: wasmtime::Error| LoadError::Compile {
         path: app.path.clone(),
         reason: format!("{e:#}"),
     };
-    let started = Instant::now();
-    let module = Module::new(engine, &app.bytes).map_err(compile_error)?;
-    tracing::info!(
-        "compiled {} in {} ms",
-        app.path.display(),
-        started.elapsed().as_millis()
-    );
+    let module = crate::module_cache::compile(engine, &app.bytes, &app.path, cache)
+        .map_err(compile_error)?;
     check_export_types(app, &module)?;
     let linker = linker(engine).map_err(|e| LoadError::Compile {
         path: app.path.clone(),

@@ -159,6 +159,11 @@ fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> 
         }
     }
     cmd.envs(ports.env());
+    // Compiled modules go to a cache of the tests' own, not to the user's.
+    cmd.env(
+        "NET_CACHE_DIR",
+        root().join("target").join("netrun-test-cache"),
+    );
     cmd.envs(env.iter().copied());
     cmd.stdin(stdin)
         .stdout(Stdio::piped())

@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use netrun_tests::{HOST, Ports, STOP_LIMIT, TestPeer, call};
+use netrun_tests::{HOST, Ports, STOP_LIMIT, Scratch, TestPeer, app, arg, call};
 
 #[track_caller]
 fn expect_clean_exit(peer: &mut TestPeer, signal: libc::c_int) {
@@ -108,4 +108,30 @@ fn a_peer_binds_the_first_free_port_of_its_range() {
     let third = TestPeer::probe(&ports, &[]);
     assert_eq!(third.port(), ports.start + 3);
     assert_eq!(third.id(), Ports::id_of(ports.start + 3, "None"));
+}
+
+#[test]
+fn a_restart_loads_the_compiled_module_from_the_cache() {
+    let ports = Ports::new();
+    let scratch = Scratch::new("module-cache");
+    let dir = scratch.missing("cache");
+    let env = [("NET_CACHE_DIR", arg(&dir))];
+    let probe = app("core_probe");
+    let mut first = TestPeer::start(&ports, &probe, &[], &env);
+    assert!(first.stderr().contains("compiled "), "{}", first.report());
+    first.terminate(STOP_LIMIT);
+    let second = TestPeer::start(&ports, &probe, &[], &env);
+    assert!(
+        second.stderr().contains("from cache") && !second.stderr().contains("compiled "),
+        "{}",
+        second.report()
+    );
+    // Still the same app.
+    call(&ports, second.id(), "add", &["2", "3"]).expect_code(0);
+    let uncached = TestPeer::start(&ports, &probe, &["--no-cache"], &env);
+    assert!(
+        uncached.stderr().contains("compiled "),
+        "{}",
+        uncached.report()
+    );
 }
