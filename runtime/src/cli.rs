@@ -138,6 +138,14 @@ pub struct RunArgs {
     /// Compile the module at every start; read and write no cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Let the guest see a host directory (repeat for several): HOST[:GUEST], read-only unless
+    /// it ends in :rw
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:rw]", value_parser = crate::sandbox::DirGrant::parse)]
+    pub dirs: Vec<crate::sandbox::DirGrant>,
+    /// Let the guest see an environment variable (repeat for several): NAME=VALUE, or NAME for
+    /// netrun's own value
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]
@@ -191,6 +199,23 @@ pub struct InspectArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// `NAME=VALUE`, or `NAME` for the value in netrun's environment.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = match text.split_once('=') {
+        Some((name, value)) => (name, value.to_string()),
+        None => (
+            text,
+            std::env::var(text).map_err(|_| {
+                format!("{text} is not set in netrun's environment: write {text}=VALUE")
+            })?,
+        ),
+    };
+    if name.is_empty() {
+        return Err(format!("{text:?}: expected NAME[=VALUE]"));
+    }
+    Ok((name.to_string(), value))
 }
 
 /// A positive number of seconds.

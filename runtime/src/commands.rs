@@ -16,6 +16,7 @@ use crate::message::{CallKind, Encoding, Hello};
 use crate::module;
 use crate::module_cache::ModuleCache;
 use crate::peer::{self, PeerConfig};
+use crate::sandbox::Grants;
 
 /// A command's failure and the exit code it maps to.
 #[derive(Debug)]
@@ -84,6 +85,10 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
                 .clone()
                 .or_else(ModuleCache::default_dir)
                 .map(ModuleCache::new)
+        },
+        grants: Grants {
+            dirs: args.dirs.clone(),
+            env: args.env.clone(),
         },
     };
     let mut signals = ShutdownSignals::install()

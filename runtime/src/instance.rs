@@ -169,7 +169,7 @@ async fn instantiate(
     peer: &Arc<PeerContext>,
 ) -> anyhow::Result<Live> {
     let wasm = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
-    let mut store = Store::new(pre.module().engine(), HostState::new(peer.clone()));
+    let mut store = Store::new(pre.module().engine(), HostState::new(peer.clone())?);
     store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
     // Instantiating and `_initialize` run under the limits of one call.
     arm(&mut store, &peer.limits)?;

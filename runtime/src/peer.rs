@@ -24,7 +24,7 @@ use crate::message::{CallKind, Encoding, Hello, PROTOCOL_VERSION};
 use crate::module::AppModule;
 use crate::module_cache::ModuleCache;
 use crate::router::Router;
-use crate::sandbox::{self, Limits};
+use crate::sandbox::{self, Grants, Limits};
 use crate::subscriber::Subscriber;
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
@@ -49,6 +49,8 @@ pub struct PeerConfig {
     pub limits: Limits,
     /// Where compiled modules are kept; `None` compiles at every start.
     pub module_cache: Option<ModuleCache>,
+    /// Directories and environment variables the guest may see.
+    pub grants: Grants,
 }
 
 impl PeerConfig {
@@ -119,6 +121,8 @@ pub struct PeerContext {
     pub guest_stdin: bool,
     /// What one call into an instance may use.
     pub limits: Limits,
+    /// What the guest may see beyond stdout and stderr.
+    pub grants: Grants,
 }
 
 impl PeerContext {
@@ -216,6 +220,7 @@ pub async fn start(
         flags: app.manifest.flags.clone(),
         guest_stdin: config.guest_stdin,
         limits: config.limits,
+        grants: config.grants.clone(),
     });
     let instance = instance::start(pre, context.clone()).await?;
     let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();

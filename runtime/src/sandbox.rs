@@ -9,8 +9,9 @@
 //! the epoch), a memory cap (the [`ResourceLimiter`] of [`HostState`]) and optional fuel.
 //!
 //! The sandbox is WASI preview 1 with stdout and stderr passed through to the peer's own, and
-//! nothing else: no preopened directories, no environment variables, no sockets, and no stdin
-//! except for a peer started with `--entry`, whose entry may read the process's stdin.
+//! nothing else unless granted: no directories but `--dir` ones, no environment variables but
+//! `--env` ones, no sockets, and no stdin except for a peer started with `--entry`, whose entry
+//! may read the process's stdin.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,48 @@ fn seconds(d: Duration) -> String {
     }
 }
 
+/// What the guest may see beyond stdout and stderr: directories (`--dir`) and environment
+/// variables (`--env`). Nothing by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub dirs: Vec<DirGrant>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A host directory the guest sees at `guest`, read-only unless `writable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: std::path::PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+impl DirGrant {
+    /// `HOST[:GUEST][:rw]`: the guest path defaults to the host path; `:rw` allows writing.
+    pub fn parse(text: &str) -> Result<DirGrant, String> {
+        let (rest, writable) = match text.strip_suffix(":rw") {
+            Some(rest) => (rest, true),
+            None => (text.strip_suffix(":ro").unwrap_or(text), false),
+        };
+        let (host, guest) = match rest.split_once(':') {
+            Some((host, guest)) => (host, guest),
+            None => (rest, rest),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!("{text:?}: expected HOST[:GUEST][:rw]"));
+        }
+        let host = std::path::PathBuf::from(host);
+        if !host.is_dir() {
+            return Err(format!("{}: not a directory", host.display()));
+        }
+        Ok(DirGrant {
+            host,
+            guest: guest.to_string(),
+            writable,
+        })
+    }
+}
+
 /// What each instance's store holds.
 pub struct HostState {
     pub wasi: WasiP1Ctx,
@@ -113,21 +156,33 @@ impl ResourceLimiter for HostState {
 }
 
 impl HostState {
-    /// Fresh state for a new instance: a WASI context with stdout/stderr, and the process's
-    /// stdin when the peer was started to run an entry (`--entry`).
-    pub fn new(peer: Arc<PeerContext>) -> HostState {
+    /// Fresh state for a new instance: a WASI context with stdout/stderr, the process's stdin
+    /// when the peer was started to run an entry (`--entry`), and the peer's [`Grants`].
+    pub fn new(peer: Arc<PeerContext>) -> anyhow::Result<HostState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stdout().inherit_stderr();
         if peer.guest_stdin {
             wasi.inherit_stdin();
         }
+        for (name, value) in &peer.grants.env {
+            wasi.env(name, value);
+        }
+        for dir in &peer.grants.dirs {
+            let perms = if dir.writable {
+                wasmtime_wasi::FsPerms::ReadWrite
+            } else {
+                wasmtime_wasi::FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.host.display()))?;
+        }
         let wasi = wasi.build_p1();
-        HostState {
+        Ok(HostState {
             wasi,
             peer,
             panic_message: None,
             memory_refused: false,
-        }
+        })
     }
 }
 
@@ -269,6 +324,19 @@ mod tests {
             .collect();
         let wasi = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
         links(&format!("(module {all} {wasi})")).unwrap();
+    }
+
+    #[test]
+    fn dir_grants_parse_host_guest_and_mode() {
+        let tmp = std::env::temp_dir();
+        let host = tmp.to_str().unwrap();
+        let plain = DirGrant::parse(host).unwrap();
+        assert_eq!((plain.guest.as_str(), plain.writable), (host, false));
+        let mapped = DirGrant::parse(&format!("{host}:/data:rw")).unwrap();
+        assert_eq!((mapped.guest.as_str(), mapped.writable), ("/data", true));
+        assert!(!DirGrant::parse(&format!("{host}:/data")).unwrap().writable);
+        assert!(DirGrant::parse("/no/such/dir:/data").is_err());
+        assert!(DirGrant::parse(":/data").is_err());
     }
 
     #[test]

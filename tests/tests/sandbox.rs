@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use netrun_tests::{CliOutput, Ports, TestPeer, app, call};
+use netrun_tests::{CliOutput, Ports, Scratch, TestPeer, app, arg, call, netrun};
 
 /// Far above any limit set here: a hang would show as a failure, not as a slow test.
 const BOUND: Duration = Duration::from_secs(20);
@@ -118,4 +118,72 @@ fn relay_runs_through_another_peer_and_back() {
     out.expect_code(0);
     let ids: Vec<String> = serde_json::from_str(out.stdout.trim()).expect("a JSON list");
     assert_eq!(ids, [b.id(), a.id()], "{out}");
+}
+
+#[test]
+fn dir_and_env_grants_show_exactly_what_was_granted() {
+    let ports = Ports::new();
+    let scratch = Scratch::new("grants");
+    let note = scratch.file("note.txt", b"granted");
+    let host = note.parent().expect("in the scratch directory");
+    let read_only = format!("{}:/data", arg(host));
+    let peer = probe(&ports, &["--dir", &read_only, "--env", "GREETING=hi there"]);
+    let read = call(&ports, peer.id(), "read_file", &["\"/data/note.txt\""]);
+    read.expect_code(0);
+    assert_eq!(read.stdout.trim(), "\"granted\"", "{read}");
+    let env = call(&ports, peer.id(), "read_env", &["\"GREETING\""]);
+    assert_eq!(env.stdout.trim(), "\"hi there\"", "{env}");
+    let path = call(&ports, peer.id(), "read_env", &["\"PATH\""]);
+    assert_eq!(path.stdout.trim(), "null", "{path}");
+    let outside = call(&ports, peer.id(), "read_file", &["\"/etc/hostname\""]);
+    assert!(outside.stdout.starts_with("\"error: "), "{outside}");
+    fails_with(
+        &call(
+            &ports,
+            peer.id(),
+            "write_file",
+            &["\"/data/new.txt\"", "\"x\""],
+        ),
+        &["cannot write /data/new.txt"],
+    );
+    assert!(!host.join("new.txt").exists());
+
+    let writable = format!("{}:/data:rw", arg(host));
+    let peer = probe(&ports, &["--dir", &writable]);
+    call(
+        &ports,
+        peer.id(),
+        "write_file",
+        &["\"/data/new.txt\"", "\"written\""],
+    )
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(host.join("new.txt")).unwrap(),
+        "written"
+    );
+    // A grant that cannot be honoured is bad input, before anything starts.
+    netrun(
+        &ports,
+        &[
+            "run",
+            arg(&app("sandbox_probe")),
+            "--dir",
+            "/no/such/dir:/data",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["/no/such/dir: not a directory"]);
+    netrun(
+        &ports,
+        &[
+            "run",
+            arg(&app("sandbox_probe")),
+            "--env",
+            "NETRUN_UNSET_FOR_TEST",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["NETRUN_UNSET_FOR_TEST is not set"]);
 }
