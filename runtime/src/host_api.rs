@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
-use crate::instance::GuestExports;
+use crate::instance::{self, GuestExports};
 use crate::sandbox::HostState;
 
 /// Adds every `net` import to `linker`.
@@ -164,20 +164,10 @@ async fn run_flag_handler(
     let args = codec::encode(&(request.function.as_str(), answered_by))
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
     let export = format!("{}{}", names::EXPORT_FLAG_PREFIX, handler.name);
-    let (exports, func) = GuestExports::of_caller(caller, &export)?;
-    exports.call(&mut *caller, func, &args).await
-}
-
-fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<wasmtime::Memory> {
-    caller
-        .get_export(names::EXPORT_MEMORY)
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| {
-            format_err!(
-                "the module exports no memory named {:?}",
-                names::EXPORT_MEMORY
-            )
-        })
+    let func = instance::export_func(caller, &export)?;
+    GuestExports::of_caller(caller)?
+        .call(&mut *caller, func, &args)
+        .await
 }
 
 /// Copies the guest buffer `[ptr, ptr + len)`; traps if it is out of bounds.
@@ -187,7 +177,7 @@ fn read_bytes(
     len: i32,
     import: &str,
 ) -> wasmtime::Result<Vec<u8>> {
-    let memory = memory(caller)?;
+    let memory = instance::memory_of(caller)?;
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     memory
         .data(&caller)
@@ -216,29 +206,9 @@ async fn write_value<T: Serialize>(
 }
 
 /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns it packed.
-pub async fn write_bytes(
-    caller: &mut Caller<'_, HostState>,
-    bytes: &[u8],
-) -> wasmtime::Result<i64> {
-    let len = i32::try_from(bytes.len())
-        .map_err(|_| format_err!("a reply of {} bytes does not fit guest memory", bytes.len()))?;
-    let alloc = caller
-        .get_export(names::EXPORT_ALLOC)
-        .and_then(|e| e.into_func())
-        .ok_or_else(|| format_err!("the module exports no {}", names::EXPORT_ALLOC))?
-        .typed::<i32, i32>(&caller)?;
-    let ptr = alloc.call_async(&mut *caller, len).await?;
-    let memory = memory(caller)?;
-    let start = ptr as u32 as usize;
-    memory
-        .data_mut(&mut *caller)
-        .get_mut(start..start + bytes.len())
-        .ok_or_else(|| {
-            format_err!(
-                "{} returned a buffer outside guest memory",
-                names::EXPORT_ALLOC
-            )
-        })?
-        .copy_from_slice(bytes);
+async fn write_bytes(caller: &mut Caller<'_, HostState>, bytes: &[u8]) -> wasmtime::Result<i64> {
+    let (ptr, len) = GuestExports::of_caller(caller)?
+        .give(&mut *caller, bytes)
+        .await?;
     Ok(names::pack(ptr as u32, len as u32))
 }

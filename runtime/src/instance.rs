@@ -88,35 +88,34 @@ impl GuestExports {
         })
     }
 
-    /// The exports of the instance a host import was called from, and its export `name` as
-    /// a function `(ptr, len) -> i64` (for calling back into the guest from an import).
-    pub fn of_caller(
-        caller: &mut Caller<'_, HostState>,
-        name: &str,
-    ) -> wasmtime::Result<(Self, ExportFunc)> {
-        let mut func = |name: &str| {
-            caller
-                .get_export(name)
-                .and_then(|e| e.into_func())
-                .ok_or_else(|| wasmtime::format_err!("the module exports no function {name:?}"))
-        };
-        let (alloc, free, target) = (
-            func(names::EXPORT_ALLOC)?,
-            func(names::EXPORT_FREE)?,
-            func(name)?,
-        );
-        let memory = caller
-            .get_export(names::EXPORT_MEMORY)
-            .and_then(|e| e.into_memory())
-            .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?;
-        Ok((
-            GuestExports {
-                memory,
-                alloc: alloc.typed(&*caller)?,
-                free: free.typed(&*caller)?,
-            },
-            target.typed(&*caller)?,
-        ))
+    /// The exports of the instance a host import was called from.
+    pub fn of_caller(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Self> {
+        Ok(GuestExports {
+            memory: memory_of(caller)?,
+            alloc: export_func(caller, names::EXPORT_ALLOC)?,
+            free: export_func(caller, names::EXPORT_FREE)?,
+        })
+    }
+
+    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns `(ptr, len)`.
+    /// The buffer then belongs to the guest.
+    pub async fn give(
+        &self,
+        mut ctx: impl AsContextMut<Data = HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(i32, i32)> {
+        let len = i32::try_from(bytes.len())
+            .map_err(|_| wasmtime::format_err!("{} bytes do not fit guest memory", bytes.len()))?;
+        let ptr = self.alloc.call_async(&mut ctx, len).await?;
+        self.memory
+            .write(&mut ctx, ptr as u32 as usize, bytes)
+            .map_err(|_| {
+                wasmtime::format_err!(
+                    "{} returned a buffer outside guest memory",
+                    names::EXPORT_ALLOC
+                )
+            })?;
+        Ok((ptr, len))
     }
 
     /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest
@@ -127,11 +126,7 @@ impl GuestExports {
         func: ExportFunc,
         args: &[u8],
     ) -> wasmtime::Result<Outcome> {
-        let len = i32::try_from(args.len()).map_err(|_| {
-            wasmtime::format_err!("arguments of {} bytes do not fit guest memory", args.len())
-        })?;
-        let ptr = self.alloc.call_async(&mut ctx, len).await?;
-        self.memory.write(&mut ctx, ptr as u32 as usize, args)?;
+        let (ptr, len) = self.give(&mut ctx, args).await?;
         let packed = func.call_async(&mut ctx, (ptr, len)).await?;
         self.read_outcome(ctx, packed).await
     }
@@ -151,6 +146,31 @@ impl GuestExports {
         codec::decode::<Outcome>(&bytes)
             .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
     }
+}
+
+/// The memory of the instance a host import was called from.
+pub fn memory_of(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
+    caller
+        .get_export(names::EXPORT_MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "the module exports no memory named {:?}",
+                names::EXPORT_MEMORY
+            )
+        })
+}
+
+/// The export `name` of the instance a host import was called from, as a typed function.
+pub fn export_func<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>(
+    caller: &mut Caller<'_, HostState>,
+    name: &str,
+) -> wasmtime::Result<TypedFunc<Params, Results>> {
+    caller
+        .get_export(name)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| wasmtime::format_err!("the module exports no function {name:?}"))?
+        .typed(&*caller)
 }
 
 /// Creates the instance (running `_initialize` when present) and starts its task.
