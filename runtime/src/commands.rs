@@ -120,8 +120,11 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     };
     tracing::info!("peer {} stopping", started.me.id);
     // Deliveries still queued and subscriptions on other peers are settled while the server
-    // still answers, within the call timeout.
-    started.stop(config.call_timeout).await;
+    // still answers, within the call timeout; a second Ctrl-C or SIGTERM cuts that short.
+    tokio::select! {
+        () = started.stop(config.call_timeout) => {}
+        () = signals.recv() => tracing::warn!("stopping now, with event deliveries not done"),
+    }
     let _ = stop.send(true);
     result
 }
