@@ -135,16 +135,8 @@ pub fn entry(spec: &EntrySpec) -> TokenStream {
 /// function, and the value it returns is handed to the peer for the event's subscribers before
 /// being returned to the caller.
 pub fn event(spec: &FnSpec) -> TokenStream {
-    let (
-        record,
-        FnSpec {
-            item,
-            name,
-            params,
-            ret,
-            ..
-        },
-    ) = (spec.record(ItemKind::Event), spec);
+    let record = spec.record(ItemKind::Event);
+    let (item, name, params, ret) = (&spec.item, &spec.name, &spec.params, &spec.ret);
     let manifest = manifest_static(&record, item);
     let serde_checks = ret.iter().map(serde_check);
     let names: Vec<_> = params.iter().map(|(n, _)| n).collect();
@@ -209,16 +201,8 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
 /// `#[net::flag("NAME")]`: the handler stays a plain function; the macro adds its export,
 /// which the runtime calls with `(function, peer)` when a call answers with the flag.
 pub fn flag(spec: &FnSpec) -> TokenStream {
-    let (
-        record,
-        FnSpec {
-            item,
-            name,
-            params,
-            ret,
-            ..
-        },
-    ) = (spec.record(ItemKind::Flag), spec);
+    let record = spec.record(ItemKind::Flag);
+    let (item, name, params, ret) = (&spec.item, &spec.name, &spec.params, &spec.ret);
     let export = format!("{}{name}", names::EXPORT_FLAG_PREFIX);
     let ident = &item.sig.ident;
     let ret_ty = return_type(ret);
