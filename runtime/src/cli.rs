@@ -130,6 +130,16 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub thread_limit: u16,
+    /// Instances serving calls in parallel, each with its own state; with 1 every call sees
+    /// the state the previous one left
+    #[arg(
+        long,
+        env = "NET_WORKERS",
+        default_value_t = 1,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub workers: u16,
     #[command(flatten)]
     pub limits: LimitOptions,
     /// Keep compiled modules here [default: $XDG_CACHE_HOME/netrun or ~/.cache/netrun]

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::frame::FrameError;
-use crate::message::{Call, CallKind, Encoding, Hello, Message, MessageError};
+use crate::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -53,6 +53,8 @@ pub fn socket_address(host: &str, port: u16) -> String {
 /// What a call sends.
 pub struct Request<'a> {
     pub kind: CallKind,
+    /// The chain this call is part of, if it is made for a call being run.
+    pub chain: Option<ChainId>,
     pub function: &'a str,
     pub encoding: Encoding,
     pub args: Vec<u8>,
@@ -184,6 +186,7 @@ impl Client {
         };
         let call = Message::Call(Call {
             id,
+            chain: request.chain,
             kind: request.kind,
             function: request.function.to_string(),
             encoding: request.encoding,

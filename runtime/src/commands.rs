@@ -78,6 +78,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         thread_limit: usize::from(args.thread_limit),
         guest_stdin: args.entry.is_some(),
         limits: args.limits.limits(),
+        workers: usize::from(args.workers),
         module_cache: if args.no_cache {
             None
         } else {
@@ -110,7 +111,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     );
     let result = match &args.entry {
         Some(entry) => tokio::select! {
-            result = peer::run_entry(&started.instance, entry) => result.map_err(|e| failed(anyhow!(e))),
+            result = peer::run_entry(&started.calls, entry) => result.map_err(|e| failed(anyhow!(e))),
             () = signals.recv() => Ok(()),
         },
         None => {
@@ -189,6 +190,7 @@ async fn json_call(
     let client = Client::new(Hello::client(), options.max_frame);
     let request = Request {
         kind: CallKind::Function,
+        chain: None,
         function,
         encoding: Encoding::Json,
         args: serde_json::to_vec(args).expect("JSON values serialize"),

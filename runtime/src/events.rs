@@ -19,7 +19,7 @@ use netrun_abi::{CallError, Contract, Outcome, SubscribeRequest, SubscriptionInf
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::client::{Client, Request, Target};
-use crate::message::{CallKind, Encoding};
+use crate::message::{CallKind, ChainId, Encoding};
 
 /// Values queued for one subscriber before new ones are dropped.
 pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
@@ -27,8 +27,12 @@ pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
 /// One subscription: the event, the subscriber's peer id, its handler.
 type Key = (String, String, String);
 
+/// A triggered value, and the chain of the call that triggered it: a handler that calls back
+/// while that call still waits is served (see [`crate::reentry`]).
+type Value = (Arc<[u8]>, Option<ChainId>);
+
 struct Subscriber {
-    queue: mpsc::Sender<Arc<[u8]>>,
+    queue: mpsc::Sender<Value>,
     /// Tells this registration from a later one under the same key.
     generation: u64,
 }
@@ -172,8 +176,9 @@ impl Events {
         removed
     }
 
-    /// Queues `value` for every subscriber of `event`; returns at once.
-    pub fn trigger(&self, event: &str, value: Vec<u8>) {
+    /// Queues `value`, triggered by a call of `chain`, for every subscriber of `event`;
+    /// returns at once.
+    pub fn trigger(&self, event: &str, value: Vec<u8>, chain: Option<ChainId>) {
         let value: Arc<[u8]> = value.into();
         let subscribers = self.subscribers.lock().expect("subscribers lock");
         let mut reached = 0;
@@ -181,7 +186,7 @@ impl Events {
             subscribers.iter().filter(|((name, _, _), _)| name == event)
         {
             self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
-            match subscriber.queue.try_send(value.clone()) {
+            match subscriber.queue.try_send((value.clone(), chain)) {
                 Ok(()) => reached += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.shared.done(1);
@@ -250,13 +255,14 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, mut values: mpsc::Receiver<Arc<[u8]>>) {
+    async fn run(self, mut values: mpsc::Receiver<Value>) {
         let (event, _, handler) = &self.key;
-        while let Some(value) = values.recv().await {
+        while let Some((value, chain)) = values.recv().await {
             let outcome = {
                 let _permit = self.shared.limit.acquire().await.expect("never closed");
                 let request = Request {
                     kind: CallKind::Event,
+                    chain,
                     function: handler,
                     encoding: Encoding::Bincode,
                     args: value.to_vec(),

@@ -19,13 +19,15 @@ use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
 use crate::instance::{self, GuestExports};
+use crate::reentry;
 use crate::sandbox::HostState;
 
 /// Adds every `net` import to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     // `call(req_ptr, req_len) -> packed Outcome`: runs a `CallRequest` on the peer it names and
-    // waits for the outcome; a flag the module has a handler for is resolved by running the
-    // handler here. Traps if the buffer is out of bounds or not a `CallRequest`.
+    // waits for the outcome, running the calls of this chain that come back here meanwhile; a
+    // flag the module has a handler for is resolved by running the handler here. Traps if the
+    // buffer is out of bounds or not a `CallRequest`, or if a call run meanwhile trapped.
     linker.func_wrap_async(
         names::IMPORT_MODULE,
         import::CALL,
@@ -39,7 +41,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     function: request.function.clone(),
                     contract: request.contract.clone(),
                 };
-                let outcome = match peer.call_from_guest(request).await {
+                let reply = peer.call_from_guest(request, caller.data().calls.chain);
+                let outcome = match reentry::wait_serving(&mut caller, reply).await? {
                     Outcome::Flag(flag) => match peer.flags.get(&flag) {
                         Some(handler) => run_flag_handler(&mut caller, &called, handler).await?,
                         None => Outcome::Flag(flag),
@@ -57,11 +60,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         import::TRIGGER,
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
             let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
-            caller
-                .data()
+            let state = caller.data();
+            state
                 .peer
                 .events
-                .trigger(&trigger.event, trigger.value);
+                .trigger(&trigger.event, trigger.value, state.calls.chain);
             Ok(())
         },
     )?;

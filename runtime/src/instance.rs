@@ -1,34 +1,26 @@
-//! The peer's instance of the module, and the queue of calls into it.
+//! One instance of the module: creating it, running a call in it, and naming what went wrong
+//! when the guest trapped.
 //!
-//! One task owns the instance (its wasmtime `Store`); calls reach it through an
-//! [`InstanceHandle`] and run one at a time, so the guest's state persists across calls like
-//! one running process. A trap (panic, `unreachable`, out-of-bounds…) becomes a
-//! [`GuestFailure`] and the instance is replaced by a fresh one, which the log says.
-//!
-//! Owns the call convention of the exports (buffers in, packed buffer out); it does not know
-//! about the network or about which function a name means.
+//! Owns the call convention of the exports (buffers in, packed buffer out) and the limits of
+//! one call; it does not know about the network, about which function a name means, or about
+//! how many instances a peer has (see [`crate::workers`]).
 
 use std::sync::Arc;
 
 use netrun_abi::names;
 use netrun_abi::{Outcome, codec};
-use tokio::sync::{mpsc, oneshot};
-use wasmtime::{AsContextMut, Caller, Instance, InstancePre, Memory, Store, TypedFunc};
+use std::time::Instant;
 
+use wasmtime::{
+    AsContextMut, Caller, Instance, InstancePre, Memory, Store, StoreContextMut, TypedFunc,
+    UpdateDeadline,
+};
+
+use crate::message::ChainId;
 use crate::peer::PeerContext;
+use crate::reentry;
 use crate::sandbox::{HostState, Limits};
-
-/// Calls waiting for the instance.
-const QUEUE: usize = 1024;
-
-/// What to run in the instance.
-#[derive(Debug)]
-pub enum Job {
-    /// A function export `(ptr, len) -> i64` with these argument bytes.
-    Export { export: String, args: Vec<u8> },
-    /// An entry export `() -> i64`.
-    Entry { export: String },
-}
+use crate::workers::Job;
 
 /// Why a job did not produce an [`Outcome`]: the guest trapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,29 +30,8 @@ pub struct GuestFailure {
     pub message: String,
 }
 
-type Reply = oneshot::Sender<Result<Outcome, GuestFailure>>;
-
-/// Sends jobs to the instance task. Cheap to clone.
-#[derive(Clone)]
-pub struct InstanceHandle {
-    tx: mpsc::Sender<(Job, Reply)>,
-}
-
-impl InstanceHandle {
-    /// Runs `job` once the instance is free and returns what it produced.
-    pub async fn run(&self, job: Job) -> Result<Outcome, GuestFailure> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || GuestFailure {
-            kind: "unavailable".into(),
-            message: "the peer's instance has stopped".into(),
-        };
-        self.tx.send((job, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
 /// A live instance and the exports every call uses.
-struct Live {
+pub struct Live {
     store: Store<HostState>,
     instance: Instance,
     exports: GuestExports,
@@ -173,24 +144,15 @@ pub fn export_func<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>
         .typed(&*caller)
 }
 
-/// Creates the instance (running `_initialize` when present) and starts its task.
-pub async fn start(
-    pre: InstancePre<HostState>,
-    peer: Arc<PeerContext>,
-) -> anyhow::Result<InstanceHandle> {
-    let live = instantiate(&pre, &peer).await?;
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(serve(pre, peer, live, rx));
-    Ok(InstanceHandle { tx })
-}
-
-async fn instantiate(
+/// Creates an instance, running `_initialize` when the module has one.
+pub async fn instantiate(
     pre: &InstancePre<HostState>,
     peer: &Arc<PeerContext>,
 ) -> anyhow::Result<Live> {
     let wasm = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
     let mut store = Store::new(pre.module().engine(), HostState::new(peer.clone())?);
     store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
+    store.epoch_deadline_callback(at_epoch_tick);
     // Instantiating and `_initialize` run under the limits of one call.
     arm(&mut store, &peer.limits)?;
     let instance = pre.instantiate_async(&mut store).await.map_err(wasm)?;
@@ -207,40 +169,10 @@ async fn instantiate(
     })
 }
 
-async fn serve(
-    pre: InstancePre<HostState>,
-    peer: Arc<PeerContext>,
-    mut live: Live,
-    mut jobs: mpsc::Receiver<(Job, Reply)>,
-) {
-    while let Some((job, reply)) = jobs.recv().await {
-        let what = match &job {
-            Job::Export { export, .. } | Job::Entry { export } => export.clone(),
-        };
-        let result = run_job(&mut live, job).await;
-        let result = match result {
-            Ok(outcome) => Ok(outcome),
-            Err(error) => {
-                let failure = classify(&mut live, error);
-                tracing::warn!(
-                    "{what} trapped ({}: {}); replacing the instance: its state was reset",
-                    failure.kind,
-                    failure.message
-                );
-                match instantiate(&pre, &peer).await {
-                    Ok(fresh) => live = fresh,
-                    Err(e) => tracing::error!("cannot create a fresh instance: {e:#}"),
-                }
-                Err(failure)
-            }
-        };
-        let _ = reply.send(result);
-    }
-}
-
 /// Sets the deadline and the fuel of one call.
 fn arm(store: &mut Store<HostState>, limits: &Limits) -> anyhow::Result<()> {
-    store.set_epoch_deadline(limits.deadline_ticks());
+    store.data_mut().deadline = Some(Instant::now() + limits.deadline);
+    store.set_epoch_deadline(1);
     if let Some(fuel) = limits.fuel {
         store
             .set_fuel(fuel)
@@ -249,37 +181,64 @@ fn arm(store: &mut Store<HostState>, limits: &Limits) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Far enough never to come: an entry runs as long as it likes (`netrun run --entry`).
-const NO_DEADLINE: u64 = 1 << 62;
+/// At every epoch tick of running guest code: past the call's deadline, interrupt it (a
+/// `deadline` trap); otherwise let the other tasks of this thread run (other workers, the
+/// network), then go on. Guest code that never returns thus neither hangs the peer nor keeps
+/// other instances from running on a busy machine.
+fn at_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    match store.data().deadline {
+        Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
+        _ => Ok(UpdateDeadline::Yield(1)),
+    }
+}
 
-async fn run_job(live: &mut Live, job: Job) -> wasmtime::Result<Outcome> {
-    let state = live.store.data_mut();
-    state.panic_message = None;
-    state.memory_refused = false;
-    let limits = state.peer.limits;
-    match job {
-        Job::Export { export, args } => {
-            arm(&mut live.store, &limits).map_err(|e| wasmtime::format_err!("{e}"))?;
-            let func = live.instance.get_typed_func(&mut live.store, &export)?;
-            live.exports.call(&mut live.store, func, &args).await
+impl Live {
+    /// Runs `job` as part of `chain`; a trap comes back as the [`GuestFailure`] it was (the
+    /// instance is then unusable and must be replaced).
+    pub async fn run(&mut self, job: Job, chain: ChainId) -> Result<Outcome, GuestFailure> {
+        let state = self.store.data_mut();
+        state.panic_message = None;
+        state.memory_refused = false;
+        reentry::begin(state, chain);
+        let result = self.run_job(job).await;
+        let state = self.store.data_mut();
+        reentry::end(state);
+        for output in &state.output {
+            output.finish_line();
         }
-        Job::Entry { export } => {
-            live.store.set_epoch_deadline(NO_DEADLINE);
-            if limits.fuel.is_some() {
-                live.store.set_fuel(u64::MAX)?;
+        result.map_err(|error| classify(state, &error))
+    }
+
+    async fn run_job(&mut self, job: Job) -> wasmtime::Result<Outcome> {
+        let limits = self.store.data().peer.limits;
+        match job {
+            Job::Export { export, args } => {
+                arm(&mut self.store, &limits).map_err(|e| wasmtime::format_err!("{e}"))?;
+                let func = self.instance.get_typed_func(&mut self.store, &export)?;
+                self.exports.call(&mut self.store, func, &args).await
             }
-            let func: TypedFunc<(), i64> =
-                live.instance.get_typed_func(&mut live.store, &export)?;
-            let packed = func.call_async(&mut live.store, ()).await?;
-            live.exports.read_outcome(&mut live.store, packed).await
+            Job::Entry { export } => {
+                // An entry runs as long as it likes (`netrun run --entry`).
+                self.store.data_mut().deadline = None;
+                self.store.set_epoch_deadline(1);
+                if limits.fuel.is_some() {
+                    self.store.set_fuel(u64::MAX)?;
+                }
+                let func: TypedFunc<(), i64> =
+                    self.instance.get_typed_func(&mut self.store, &export)?;
+                let packed = func.call_async(&mut self.store, ()).await?;
+                self.exports.read_outcome(&mut self.store, packed).await
+            }
         }
     }
 }
 
-/// Names what went wrong: an exceeded limit, the guest's panic message when it left one, or
-/// the trap.
-fn classify(live: &mut Live, error: wasmtime::Error) -> GuestFailure {
-    let state = live.store.data_mut();
+/// Names what went wrong: a nested call's trap that ended this one too, an exceeded limit,
+/// the guest's panic message when it left one, or the trap.
+pub fn classify(state: &mut HostState, error: &wasmtime::Error) -> GuestFailure {
+    if let Some(failure) = state.calls.nested_failure.take() {
+        return failure;
+    }
     let limits = state.peer.limits;
     let failure = |kind: &str, message: String| GuestFailure {
         kind: kind.into(),
@@ -294,13 +253,13 @@ fn classify(live: &mut Live, error: wasmtime::Error) -> GuestFailure {
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => failure("deadline", limits.deadline_exceeded()),
         Some(wasmtime::Trap::OutOfFuel) => failure("fuel", limits.fuel_exhausted()),
-        Some(wasmtime::Trap::StackOverflow) => failure("stack overflow", trap_message(&error)),
-        Some(wasmtime::Trap::MemoryOutOfBounds) if shadow_stack_overflow(&error) => failure(
+        Some(wasmtime::Trap::StackOverflow) => failure("stack overflow", trap_message(error)),
+        Some(wasmtime::Trap::MemoryOutOfBounds) if shadow_stack_overflow(error) => failure(
             "stack overflow",
-            format!("the guest's stack ran out: {}", trap_message(&error)),
+            format!("the guest's stack ran out: {}", trap_message(error)),
         ),
-        Some(trap) => failure(&format!("trap: {trap}"), trap_message(&error)),
-        None => failure("error", trap_message(&error)),
+        Some(trap) => failure(&format!("trap: {trap}"), trap_message(error)),
+        None => failure("error", trap_message(error)),
     }
 }
 

@@ -15,7 +15,10 @@
 //! - [`message`] and [`frame`]: the wire messages and their length-prefixed frames.
 //! - [`server`]: accepts connections and reads calls on the other peer.
 //! - [`router`]: picks a built-in or a module function; checks the contract.
-//! - [`instance`]: the queue into the peer's wasm instance; traps and instance replacement.
+//! - [`workers`]: the peer's instances and the queue of calls into them; chains of calls.
+//! - [`instance`]: one instance: running a call under its limits; naming traps.
+//! - [`reentry`]: running a chain's calls in the instance that waits on that chain.
+//! - [`guest_output`]: the guest's stdout and stderr, written to the peer's a line at a time.
 //! - [`sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
 //! - [`module`]: reading a module from disk and checking its manifest and exports.
 //! - [`module_cache`]: compiled modules kept on disk, so a restart does not compile again.
@@ -31,16 +34,19 @@ pub mod connection;
 pub mod discovery;
 pub mod events;
 pub mod frame;
+pub mod guest_output;
 pub mod host_api;
 pub mod instance;
 pub mod message;
 pub mod module;
 pub mod module_cache;
 pub mod peer;
+pub mod reentry;
 pub mod router;
 pub mod sandbox;
 pub mod server;
 pub mod subscriber;
+pub mod workers;
 
 /// Version of this runtime, sent in every handshake and shown by `info`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");

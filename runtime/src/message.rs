@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::frame::{self, FrameError};
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +44,17 @@ pub enum CallKind {
     Event,
 }
 
+/// Names the chain of calls a call belongs to: a call made while running a call of chain C
+/// is part of C. A peer whose instance waits on an outgoing call of C runs the calls of C
+/// that arrive in that instance (see [`crate::reentry`]).
+pub type ChainId = u64;
+
 /// A call of a function on the receiving peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     pub id: u64,
+    /// The chain the call belongs to; `None` from a client that is not a peer.
+    pub chain: Option<ChainId>,
     pub kind: CallKind,
     pub function: String,
     pub encoding: Encoding,
@@ -143,6 +150,7 @@ mod tests {
     fn a_call_survives_the_frame() {
         let call = Message::Call(Call {
             id: 7,
+            chain: Some(u64::MAX),
             kind: CallKind::Event,
             function: "echo".into(),
             encoding: Encoding::Bincode,

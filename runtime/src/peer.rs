@@ -19,13 +19,14 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::client::{Client, Request, Target};
 use crate::discovery::Discovery;
 use crate::events::Events;
-use crate::instance::{self, GuestFailure, InstanceHandle, Job};
-use crate::message::{CallKind, Encoding, Hello, PROTOCOL_VERSION};
+use crate::instance::GuestFailure;
+use crate::message::{CallKind, ChainId, Encoding, Hello, PROTOCOL_VERSION};
 use crate::module::AppModule;
 use crate::module_cache::ModuleCache;
 use crate::router::Router;
 use crate::sandbox::{self, Grants, Limits};
 use crate::subscriber::Subscriber;
+use crate::workers::{self, Calls, Job};
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -47,6 +48,8 @@ pub struct PeerConfig {
     pub guest_stdin: bool,
     /// What one call may use.
     pub limits: Limits,
+    /// Instances serving calls in parallel (`--workers`).
+    pub workers: usize,
     /// Where compiled modules are kept; `None` compiles at every start.
     pub module_cache: Option<ModuleCache>,
     /// Directories and environment variables the guest may see.
@@ -123,11 +126,16 @@ pub struct PeerContext {
     pub limits: Limits,
     /// What the guest may see beyond stdout and stderr.
     pub grants: Grants,
+    /// Instances serving calls.
+    pub workers: usize,
+    /// The queue of calls into the instances, and the instances waiting on a chain.
+    pub calls: Arc<Calls>,
 }
 
 impl PeerContext {
     /// Runs a call the guest asked for (import `net.call`).
-    pub async fn call_from_guest(&self, request: CallRequest) -> Outcome {
+    /// The call is part of `chain`, the chain of the call the guest is running.
+    pub async fn call_from_guest(&self, request: CallRequest, chain: Option<ChainId>) -> Outcome {
         let target = match Target::from_peer_id(&request.peer) {
             Ok(target) => target,
             Err(e) => return Outcome::Error(e),
@@ -138,6 +146,7 @@ impl PeerContext {
             .unwrap_or(self.call_timeout);
         let request = Request {
             kind: CallKind::Function,
+            chain,
             function: &request.function,
             encoding: Encoding::Bincode,
             args: request.args,
@@ -152,10 +161,10 @@ impl PeerContext {
     }
 }
 
-/// A peer that is up: its identity, its instance, and its event machinery.
+/// A peer that is up: its identity, its instances, and its event machinery.
 pub struct Peer {
     pub me: PeerInfo,
-    pub instance: InstanceHandle,
+    pub calls: Arc<Calls>,
     context: Arc<PeerContext>,
     subscriber: Arc<Subscriber>,
     registering: tokio::task::JoinHandle<()>,
@@ -175,14 +184,14 @@ impl Peer {
     }
 }
 
-/// Compiles `app`, binds a port, starts the instance and serves calls until `shutdown`
+/// Compiles `app`, binds a port, starts the instances and serves calls until `shutdown`
 /// resolves. Returns once the peer is listening; serving goes on in the background.
 pub async fn start(
     config: &PeerConfig,
     app: &AppModule,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Peer> {
-    let engine = sandbox::engine(config.limits.fuel.is_some())?;
+    let engine = sandbox::engine(&config.limits, config.workers)?;
     sandbox::tick_epochs(&engine);
     let pre = sandbox::prepare(&engine, app, config.module_cache.as_ref())?;
     let (listener, port) = bind(config)?;
@@ -211,6 +220,7 @@ pub async fn start(
         config.call_timeout,
         config.thread_limit,
     );
+    let (calls, queue) = Calls::new();
     let context = Arc::new(PeerContext {
         me: me.clone(),
         client: Client::new(hello.clone(), config.max_frame),
@@ -221,8 +231,10 @@ pub async fn start(
         guest_stdin: config.guest_stdin,
         limits: config.limits,
         grants: config.grants.clone(),
+        workers: config.workers,
+        calls: calls.clone(),
     });
-    let instance = instance::start(pre, context.clone()).await?;
+    workers::start(pre, context.clone(), queue, config.workers).await?;
     let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();
     flags.extend([flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()]);
     flags.sort();
@@ -245,7 +257,7 @@ pub async fn start(
     let router = Arc::new(Router::new(
         details,
         app.manifest.clone(),
-        instance.clone(),
+        calls.clone(),
         events,
         subscriber.clone(),
     ));
@@ -259,17 +271,17 @@ pub async fn start(
     let registering = tokio::spawn(subscriber.clone().run(context.clone()));
     Ok(Peer {
         me,
-        instance,
+        calls,
         context,
         subscriber,
         registering,
     })
 }
 
-/// Runs the entry point `name` in the peer's instance.
-pub async fn run_entry(instance: &InstanceHandle, name: &str) -> Result<(), String> {
+/// Runs the entry point `name` in one of the peer's instances.
+pub async fn run_entry(calls: &Calls, name: &str) -> Result<(), String> {
     let export = format!("{}{name}", netrun_abi::names::EXPORT_ENTRY_PREFIX);
-    match instance.run(Job::Entry { export }).await {
+    match calls.run(Job::Entry { export }, None).await {
         Ok(Outcome::Value(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {
             Err(format!("entry {name} failed: {message}"))

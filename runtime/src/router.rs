@@ -5,7 +5,7 @@
 //! refused with both signatures, never fed to the guest), the built-ins (`info`,
 //! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
 //! peers), and turning a guest trap into a remote error. It does not own sockets (see
-//! [`crate::server`]), the instance (see [`crate::instance`]) or delivery (see
+//! [`crate::server`]), the instances (see [`crate::workers`]) or delivery (see
 //! [`crate::events`]).
 
 use std::collections::BTreeMap;
@@ -17,10 +17,10 @@ use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
 use serde::Serialize;
 
 use crate::events::Events;
-use crate::instance::{InstanceHandle, Job};
 use crate::message::{Call, CallKind, Encoding};
 use crate::module::Manifest;
 use crate::subscriber::Subscriber;
+use crate::workers::{Calls, Job};
 
 /// Routes calls on one peer.
 pub struct Router {
@@ -29,7 +29,7 @@ pub struct Router {
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
-    instance: InstanceHandle,
+    calls: Arc<Calls>,
     events: Arc<Events>,
     subscriber: Arc<Subscriber>,
 }
@@ -38,7 +38,7 @@ impl Router {
     pub fn new(
         details: PeerDetails,
         manifest: Manifest,
-        instance: InstanceHandle,
+        calls: Arc<Calls>,
         events: Arc<Events>,
         subscriber: Arc<Subscriber>,
     ) -> Router {
@@ -47,7 +47,7 @@ impl Router {
             details,
             display,
             manifest,
-            instance,
+            calls,
             events,
             subscriber,
         }
@@ -84,7 +84,7 @@ impl Router {
         self.call_module(call, table, prefix).await
     }
 
-    /// Runs a call of one of the module's functions (or handlers) in the instance.
+    /// Runs a call of one of the module's functions (or handlers) in an instance.
     async fn call_module(
         &self,
         call: Call,
@@ -116,7 +116,7 @@ impl Router {
             export: format!("{prefix}{}", call.function),
             args: call.args,
         };
-        match self.instance.run(job).await {
+        match self.calls.run(job, call.chain).await {
             Ok(outcome) => outcome,
             Err(failure) => Outcome::Error(CallError::Remote {
                 peer: self.display.clone(),

@@ -8,25 +8,31 @@
 //! Each call runs under [`Limits`]: a deadline (epoch interruption; [`tick_epochs`] advances
 //! the epoch), a memory cap (the [`ResourceLimiter`] of [`HostState`]) and optional fuel.
 //!
-//! The sandbox is WASI preview 1 with stdout and stderr passed through to the peer's own, and
-//! nothing else unless granted: no directories but `--dir` ones, no environment variables but
-//! `--env` ones, no sockets, and no stdin except for a peer started with `--entry`, whose entry
-//! may read the process's stdin.
+//! The sandbox is WASI preview 1 with stdout and stderr passed to the peer's own (a line at a
+//! time, see [`crate::guest_output`]), and nothing else unless granted: no directories but
+//! `--dir` ones, no environment variables but `--env` ones, no sockets, and no stdin except for
+//! a peer started with `--entry`, whose entry may read the process's stdin.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use netrun_abi::manifest::ItemKind;
 use netrun_abi::names;
-use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, ValType};
+use wasmtime::{
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, ValType,
+};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::guest_output::{GuestOutput, Sink};
 use crate::module::{AppModule, LoadError};
 use crate::module_cache::ModuleCache;
 use crate::peer::PeerContext;
+use crate::reentry::CallState;
 
-/// How often the engine's epoch advances: the resolution of call deadlines.
+/// How often the engine's epoch advances: the resolution of call deadlines, and how long guest
+/// code runs before other tasks of its thread get a turn.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// What one call into a guest may use (`--deadline`, `--max-memory`, `--fuel`).
@@ -41,12 +47,6 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The deadline in epoch ticks (at least one).
-    pub fn deadline_ticks(&self) -> u64 {
-        let ticks = self.deadline.as_nanos() / EPOCH_TICK.as_nanos();
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
-
     /// "deadline of 30 s exceeded".
     pub fn deadline_exceeded(&self) -> String {
         format!("deadline of {} exceeded", seconds(self.deadline))
@@ -127,6 +127,12 @@ pub struct HostState {
     pub panic_message: Option<String>,
     /// Set when the instance was refused memory beyond [`Limits::max_memory`].
     pub memory_refused: bool,
+    /// When the running call's deadline passes; `None` for an entry, which has none.
+    pub deadline: Option<std::time::Instant>,
+    /// The call running now, and the calls of its chain that arrive while it waits.
+    pub calls: CallState,
+    /// The guest's stdout and stderr, line by line.
+    pub output: [GuestOutput; 2],
 }
 
 /// Refuses memory growth past the peer's cap. The guest sees `memory.grow` fail (its allocator
@@ -160,7 +166,11 @@ impl HostState {
     /// when the peer was started to run an entry (`--entry`), and the peer's [`Grants`].
     pub fn new(peer: Arc<PeerContext>) -> anyhow::Result<HostState> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stdout().inherit_stderr();
+        let output = [
+            GuestOutput::new(Sink::Stdout),
+            GuestOutput::new(Sink::Stderr),
+        ];
+        wasi.stdout(output[0].clone()).stderr(output[1].clone());
         if peer.guest_stdin {
             wasi.inherit_stdin();
         }
@@ -182,15 +192,29 @@ impl HostState {
             peer,
             panic_message: None,
             memory_refused: false,
+            deadline: None,
+            calls: CallState::new(),
+            output,
         })
     }
 }
 
 /// The engine every instance of this process runs on: with epoch interruption (deadlines;
-/// someone must advance the epoch, see [`tick_epochs`]) and, when `fuel` is set, metering.
-pub fn engine(fuel: bool) -> anyhow::Result<Engine> {
+/// someone must advance the epoch, see [`tick_epochs`]), metering when `limits` set fuel, and
+/// a pooling allocator with a slot for each of the `workers` instances and for its
+/// replacement (a trapped instance is replaced from a warm slot instead of fresh mappings).
+pub fn engine(limits: &Limits, workers: usize) -> anyhow::Result<Engine> {
     let mut config = Config::new();
-    config.epoch_interruption(true).consume_fuel(fuel);
+    config
+        .epoch_interruption(true)
+        .consume_fuel(limits.fuel.is_some());
+    let slots = u32::try_from(2 * workers + 2).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .max_memory_size(limits.max_memory);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))
 }
 
@@ -298,7 +322,12 @@ mod tests {
     use netrun_abi::names::import;
 
     fn links(wat: &str) -> Result<(), String> {
-        let engine = engine(false).unwrap();
+        let limits = Limits {
+            deadline: Duration::from_secs(1),
+            max_memory: 1 << 20,
+            fuel: None,
+        };
+        let engine = engine(&limits, 1).unwrap();
         let module = Module::new(&engine, wat).unwrap();
         linker(&engine)
             .unwrap()
@@ -349,7 +378,6 @@ mod tests {
         assert_eq!(limits.deadline_exceeded(), "deadline of 1.5 s exceeded");
         assert_eq!(limits.memory_exceeded(), "memory limit of 256 MiB exceeded");
         assert_eq!(limits.fuel_exhausted(), "fuel limit of 1000 exhausted");
-        assert_eq!(limits.deadline_ticks(), 150);
         let whole = Limits {
             deadline: Duration::from_secs(30),
             ..limits

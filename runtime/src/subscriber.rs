@@ -284,6 +284,7 @@ async fn call(
     };
     let request = Request {
         kind: CallKind::Function,
+        chain: None,
         function,
         encoding: Encoding::Bincode,
         args,

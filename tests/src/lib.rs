@@ -182,18 +182,35 @@ fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> 
     cmd
 }
 
-/// Everything a child wrote to one pipe, collected by a reader thread that also echoes each
-/// line to the test's stderr (shown when the test fails).
+/// How much of what a child prints is kept (and echoed); past it, lines are only counted, so a
+/// test of a guest that floods its output does not hold the flood.
+const CAPTURE_LIMIT: usize = 4 << 20;
+
+/// What a child wrote to one pipe, collected by a reader thread that also echoes each line to
+/// the test's stderr (shown when the test fails): the first [`CAPTURE_LIMIT`] bytes, and how
+/// many lines and bytes came in all.
 #[derive(Clone, Default)]
 struct Captured {
     text: Arc<Mutex<String>>,
+    counts: Arc<Mutex<OutputCounts>>,
     closed: Arc<AtomicBool>,
+}
+
+/// How much a child printed on one pipe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputCounts {
+    pub lines: u64,
+    pub bytes: u64,
 }
 
 impl Captured {
     fn spawn(pipe: impl Read + Send + 'static, label: String) -> Captured {
         let captured = Captured::default();
-        let (text, closed) = (captured.text.clone(), captured.closed.clone());
+        let (text, counts, closed) = (
+            captured.text.clone(),
+            captured.counts.clone(),
+            captured.closed.clone(),
+        );
         std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
             let mut line = Vec::new();
@@ -201,10 +218,18 @@ impl Captured {
                 line.clear();
                 match reader.read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&line);
-                        eprintln!("[{label}] {}", line.trim_end_matches('\n'));
-                        text.lock().expect("capture lock").push_str(&line);
+                    Ok(read) => {
+                        {
+                            let mut counts = counts.lock().expect("capture lock");
+                            counts.lines += 1;
+                            counts.bytes += read as u64;
+                        }
+                        let mut text = text.lock().expect("capture lock");
+                        if text.len() < CAPTURE_LIMIT {
+                            let line = String::from_utf8_lossy(&line);
+                            eprintln!("[{label}] {}", line.trim_end_matches('\n'));
+                            text.push_str(&line);
+                        }
                     }
                 }
             }
@@ -215,6 +240,10 @@ impl Captured {
 
     fn text(&self) -> String {
         self.text.lock().expect("capture lock").clone()
+    }
+
+    fn counts(&self) -> OutputCounts {
+        *self.counts.lock().expect("capture lock")
     }
 
     /// Waits until the writer closed the pipe and every byte is in.
@@ -423,6 +452,25 @@ impl TestPeer {
     /// Everything it printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.process.stderr.text()
+    }
+
+    /// How many lines and bytes it printed on stdout so far (the text keeps only the first few
+    /// MiB).
+    pub fn stdout_counts(&self) -> OutputCounts {
+        self.process.stdout.counts()
+    }
+
+    /// The most memory the process has had resident so far (`VmHWM` of
+    /// `/proc/<pid>/status`), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.process.child.id());
+        let status = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {path}: {e}\n{}", self.report()));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM line in {path}:\n{status}"))
     }
 
     /// Its stdin, when started with [`Input::Piped`] (once).

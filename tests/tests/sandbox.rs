@@ -187,3 +187,34 @@ fn dir_and_env_grants_show_exactly_what_was_granted() {
     .expect_code(2)
     .expect_stderr(&["NETRUN_UNSET_FOR_TEST is not set"]);
 }
+
+#[test]
+fn a_flood_of_output_reaches_the_peers_stdout_whole_without_filling_its_memory() {
+    const LINES: u64 = 100 * 1024;
+    const LINE: u64 = 1024;
+    let ports = Ports::new();
+    let peer = probe(&ports, &[]);
+    call(&ports, peer.id(), "busy", &["1"]).expect_code(0);
+    let before = peer.stdout_counts();
+    let baseline = peer.peak_memory_kib();
+    let out = call(&ports, peer.id(), "print_flood", &[]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), LINES.to_string(), "{out}");
+    let arrived =
+        netrun_tests::wait_until(BOUND, || peer.stdout_counts().lines >= before.lines + LINES);
+    let after = peer.stdout_counts();
+    assert!(
+        arrived,
+        "only {after:?} of the flood arrived (before: {before:?})"
+    );
+    // Every line arrived whole: as many lines and bytes as the guest printed, no more.
+    assert_eq!(after.lines - before.lines, LINES);
+    assert_eq!(after.bytes - before.bytes, LINES * LINE);
+    // The peer passed 100 MiB through without holding it.
+    let grown = peer.peak_memory_kib().saturating_sub(baseline);
+    assert!(
+        grown < 32 * 1024,
+        "the peer's peak memory grew by {grown} KiB while the guest printed 100 MiB"
+    );
+    call(&ports, peer.id(), "counter", &[]).expect_code(0);
+}

@@ -54,6 +54,21 @@ fn busy(ms: u64) -> u64 {
     ms
 }
 
+/// Works (spins) for `ms` milliseconds; returns when it started and ended, in microseconds
+/// since the Unix epoch, so that tests can see which calls overlapped.
+#[net::connect]
+fn busy_span(ms: u64) -> (u64, u64) {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_micros() as u64
+    };
+    let start = now();
+    busy(ms);
+    (start, now())
+}
+
 /// Reads a file; what failed, if it did, prefixed with `error: `.
 #[net::connect]
 fn read_file(path: String) -> String {
@@ -100,4 +115,68 @@ fn counter() -> u64 {
         c.set(c.get() + 1);
         c.get()
     })
+}
+
+/// Prints 100 MiB to stdout, as 102 400 lines of 1 KiB (a line number and filler), through a
+/// buffer of its own: the peer must pass it on without holding it.
+#[net::connect]
+fn print_flood() -> u64 {
+    use std::io::Write;
+    const LINES: u64 = 100 * 1024;
+    let filler = "x".repeat(1024 - 10);
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    for line in 0..LINES {
+        writeln!(out, "{line:08} {filler}").expect("stdout");
+    }
+    out.flush().expect("stdout");
+    LINES
+}
+
+thread_local! {
+    static ACKS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Announces this peer (the `announce` event, for subscribers on hubs).
+#[net::event("announce")]
+fn announce() -> String {
+    net::this_peer().id
+}
+
+/// A subscriber's answer to `announce`: calls `ack` back on the hub that announced.
+#[net::subscribe("announce", hubs_only = true)]
+fn on_announce(hub: String) {
+    let hub = net::Peer::from_id(&hub).unwrap_or_else(|e| panic!("{e}"));
+    ack::on(&hub).unwrap_or_else(|e| panic!("ack on the hub failed: {e}"));
+}
+
+/// Counts an acknowledgement; returns the count.
+#[net::connect]
+fn ack() -> u64 {
+    ACKS.with(|a| {
+        a.set(a.get() + 1);
+        a.get()
+    })
+}
+
+/// The acknowledgements counted so far.
+#[net::connect]
+fn acks() -> u64 {
+    ACKS.with(Cell::get)
+}
+
+/// Announces this peer, then asks itself `acks` (a call to itself, through its own id) up to
+/// `tries` times, 20 ms apart, until a subscriber has called `ack` back. Returns the count:
+/// 0 means no callback got through while this call ran.
+#[net::connect]
+fn announce_and_wait(tries: u32) -> u64 {
+    let me = net::Peer::from_id(&net::this_peer().id).unwrap_or_else(|e| panic!("{e}"));
+    announce();
+    for _ in 0..tries {
+        let count = acks::on(&me).unwrap_or_else(|e| panic!("acks on myself failed: {e}"));
+        if count > 0 {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    0
 }
