@@ -4,7 +4,8 @@
 //! process's stdout (or stderr) under its lock, so the lines of instances running in parallel
 //! (`--workers`) never mix within a line. An unfinished line waits for its end, for the end of
 //! the call that wrote it, or until it reaches [`MAX_LINE`] bytes, when it is written as a line
-//! of its own.
+//! of its own; and when the guest reads stdin ([`PromptingStdin`]), it is written as it is, so
+//! that a prompt shows before the input it asks for.
 //!
 //! Memory stays bounded whatever the guest writes: WASI hands writes over in chunks of at most
 //! a few KiB, and no more than [`MAX_LINE`] bytes wait in a buffer. Writing blocks while the
@@ -16,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 /// The longest line written as the guest wrote it; a longer one is cut into lines this long.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -91,13 +92,80 @@ impl GuestOutput {
 
     /// Writes the unfinished line, if any, as a line (at the end of a call).
     pub fn finish_line(&self) {
+        self.write_unfinished(b"\n");
+    }
+
+    /// Writes the unfinished line, if any, as it is (a prompt, before reading stdin).
+    fn write_prompt(&self) {
+        self.write_unfinished(b"");
+    }
+
+    fn write_unfinished(&self, end: &[u8]) {
         let mut line = self.line.lock().expect("guest output lock");
         if !line.is_empty() {
-            if let Err(e) = self.sink.write(&[&line, b"\n"]) {
+            if let Err(e) = self.sink.write(&[&line, end]) {
                 tracing::debug!("cannot write the guest's output: {e}");
             }
             line.clear();
         }
+    }
+}
+
+/// The process's stdin for a guest (an entry's): before each read it writes what the guest
+/// left unfinished on stdout and stderr, such as a `print!("Message: ")` prompt.
+pub struct PromptingStdin {
+    outputs: [GuestOutput; 2],
+}
+
+impl PromptingStdin {
+    pub fn new(outputs: [GuestOutput; 2]) -> PromptingStdin {
+        PromptingStdin { outputs }
+    }
+
+    fn prompt(&self) {
+        for output in &self.outputs {
+            output.write_prompt();
+        }
+    }
+}
+
+impl IsTerminal for PromptingStdin {
+    fn is_terminal(&self) -> bool {
+        io::IsTerminal::is_terminal(&io::stdin())
+    }
+}
+
+impl StdinStream for PromptingStdin {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(PromptedInput {
+            prompts: PromptingStdin::new(self.outputs.clone()),
+            input: StdinStream::p2_stream(&wasmtime_wasi::cli::stdin()),
+        })
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
+        StdinStream::async_stream(&wasmtime_wasi::cli::stdin())
+    }
+}
+
+/// The stream WASI reads an entry's stdin through.
+struct PromptedInput {
+    prompts: PromptingStdin,
+    input: Box<dyn InputStream>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for PromptedInput {
+    async fn ready(&mut self) {
+        self.prompts.prompt();
+        self.input.ready().await;
+    }
+}
+
+impl InputStream for PromptedInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        self.prompts.prompt();
+        self.input.read(size)
     }
 }
 
@@ -201,6 +269,17 @@ mod tests {
         let lines: Vec<&[u8]> = kept.split_inclusive(|&b| b == b'\n').collect();
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|line| line.len() == MAX_LINE + 1));
+    }
+
+    #[test]
+    fn a_prompt_is_written_as_it_is_before_a_read() {
+        let (output, kept) = kept();
+        output.push(b"Message: ").unwrap();
+        assert!(kept.lock().unwrap().is_empty());
+        PromptingStdin::new([output.clone(), output.clone()]).prompt();
+        assert_eq!(kept.lock().unwrap().as_slice(), b"Message: ");
+        output.finish_line();
+        assert_eq!(kept.lock().unwrap().as_slice(), b"Message: ");
     }
 
     #[test]

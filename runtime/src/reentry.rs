@@ -9,7 +9,8 @@
 //! instance, and goes back to waiting.
 //!
 //! A nested call runs under what is left of the outer call's limits (deadline, fuel): it is
-//! part of that call's work. If it traps, its caller gets the trap, and so does the outer call,
+//! part of that call's work. Nested in an entry, which has no deadline, it gets a deadline of
+//! its own. If it traps, its caller gets the trap, and so does the outer call,
 //! whose instance is gone.
 //!
 //! The rule for app authors that follows: guest state may change during any outgoing call
@@ -19,6 +20,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use netrun_abi::Outcome;
 use tokio::sync::mpsc;
@@ -141,13 +143,21 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, task: Task) -> wasmtim
         return Ok(());
     };
     tracing::debug!("running {export} nested, in the instance waiting on its chain");
+    // Within an entry, which has no deadline, a nested call gets one of its own.
+    let outer_deadline = caller.data().deadline;
+    if outer_deadline.is_none() {
+        let limit = caller.data().peer.limits.deadline;
+        caller.data_mut().deadline = Some(Instant::now() + limit);
+    }
     let run = async {
         let func = instance::export_func(caller, export)?;
         GuestExports::of_caller(caller)?
             .call(&mut *caller, func, args)
             .await
     };
-    match run.await {
+    let result = run.await;
+    caller.data_mut().deadline = outer_deadline;
+    match result {
         Ok(outcome) => {
             task.answer(Ok(outcome));
             Ok(())

@@ -25,7 +25,7 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::guest_output::{GuestOutput, Sink};
+use crate::guest_output::{GuestOutput, PromptingStdin, Sink};
 use crate::module::{AppModule, LoadError};
 use crate::module_cache::ModuleCache;
 use crate::peer::PeerContext;
@@ -172,7 +172,7 @@ impl HostState {
         ];
         wasi.stdout(output[0].clone()).stderr(output[1].clone());
         if peer.guest_stdin {
-            wasi.inherit_stdin();
+            wasi.stdin(PromptingStdin::new(output.clone()));
         }
         for (name, value) in &peer.grants.env {
             wasi.env(name, value);

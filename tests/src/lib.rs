@@ -22,7 +22,7 @@
 //! Network rule: everything binds and calls 127.0.0.1 only. Every wait is a poll with a deadline;
 //! a process that overruns its deadline is killed and the test fails with everything it printed.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -186,12 +186,12 @@ fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> 
 /// test of a guest that floods its output does not hold the flood.
 const CAPTURE_LIMIT: usize = 4 << 20;
 
-/// What a child wrote to one pipe, collected by a reader thread that also echoes each line to
-/// the test's stderr (shown when the test fails): the first [`CAPTURE_LIMIT`] bytes, and how
-/// many lines and bytes came in all.
+/// What a child wrote to one pipe, collected as it arrives (an unfinished line too, such as a
+/// prompt) by a reader thread that also echoes each line to the test's stderr (shown when the
+/// test fails): the first [`CAPTURE_LIMIT`] bytes, and how many lines and bytes came in all.
 #[derive(Clone, Default)]
 struct Captured {
-    text: Arc<Mutex<String>>,
+    bytes: Arc<Mutex<Vec<u8>>>,
     counts: Arc<Mutex<OutputCounts>>,
     closed: Arc<AtomicBool>,
 }
@@ -204,42 +204,58 @@ pub struct OutputCounts {
 }
 
 impl Captured {
-    fn spawn(pipe: impl Read + Send + 'static, label: String) -> Captured {
+    fn spawn(mut pipe: impl Read + Send + 'static, label: String) -> Captured {
         let captured = Captured::default();
-        let (text, counts, closed) = (
-            captured.text.clone(),
+        let (bytes, counts, closed) = (
+            captured.bytes.clone(),
             captured.counts.clone(),
             captured.closed.clone(),
         );
         std::thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
+            let mut chunk = vec![0; 64 * 1024];
+            let mut echo = Vec::new();
             loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
+                let read = match pipe.read(&mut chunk) {
                     Ok(0) | Err(_) => break,
-                    Ok(read) => {
-                        {
-                            let mut counts = counts.lock().expect("capture lock");
-                            counts.lines += 1;
-                            counts.bytes += read as u64;
-                        }
-                        let mut text = text.lock().expect("capture lock");
-                        if text.len() < CAPTURE_LIMIT {
-                            let line = String::from_utf8_lossy(&line);
-                            eprintln!("[{label}] {}", line.trim_end_matches('\n'));
-                            text.push_str(&line);
-                        }
+                    Ok(read) => &chunk[..read],
+                };
+                {
+                    let mut counts = counts.lock().expect("capture lock");
+                    counts.lines += read.iter().filter(|&&b| b == b'\n').count() as u64;
+                    counts.bytes += read.len() as u64;
+                }
+                let mut bytes = bytes.lock().expect("capture lock");
+                if bytes.len() < CAPTURE_LIMIT {
+                    bytes.extend_from_slice(read);
+                    echo.extend_from_slice(read);
+                    while let Some(end) = echo.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = echo.drain(..=end).collect();
+                        eprintln!("[{label}] {}", String::from_utf8_lossy(&line[..end]));
                     }
                 }
+            }
+            if !echo.is_empty() {
+                eprintln!("[{label}] {}", String::from_utf8_lossy(&echo));
             }
             closed.store(true, Ordering::Release);
         });
         captured
     }
 
+    /// The complete lines so far (everything, once the pipe closed).
     fn text(&self) -> String {
-        self.text.lock().expect("capture lock").clone()
+        let bytes = self.bytes.lock().expect("capture lock");
+        let end = if self.closed.load(Ordering::Acquire) {
+            bytes.len()
+        } else {
+            bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    }
+
+    /// Everything so far, an unfinished last line included.
+    fn text_and_unfinished(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().expect("capture lock")).into_owned()
     }
 
     fn counts(&self) -> OutputCounts {
@@ -444,9 +460,15 @@ impl TestPeer {
         self.port
     }
 
-    /// Everything it printed on stdout so far.
+    /// The lines it printed on stdout so far.
     pub fn stdout(&self) -> String {
         self.process.stdout.text()
+    }
+
+    /// Everything it printed on stdout so far, a last line it has not finished (a prompt)
+    /// included.
+    pub fn stdout_and_unfinished(&self) -> String {
+        self.process.stdout.text_and_unfinished()
     }
 
     /// Everything it printed on stderr so far.

@@ -269,3 +269,34 @@ fn inspect_lists_events_subscriptions_and_flags() {
         "{json}"
     );
 }
+
+#[test]
+fn the_hubs_prompt_shows_before_it_reads_each_line() {
+    let ports = Ports::new();
+    let (mut hub, mut stdin) = hub(&ports);
+    let prompted = |times: usize| {
+        netrun_tests::wait_until(DELIVERY_LIMIT, || {
+            hub.stdout_and_unfinished()
+                .ends_with(&"Message: ".repeat(times))
+        })
+    };
+    // `print!("Message: ")` has no line end: the hub writes it when the guest reads stdin.
+    assert!(
+        prompted(1),
+        "no prompt before the first line\n{}",
+        hub.report()
+    );
+    send(&mut stdin, &["hello".to_string()]);
+    assert!(
+        prompted(2),
+        "no prompt before the second line\n{}",
+        hub.report()
+    );
+    drop(stdin);
+    let status = hub.terminate(STOP_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "hub: {status:?}\n{}",
+        hub.report()
+    );
+}

@@ -111,3 +111,23 @@ fn a_subscriber_calling_back_the_hub_is_served_while_the_hub_waits() {
         subscriber.report()
     );
 }
+
+#[test]
+fn a_callback_nested_in_an_entry_has_a_deadline() {
+    let ports = Ports::new();
+    let _other = probe(&ports, &[]);
+    let out = netrun_tests::netrun(
+        &ports,
+        &[
+            "run",
+            netrun_tests::arg(&app("sandbox_probe")),
+            "--entry",
+            "spin_callback",
+            "--deadline",
+            "1",
+        ],
+        &[],
+    );
+    out.expect_code(1)
+        .expect_stderr(&["entry spin_callback failed", "deadline of 1 s exceeded"]);
+}

@@ -180,3 +180,24 @@ fn announce_and_wait(tries: u32) -> u64 {
     }
     0
 }
+
+/// Calls `spin` on `peer`: from another peer, a callback that never returns.
+#[net::connect]
+fn spin_on(peer: String) -> u64 {
+    let peer = net::Peer::from_id(&peer).unwrap_or_else(|e| panic!("{e}"));
+    spin::on(&peer).unwrap_or_else(|e| panic!("spin on the caller failed: {e}"))
+}
+
+/// Asks the first other peer on this host to call `spin` back here: the callback runs nested
+/// in this entry's instance, and must stop at the deadline although entries have none.
+#[net::entry]
+fn spin_callback() -> Result<(), String> {
+    let me = net::this_peer().id;
+    let other = net::peers(net::PeerQuery::default())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("no other peer on this host")?;
+    let answer = spin_on::on(&other, me).map_err(|e| e.to_string())?;
+    Err(format!("spin answered {answer}"))
+}
