@@ -128,7 +128,7 @@ pub struct PeerContext {
     pub grants: Grants,
     /// Instances serving calls.
     pub workers: usize,
-    /// The queue of calls into the instances, and the instances waiting on a chain.
+    /// The queue of calls into the instances, and which instance runs each chain.
     pub calls: Arc<Calls>,
 }
 
