@@ -6,11 +6,10 @@
 //! how many instances a peer has (see [`crate::workers`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use netrun_abi::names;
 use netrun_abi::{Outcome, codec};
-use std::time::Instant;
-
 use wasmtime::{
     AsContextMut, Caller, Instance, InstancePre, Memory, Store, StoreContextMut, TypedFunc,
     UpdateDeadline,

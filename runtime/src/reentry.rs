@@ -10,8 +10,8 @@
 //!
 //! A nested call runs under what is left of the outer call's limits (deadline, fuel): it is
 //! part of that call's work. Nested in an entry, which has no deadline, it gets a deadline of
-//! its own. If it traps, its caller gets the trap, and so does the outer call,
-//! whose instance is gone.
+//! its own. If it traps, its caller gets the trap, and so does the outer call, whose instance
+//! is gone.
 //!
 //! The rule for app authors that follows: guest state may change during any outgoing call
 //! (a callback may run in between), so no borrow of it (a `RefCell` borrow, a `&mut` taken
@@ -45,7 +45,8 @@ pub fn fresh_chain() -> ChainId {
 pub struct CallState {
     /// The chain of the call running now; `None` between calls.
     pub chain: Option<ChainId>,
-    /// Whether this instance is registered as running `chain` (see [`crate::workers::Calls::enter`]).
+    /// Whether this instance is registered as running `chain` (see
+    /// [`crate::workers::Calls::enter`]).
     registered: bool,
     /// Set when a nested call trapped: the outer call fails with the same failure.
     pub nested_failure: Option<GuestFailure>,

@@ -40,6 +40,18 @@ fn send(stdin: &mut ChildStdin, messages: &[String]) {
     stdin.flush().expect("the hub reads its stdin");
 }
 
+/// Closes the hub's stdin: end of input ends its entry, and it exits cleanly.
+#[track_caller]
+fn end_input(hub: &mut TestPeer, stdin: ChildStdin) {
+    drop(stdin);
+    let status = hub.terminate(STOP_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "hub: {status:?}\n{}",
+        hub.report()
+    );
+}
+
 /// Waits until the hub has exactly the subscribers `ids` (by peer id), and returns them.
 #[track_caller]
 fn wait_for_subscribers(ports: &Ports, hub: &TestPeer, ids: &[&str]) {
@@ -142,14 +154,7 @@ fn a_hub_delivers_every_message_once_in_order_and_prunes_a_killed_subscriber() {
     );
     assert!(hub.exited().is_none(), "{}", hub.report());
 
-    // End of input ends the hub's entry; it exits cleanly.
-    drop(stdin);
-    let status = hub.terminate(STOP_LIMIT);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "hub: {status:?}\n{}",
-        hub.report()
-    );
+    end_input(&mut hub, stdin);
 }
 
 #[test]
@@ -292,11 +297,5 @@ fn the_hubs_prompt_shows_before_it_reads_each_line() {
         "no prompt before the second line\n{}",
         hub.report()
     );
-    drop(stdin);
-    let status = hub.terminate(STOP_LIMIT);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "hub: {status:?}\n{}",
-        hub.report()
-    );
+    end_input(&mut hub, stdin);
 }

@@ -111,7 +111,12 @@ thread_local! {
 /// again from 1 after the instance is replaced.
 #[net::connect]
 fn counter() -> u64 {
-    COUNTER.with(|c| {
+    increment(&COUNTER)
+}
+
+/// Adds one to a counter in guest state; returns the new count.
+fn increment(counter: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
+    counter.with(|c| {
         c.set(c.get() + 1);
         c.get()
     })
@@ -152,10 +157,7 @@ fn on_announce(hub: String) {
 /// Counts an acknowledgement; returns the count.
 #[net::connect]
 fn ack() -> u64 {
-    ACKS.with(|a| {
-        a.set(a.get() + 1);
-        a.get()
-    })
+    increment(&ACKS)
 }
 
 /// The acknowledgements counted so far.
