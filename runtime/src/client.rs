@@ -36,7 +36,7 @@ impl Target {
         let address = peer_id::decode(id)?;
         Ok(Target {
             address: socket_address(&address.host, address.port),
-            display: format!("{}:{} -> {}", address.host, address.port, address.group),
+            display: address.to_string(),
         })
     }
 }

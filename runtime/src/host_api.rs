@@ -10,7 +10,7 @@
 //! then belongs to the guest, which frees it.
 
 use netrun_abi::manifest::Record;
-use netrun_abi::names::{self, import, log_level};
+use netrun_abi::names::{self, ExportKind, import, log_level};
 use netrun_abi::{
     CallError, CallRequest, Contract, EventTrigger, Outcome, PeerInfo, PeerQuery, codec, peer_id,
 };
@@ -142,7 +142,7 @@ async fn run_flag_handler(
         Ok(address) => address,
         Err(e) => return Ok(Outcome::Error(e.into())),
     };
-    let display = format!("{}:{} -> {}", address.host, address.port, address.group);
+    let display = address.to_string();
     if let Some(contract) = &request.contract {
         let expected = Record::signature_return(&contract.signature);
         if expected != handler.ret {
@@ -166,7 +166,7 @@ async fn run_flag_handler(
     };
     let args = codec::encode(&(request.function.as_str(), answered_by))
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
-    let export = format!("{}{}", names::EXPORT_FLAG_PREFIX, handler.name);
+    let export = names::export(ExportKind::Flag, &handler.name);
     let func = instance::export_func(caller, &export)?;
     GuestExports::of_caller(caller)?
         .call(&mut *caller, func, &args)

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use netrun_abi::manifest::{self, ItemKind, ManifestError, Record};
-use netrun_abi::names;
+use netrun_abi::names::{self, ExportKind};
 use sha2::{Digest, Sha256};
 
 /// Why a module cannot be served.
@@ -98,22 +98,26 @@ impl Manifest {
     pub fn required_exports(&self) -> Vec<(ItemKind, &str, String)> {
         let mut out = Vec::new();
         for name in self.functions.keys() {
-            for prefix in [names::EXPORT_FN_PREFIX, names::EXPORT_JSON_PREFIX] {
-                out.push((ItemKind::Connect, name.as_str(), format!("{prefix}{name}")));
+            for export in [ExportKind::Function, ExportKind::Json] {
+                out.push((
+                    ItemKind::Connect,
+                    name.as_str(),
+                    names::export(export, name),
+                ));
             }
         }
         let single = [
-            (ItemKind::Entry, &self.entries, names::EXPORT_ENTRY_PREFIX),
+            (ItemKind::Entry, &self.entries, ExportKind::Entry),
             (
                 ItemKind::Subscribe,
                 &self.subscriptions,
-                names::EXPORT_SUBSCRIBER_PREFIX,
+                ExportKind::Subscriber,
             ),
-            (ItemKind::Flag, &self.flags, names::EXPORT_FLAG_PREFIX),
+            (ItemKind::Flag, &self.flags, ExportKind::Flag),
         ];
-        for (kind, table, prefix) in single {
+        for (kind, table, export) in single {
             for name in table.keys() {
-                out.push((kind, name.as_str(), format!("{prefix}{name}")));
+                out.push((kind, name.as_str(), names::export(export, name)));
             }
         }
         out

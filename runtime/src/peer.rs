@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netrun_abi::manifest::Record;
-use netrun_abi::names::flag;
+use netrun_abi::names::{self, ExportKind, flag};
+use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, CallRequest, Outcome, PeerDetails, PeerInfo, PeerQuery, peer_id};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -212,7 +213,7 @@ pub async fn start(
         module_hash: app.hash.clone(),
         runtime_version: crate::RUNTIME_VERSION.to_string(),
     };
-    let display = format!("{host}:{port} -> {}", config.group);
+    let display = PeerAddress::new(host.as_str(), port, config.group.as_str()).to_string();
     let events = Events::new(
         display,
         app.manifest.events.clone(),
@@ -280,7 +281,7 @@ pub async fn start(
 
 /// Runs the entry point `name` in one of the peer's instances.
 pub async fn run_entry(calls: &Calls, name: &str) -> Result<(), String> {
-    let export = format!("{}{name}", netrun_abi::names::EXPORT_ENTRY_PREFIX);
+    let export = names::export(ExportKind::Entry, name);
     match calls.run(Job::Entry { export }, None).await {
         Ok(Outcome::Value(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use netrun_abi::manifest::Record;
-use netrun_abi::names::{self, builtin, flag};
+use netrun_abi::names::{self, ExportKind, builtin, flag};
+use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
 use serde::Serialize;
 
@@ -42,7 +43,8 @@ impl Router {
         events: Arc<Events>,
         subscriber: Arc<Subscriber>,
     ) -> Router {
-        let display = format!("{}:{} -> {}", details.host, details.port, details.group);
+        let display = PeerAddress::new(details.host.as_str(), details.port, details.group.as_str())
+            .to_string();
         Router {
             details,
             display,
@@ -65,31 +67,29 @@ impl Router {
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
     /// says what it produced.
     pub async fn dispatch(&self, call: Call, caller: Option<&str>) -> Outcome {
-        let (table, prefix) = match call.kind {
+        let (table, kind) = match call.kind {
             CallKind::Function => {
                 if let Some(outcome) = self.builtin(&call, caller) {
                     return outcome;
                 }
-                let prefix = match call.encoding {
-                    Encoding::Bincode => names::EXPORT_FN_PREFIX,
-                    Encoding::Json => names::EXPORT_JSON_PREFIX,
+                let kind = match call.encoding {
+                    Encoding::Bincode => ExportKind::Function,
+                    Encoding::Json => ExportKind::Json,
                 };
-                (&self.manifest.functions, prefix)
+                (&self.manifest.functions, kind)
             }
-            CallKind::Event => (
-                &self.manifest.subscriptions,
-                names::EXPORT_SUBSCRIBER_PREFIX,
-            ),
+            CallKind::Event => (&self.manifest.subscriptions, ExportKind::Subscriber),
         };
-        self.call_module(call, table, prefix).await
+        self.call_module(call, table, kind).await
     }
 
-    /// Runs a call of one of the module's functions (or handlers) in an instance.
+    /// Runs a call of one of the module's functions (or handlers), its export of `kind`, in an
+    /// instance.
     async fn call_module(
         &self,
         call: Call,
         table: &BTreeMap<String, Record>,
-        prefix: &str,
+        kind: ExportKind,
     ) -> Outcome {
         let Some(record) = table.get(&call.function) else {
             let available = match call.kind {
@@ -113,7 +113,7 @@ impl Router {
             });
         }
         let job = Job::Export {
-            export: format!("{prefix}{}", call.function),
+            export: names::export(kind, &call.function),
             args: call.args,
         };
         match self.calls.run(job, call.chain).await {

@@ -187,7 +187,7 @@ impl Subscriber {
 
     /// Notes what `subscribe` answered; logs only changes.
     fn record(&self, key: Key, event: &str, publisher: &PeerInfo, outcome: Outcome) {
-        let name = display(publisher);
+        let name = publisher.address();
         let no_such_event = matches!(outcome, Outcome::Error(CallError::BadArguments { .. }));
         let state = match outcome {
             Outcome::Value(bytes) => match codec::decode::<bool>(&bytes) {
@@ -265,10 +265,6 @@ fn subscribe_request(handler: &Record) -> SubscribeRequest {
         },
         accepts: handler.accepts(),
     }
-}
-
-fn display(peer: &PeerInfo) -> String {
-    format!("{}:{} -> {}", peer.host, peer.port, peer.group)
 }
 
 /// Sends `request` to the built-in `function` (`subscribe` or `unsubscribe`) on `target`.

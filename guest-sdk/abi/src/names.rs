@@ -30,6 +30,44 @@ pub const EXPORT_MEMORY: &str = "memory";
 /// WASI reactor initializer, run once after instantiation when present.
 pub const EXPORT_INITIALIZE: &str = "_initialize";
 
+/// What an export of the ABI is for; each kind has its name prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    /// A connected function's bincode entry ([`EXPORT_FN_PREFIX`]).
+    Function,
+    /// A connected function's JSON entry ([`EXPORT_JSON_PREFIX`]).
+    Json,
+    /// A subscription handler, by Rust name ([`EXPORT_SUBSCRIBER_PREFIX`]).
+    Subscriber,
+    /// A flag handler, by flag name ([`EXPORT_FLAG_PREFIX`]).
+    Flag,
+    /// An entry point ([`EXPORT_ENTRY_PREFIX`]).
+    Entry,
+}
+
+impl ExportKind {
+    /// The prefix of this kind's export names.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            ExportKind::Function => EXPORT_FN_PREFIX,
+            ExportKind::Json => EXPORT_JSON_PREFIX,
+            ExportKind::Subscriber => EXPORT_SUBSCRIBER_PREFIX,
+            ExportKind::Flag => EXPORT_FLAG_PREFIX,
+            ExportKind::Entry => EXPORT_ENTRY_PREFIX,
+        }
+    }
+}
+
+/// The name of the export of `kind` for the item `name`: the one place export names are built.
+///
+/// ```
+/// use netrun_abi::names::{ExportKind, export};
+/// assert_eq!(export(ExportKind::Function, "greet"), "__netrun_fn:greet");
+/// ```
+pub fn export(kind: ExportKind, name: &str) -> String {
+    format!("{}{name}", kind.prefix())
+}
+
 /// Host import names (module [`IMPORT_MODULE`]).
 pub mod import {
     /// `call(req_ptr, req_len) -> i64`: run a [`crate::CallRequest`]; returns an [`crate::Outcome`].

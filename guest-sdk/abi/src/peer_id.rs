@@ -1,7 +1,10 @@
 //! Peer ids: standard base64 of `"host:port -> group"`, exactly as the original app-net.
 //!
 //! `MTkyLjE2OC4yLjI0OjMwMTAgLT4gTm9uZQ==` is `192.168.2.24:3010 -> None`. The id carries the
-//! address, so calling an id needs no lookup.
+//! address, so calling an id needs no lookup. [`PeerAddress`] is the one place that spells the
+//! readable form: its `Display` is what error messages and logs name a peer by.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -9,12 +12,40 @@ use base64::engine::general_purpose::STANDARD;
 /// The group of a peer that was given none, as in the original.
 pub const DEFAULT_GROUP: &str = "None";
 
-/// What a peer id says: where the peer listens and which group it is in.
+/// What a peer id says: where the peer listens and which group it is in. Displays as
+/// `host:port -> group`.
+///
+/// ```
+/// let address = netrun_abi::peer_id::PeerAddress::new("192.168.2.24", 3010, "None");
+/// assert_eq!(address.to_string(), "192.168.2.24:3010 -> None");
+/// assert_eq!(address.id(), "MTkyLjE2OC4yLjI0OjMwMTAgLT4gTm9uZQ==");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerAddress {
     pub host: String,
     pub port: u16,
     pub group: String,
+}
+
+impl PeerAddress {
+    pub fn new(host: impl Into<String>, port: u16, group: impl Into<String>) -> PeerAddress {
+        PeerAddress {
+            host: host.into(),
+            port,
+            group: group.into(),
+        }
+    }
+
+    /// The peer id: base64 of the display form.
+    pub fn id(&self) -> String {
+        STANDARD.encode(self.to_string())
+    }
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} -> {}", self.host, self.port, self.group)
+    }
 }
 
 /// Why a string is not a peer id.
@@ -27,7 +58,7 @@ pub struct InvalidPeerId {
 
 /// Encodes a peer id.
 pub fn encode(host: &str, port: u16, group: &str) -> String {
-    STANDARD.encode(format!("{host}:{port} -> {group}"))
+    PeerAddress::new(host, port, group).id()
 }
 
 /// Decodes a peer id into its address and group.

@@ -96,6 +96,13 @@ pub struct PeerInfo {
     pub hub: bool,
 }
 
+impl PeerInfo {
+    /// Where the peer listens and its group; displays as `host:port -> group`.
+    pub fn address(&self) -> crate::peer_id::PeerAddress {
+        crate::peer_id::PeerAddress::new(self.host.as_str(), self.port, self.group.as_str())
+    }
+}
+
 /// What the built-in `info` connection answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerDetails {

@@ -4,7 +4,7 @@
 //! and the function itself is emitted unchanged, so a local call stays a plain Rust call.
 
 use netrun_abi::manifest::{ItemKind, Param, Record};
-use netrun_abi::names;
+use netrun_abi::names::{self, ExportKind};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
@@ -31,8 +31,8 @@ pub fn connect(spec: &ConnectSpec) -> TokenStream {
     let signature = record.type_signature();
     let fingerprint = record.fingerprint;
     let manifest = manifest_static(&record, item);
-    let fn_export = format!("{}{name}", names::EXPORT_FN_PREFIX);
-    let json_export = format!("{}{name}", names::EXPORT_JSON_PREFIX);
+    let fn_export = names::export(ExportKind::Function, name);
+    let json_export = names::export(ExportKind::Json, name);
     let serde_checks = types.iter().copied().chain(ret.as_ref()).map(serde_check);
     // The stub's first parameter is `peer`, unless the function has a parameter of that name.
     let peer = ["peer", "to_peer", "__netrun_peer"]
@@ -108,7 +108,7 @@ pub fn entry(spec: &EntrySpec) -> TokenStream {
     };
     let record = Record::new(ItemKind::Entry, name, name, Vec::new(), &ret.to_string());
     let manifest = manifest_static(&record, item);
-    let export = format!("{}{name}", names::EXPORT_ENTRY_PREFIX);
+    let export = names::export(ExportKind::Entry, name);
     // Spanned at the return type, so that a return type other than `()` or
     // `Result<(), E: Display>` is one error pointing at that type.
     let serve = match &item.sig.output {
@@ -182,7 +182,7 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
         ret,
         ..
     } = function;
-    let export = format!("{}{rust_name}", names::EXPORT_SUBSCRIBER_PREFIX);
+    let export = names::export(ExportKind::Subscriber, rust_name);
     let types: Vec<_> = params.iter().map(|(_, t)| t).collect();
     let args = arg_names(params);
     let ident = &item.sig.ident;
@@ -203,7 +203,7 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
 pub fn flag(spec: &FnSpec) -> TokenStream {
     let record = spec.record(ItemKind::Flag);
     let (item, name, params, ret) = (&spec.item, &spec.name, &spec.params, &spec.ret);
-    let export = format!("{}{name}", names::EXPORT_FLAG_PREFIX);
+    let export = names::export(ExportKind::Flag, name);
     let ident = &item.sig.ident;
     let ret_ty = return_type(ret);
     let call = if params.is_empty() {

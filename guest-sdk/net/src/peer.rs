@@ -77,7 +77,7 @@ impl Peer {
     /// assert_eq!(peer.display_name(), "192.168.2.24:3010 -> None");
     /// ```
     pub fn display_name(&self) -> String {
-        format!("{}:{} -> {}", self.host, self.port, self.group)
+        peer_id::PeerAddress::new(self.host.as_str(), self.port, self.group.as_str()).to_string()
     }
 
     /// Calls the function registered as `function` on this peer. `args` is the tuple of the
