@@ -10,13 +10,13 @@ use netrun_abi::{Outcome, PeerQuery};
 use serde_json::{Value, json};
 
 use crate::cli::{CallArgs, CallOptions, InfoArgs, InspectArgs, PeersArgs, RunArgs};
-use crate::client::{Client, Request, Target};
-use crate::discovery::Discovery;
-use crate::message::{CallKind, Encoding, Hello};
-use crate::module;
-use crate::module_cache::ModuleCache;
+use crate::cluster::discovery::Discovery;
+use crate::guest::module;
+use crate::guest::module_cache::ModuleCache;
+use crate::guest::sandbox::Grants;
 use crate::peer::{self, PeerConfig};
-use crate::sandbox::Grants;
+use crate::wire::client::{Client, Request, Target};
+use crate::wire::message::{CallKind, Encoding, Hello};
 
 /// A command's failure and the exit code it maps to.
 #[derive(Debug)]

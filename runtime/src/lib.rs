@@ -8,45 +8,31 @@
 //!
 //! A call from a guest to another peer goes, in order, through:
 //!
-//! - [`host_api`]: the `net` imports the guest calls; reads and writes guest buffers.
+//! - [`guest::host_api`]: the `net` imports the guest calls; reads and writes guest buffers.
 //! - [`peer`]: the peer's identity and services ([`peer::PeerContext`]); start-up and binding.
-//! - [`client`]: persistent, multiplexed outgoing connections; the table of pending calls.
-//! - [`connection`]: handshake, buffered reads, the batching writer task of one connection.
-//! - [`message`] and [`frame`]: the wire messages and their length-prefixed frames.
-//! - [`server`]: accepts connections and reads calls on the other peer.
-//! - [`router`]: picks a built-in or a module function; checks the contract.
-//! - [`workers`]: the peer's instances and the queue of calls into them; chains of calls.
-//! - [`instance`]: one instance: running a call under its limits; naming traps.
-//! - [`reentry`]: running a chain's calls in the instance that waits on that chain.
-//! - [`guest_output`]: the guest's stdout and stderr, written to the peer's a line at a time.
-//! - [`sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
-//! - [`module`]: reading a module from disk and checking its manifest and exports.
-//! - [`module_cache`]: compiled modules kept on disk, so a restart does not compile again.
-//! - [`discovery`]: scanning the port range for peers.
-//! - [`events`]: this peer's events: their subscribers, and delivering triggered values.
-//! - [`subscriber`]: registering this module's subscription handlers on matching peers.
+//! - [`wire::client`]: persistent, multiplexed outgoing connections; the table of pending calls.
+//! - [`wire::connection`]: handshake, buffered reads, the batching writer task of one connection.
+//! - [`wire::message`] and [`wire::frame`]: the wire messages and their length-prefixed frames.
+//! - [`wire::server`]: accepts connections and reads calls on the other peer.
+//! - [`cluster::router`]: picks a built-in or a module function; checks the contract.
+//! - [`guest::workers`]: the peer's instances and the queue of calls into them; chains of calls.
+//! - [`guest::instance`]: one instance: running a call under its limits; naming traps.
+//! - [`guest::reentry`]: running a chain's calls in the instance that waits on that chain.
+//! - [`guest::output`]: the guest's stdout and stderr, written to the peer's a line at a time.
+//! - [`guest::sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
+//! - [`guest::module`]: reading a module from disk and checking its manifest and exports.
+//! - [`guest::module_cache`]: compiled modules kept on disk, so a restart does not compile again.
+//! - [`cluster::discovery`]: scanning the port range for peers.
+//! - [`cluster::events`]: this peer's events: their subscribers, and delivering triggered values.
+//! - [`cluster::subscriber`]: registering this module's subscription handlers on matching peers.
 //! - [`cli`] and [`commands`]: the command line.
 
 pub mod cli;
-pub mod client;
+pub mod cluster;
 pub mod commands;
-pub mod connection;
-pub mod discovery;
-pub mod events;
-pub mod frame;
-pub mod guest_output;
-pub mod host_api;
-pub mod instance;
-pub mod message;
-pub mod module;
-pub mod module_cache;
+pub mod guest;
 pub mod peer;
-pub mod reentry;
-pub mod router;
-pub mod sandbox;
-pub mod server;
-pub mod subscriber;
-pub mod workers;
+pub mod wire;
 
 /// Version of this runtime, sent in every handshake and shown by `info`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -17,17 +17,17 @@ use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, CallRequest, Outcome, PeerDetails, PeerInfo, PeerQuery, peer_id};
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::client::{Client, Request, Target};
-use crate::discovery::Discovery;
-use crate::events::Events;
-use crate::instance::GuestFailure;
-use crate::message::{CallKind, ChainId, Encoding, Hello, PROTOCOL_VERSION};
-use crate::module::AppModule;
-use crate::module_cache::ModuleCache;
-use crate::router::Router;
-use crate::sandbox::{self, Grants, Limits};
-use crate::subscriber::Subscriber;
-use crate::workers::{self, Calls, Job};
+use crate::cluster::discovery::Discovery;
+use crate::cluster::events::Events;
+use crate::cluster::router::Router;
+use crate::cluster::subscriber::Subscriber;
+use crate::guest::instance::GuestFailure;
+use crate::guest::module::AppModule;
+use crate::guest::module_cache::ModuleCache;
+use crate::guest::sandbox::{self, Grants, Limits};
+use crate::guest::workers::{self, Calls, Job};
+use crate::wire::client::{Client, Request, Target};
+use crate::wire::message::{CallKind, ChainId, Encoding, Hello, PROTOCOL_VERSION};
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ pub async fn start(
         events,
         subscriber.clone(),
     ));
-    tokio::spawn(crate::server::run(
+    tokio::spawn(crate::wire::server::run(
         listener,
         hello,
         router,

@@ -8,7 +8,7 @@
 use netrun_abi::{Contract, Outcome, codec};
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{self, FrameError};
+use crate::wire::frame::{self, FrameError};
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
 pub const PROTOCOL_VERSION: u32 = 3;
@@ -46,7 +46,7 @@ pub enum CallKind {
 
 /// Names the chain of calls a call belongs to: a call made while running a call of chain C
 /// is part of C. A peer whose instance waits on an outgoing call of C runs the calls of C
-/// that arrive in that instance (see [`crate::reentry`]).
+/// that arrive in that instance (see [`crate::guest::reentry`]).
 pub type ChainId = u64;
 
 /// A call of a function on the receiving peer.

@@ -3,13 +3,13 @@
 //!
 //! Owns what is built once per process and shared by every instance: [`Engine`] and the
 //! [`InstancePre`] (module compiled and linked). It must not run guest code: instances and
-//! calls are [`crate::instance`]'s job.
+//! calls are [`crate::guest::instance`]'s job.
 //!
 //! Each call runs under [`Limits`]: a deadline (epoch interruption; [`tick_epochs`] advances
 //! the epoch), a memory cap (the [`ResourceLimiter`] of [`HostState`]) and optional fuel.
 //!
 //! The sandbox is WASI preview 1 with stdout and stderr passed to the peer's own (a line at a
-//! time, see [`crate::guest_output`]), and nothing else unless granted: no directories but
+//! time, see [`crate::guest::output`]), and nothing else unless granted: no directories but
 //! `--dir` ones, no environment variables but `--env` ones, no sockets, and no stdin except for
 //! a peer started with `--entry`, whose entry may read the process's stdin.
 
@@ -25,11 +25,11 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::guest_output::{GuestOutput, PromptingStdin, Sink};
-use crate::module::{AppModule, LoadError};
-use crate::module_cache::ModuleCache;
+use crate::guest::module::{AppModule, LoadError};
+use crate::guest::module_cache::ModuleCache;
+use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
+use crate::guest::reentry::CallState;
 use crate::peer::PeerContext;
-use crate::reentry::CallState;
 
 /// How often the engine's epoch advances: the resolution of call deadlines, and how long guest
 /// code runs before other tasks of its thread get a turn.
@@ -238,7 +238,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
         .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-    crate::host_api::add_to_linker(&mut linker)
+    crate::guest::host_api::add_to_linker(&mut linker)
         .map_err(|e| anyhow::anyhow!("cannot link the net imports: {e}"))?;
     Ok(linker)
 }
@@ -254,7 +254,7 @@ pub fn prepare(
         path: app.path.clone(),
         reason: format!("{e:#}"),
     };
-    let module = crate::module_cache::compile(engine, &app.bytes, &app.path, cache)
+    let module = crate::guest::module_cache::compile(engine, &app.bytes, &app.path, cache)
         .map_err(compile_error)?;
     check_export_types(app, &module)?;
     let linker = linker(engine).map_err(|e| LoadError::Compile {

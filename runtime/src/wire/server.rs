@@ -13,10 +13,10 @@ use netrun_abi::{CallError, Outcome};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::connection::{self, FrameSender};
-use crate::frame::FrameError;
-use crate::message::{Hello, Message, MessageError, Reply};
-use crate::router::Router;
+use crate::cluster::router::Router;
+use crate::wire::connection::{self, FrameSender};
+use crate::wire::frame::FrameError;
+use crate::wire::message::{Hello, Message, MessageError, Reply};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;

@@ -3,7 +3,7 @@
 //! Owns: the file's bytes and hash, the manifest (what the module offers), and the checks that
 //! need no compilation (wasm magic, a core module rather than a component, a manifest for this
 //! ABI version, an export for every manifest item). Every failure is a [`LoadError`] naming the
-//! file and what is wrong. Compiling and the export *types* are [`crate::sandbox`]'s job.
+//! file and what is wrong. Compiling and the export *types* are [`crate::guest::sandbox`]'s job.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //! refused with both signatures, never fed to the guest), the built-ins (`info`,
 //! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
 //! peers), and turning a guest trap into a remote error. It does not own sockets (see
-//! [`crate::server`]), the instances (see [`crate::workers`]) or delivery (see
-//! [`crate::events`]).
+//! [`crate::wire::server`]), the instances (see [`crate::guest::workers`]) or delivery (see
+//! [`crate::cluster::events`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,11 +17,11 @@ use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
 use serde::Serialize;
 
-use crate::events::Events;
-use crate::message::{Call, CallKind, Encoding};
-use crate::module::Manifest;
-use crate::subscriber::Subscriber;
-use crate::workers::{Calls, Job};
+use crate::cluster::events::Events;
+use crate::cluster::subscriber::Subscriber;
+use crate::guest::module::Manifest;
+use crate::guest::workers::{Calls, Job};
+use crate::wire::message::{Call, CallKind, Encoding};
 
 /// Routes calls on one peer.
 pub struct Router {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use netrun_abi::{PeerInfo, PeerQuery, peer_id};
 
-use crate::connection;
-use crate::message::Hello;
+use crate::wire::connection;
+use crate::wire::message::Hello;
 
 /// How long one probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -61,7 +61,7 @@ impl Discovery {
     pub async fn scan(&self) -> Vec<PeerInfo> {
         let mut probes = tokio::task::JoinSet::new();
         for port in self.ports.clone().filter(|p| Some(*p) != self.own_port) {
-            let address = crate::client::socket_address(&self.host, port);
+            let address = crate::wire::client::socket_address(&self.host, port);
             probes.spawn(async move { probe(&address).await });
         }
         let mut found = Vec::new();

@@ -7,7 +7,7 @@
 //! fixes two things the original could not: a hub started after its subscribers gets them, and
 //! a hub that restarted (and forgot them) gets them back. A peer that refuses (it has no such
 //! event, or the event's type differs from the handler's) is logged once, when that changes.
-//! It does not deliver events: that is [`crate::events`].
+//! It does not deliver events: that is [`crate::cluster::events`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +19,10 @@ use netrun_abi::{
     CallError, Contract, Outcome, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, codec,
 };
 
-use crate::client::{Request, Target, socket_address};
-use crate::discovery;
-use crate::message::{CallKind, Encoding};
+use crate::cluster::discovery;
 use crate::peer::PeerContext;
+use crate::wire::client::{Request, Target, socket_address};
+use crate::wire::message::{CallKind, Encoding};
 
 /// How often the registration loop looks for matching peers.
 pub const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);

@@ -7,7 +7,7 @@
 //! `NET_THREAD_LIMIT` deliveries are in flight at once across all subscribers. Triggering never
 //! blocks and never fails the guest: a full queue drops the value with a warning, a failed
 //! delivery is logged, and a subscriber found unreachable (or no longer offering its handler)
-//! is pruned. It does not decide which peers to subscribe to: that is [`crate::subscriber`].
+//! is pruned. It does not decide which peers to subscribe to: that is [`crate::cluster::subscriber`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,8 +18,8 @@ use netrun_abi::manifest::Record;
 use netrun_abi::{CallError, Contract, Outcome, SubscribeRequest, SubscriptionInfo};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use crate::client::{Client, Request, Target};
-use crate::message::{CallKind, ChainId, Encoding};
+use crate::wire::client::{Client, Request, Target};
+use crate::wire::message::{CallKind, ChainId, Encoding};
 
 /// Values queued for one subscriber before new ones are dropped.
 pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
@@ -28,7 +28,7 @@ pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
 type Key = (String, String, String);
 
 /// A triggered value, and the chain of the call that triggered it: a handler that calls back
-/// while that call still waits is served (see [`crate::reentry`]).
+/// while that call still waits is served (see [`crate::guest::reentry`]).
 type Value = (Arc<[u8]>, Option<ChainId>);
 
 struct Subscriber {
@@ -315,7 +315,7 @@ mod tests {
     use netrun_abi::peer_id;
 
     use super::*;
-    use crate::message::Hello;
+    use crate::wire::message::Hello;
 
     fn events() -> Arc<Events> {
         let news = Record::new(

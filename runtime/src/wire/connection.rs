@@ -1,8 +1,8 @@
 //! One TCP connection between two peers: the handshake, buffered reading of messages, and a
 //! writer task that batches outgoing frames.
 //!
-//! Both the calling side ([`crate::client`]) and the serving side ([`crate::server`]) use it. It
-//! owns sockets and bytes, not calls: it never looks inside a [`Call`](crate::message::Call).
+//! Both the calling side ([`crate::wire::client`]) and the serving side ([`crate::wire::server`]) use it. It
+//! owns sockets and bytes, not calls: it never looks inside a [`Call`](crate::wire::message::Call).
 //! Writes go through one task per connection, so many tasks can send on the same connection
 //! without a lock, and frames queued together leave in one `write` and one flush.
 
@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::frame::{self, FrameError};
-use crate::message::{Hello, Message, MessageError};
+use crate::wire::frame::{self, FrameError};
+use crate::wire::message::{Hello, Message, MessageError};
 
 /// Frames waiting for the writer task, per connection.
 const WRITE_QUEUE: usize = 1024;

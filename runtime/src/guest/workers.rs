@@ -8,7 +8,7 @@
 //! Every call belongs to a call chain ([`ChainId`]): the chain of the call that caused it, or
 //! a fresh one. While a worker runs a call of chain C, it is registered here as running C, and
 //! calls of chain C that arrive are handed to it rather than queued; it runs them the next
-//! time it waits on an outgoing call (see [`crate::reentry`]). That is how A → B → A
+//! time it waits on an outgoing call (see [`crate::guest::reentry`]). That is how A → B → A
 //! callbacks and self-calls run instead of deadlocking, and why a callback sees the state of
 //! the call it belongs to. What is still in its hands when its call ends goes back to the
 //! queue.
@@ -22,11 +22,11 @@ use netrun_abi::Outcome;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::InstancePre;
 
-use crate::instance::{self, GuestFailure, Live};
-use crate::message::ChainId;
+use crate::guest::instance::{self, GuestFailure, Live};
+use crate::guest::reentry;
+use crate::guest::sandbox::HostState;
 use crate::peer::PeerContext;
-use crate::reentry;
-use crate::sandbox::HostState;
+use crate::wire::message::ChainId;
 
 /// Calls waiting for a free worker before callers wait to queue theirs.
 const QUEUE: usize = 1024;

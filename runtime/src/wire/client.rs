@@ -14,9 +14,9 @@ use netrun_abi::peer_id;
 use netrun_abi::{CallError, Contract, Outcome};
 use tokio::sync::oneshot;
 
-use crate::connection::{self, ConnectionError, FrameSender, MessageReader};
-use crate::frame::FrameError;
-use crate::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
+use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
+use crate::wire::frame::FrameError;
+use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);

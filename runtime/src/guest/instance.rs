@@ -3,7 +3,7 @@
 //!
 //! Owns the call convention of the exports (buffers in, packed buffer out) and the limits of
 //! one call; it does not know about the network, about which function a name means, or about
-//! how many instances a peer has (see [`crate::workers`]).
+//! how many instances a peer has (see [`crate::guest::workers`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,11 +15,11 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use crate::message::ChainId;
+use crate::guest::reentry;
+use crate::guest::sandbox::{HostState, Limits};
+use crate::guest::workers::Job;
 use crate::peer::PeerContext;
-use crate::reentry;
-use crate::sandbox::{HostState, Limits};
-use crate::workers::Job;
+use crate::wire::message::ChainId;
 
 /// Why a job did not produce an [`Outcome`]: the guest trapped.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
-use crate::instance::{self, GuestExports};
-use crate::reentry;
-use crate::sandbox::HostState;
+use crate::guest::instance::{self, GuestExports};
+use crate::guest::reentry;
+use crate::guest::sandbox::HostState;
 
 /// Adds every `net` import to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

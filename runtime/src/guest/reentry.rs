@@ -5,7 +5,7 @@
 //! (A → B → A, a call to itself, a cycle through several peers), no other instance may be free
 //! to run it, and waiting for this one would deadlock. So the import waits on two things: the
 //! reply, and the calls of its chain that arrive for this instance (see
-//! [`crate::workers::Calls`]); it runs the latter nested, through the `Caller`, in the same
+//! [`crate::guest::workers::Calls`]); it runs the latter nested, through the `Caller`, in the same
 //! instance, and goes back to waiting.
 //!
 //! A nested call runs under what is left of the outer call's limits (deadline, fuel): it is
@@ -26,10 +26,10 @@ use netrun_abi::Outcome;
 use tokio::sync::mpsc;
 use wasmtime::Caller;
 
-use crate::instance::{self, GuestExports, GuestFailure};
-use crate::message::ChainId;
-use crate::sandbox::HostState;
-use crate::workers::{Inbox, Job, Task};
+use crate::guest::instance::{self, GuestExports, GuestFailure};
+use crate::guest::sandbox::HostState;
+use crate::guest::workers::{Inbox, Job, Task};
+use crate::wire::message::ChainId;
 
 /// A new chain id: unpredictable to other peers (keyed by process-random SipHash), distinct
 /// within this process.
@@ -46,7 +46,7 @@ pub struct CallState {
     /// The chain of the call running now; `None` between calls.
     pub chain: Option<ChainId>,
     /// Whether this instance is registered as running `chain` (see
-    /// [`crate::workers::Calls::enter`]).
+    /// [`crate::guest::workers::Calls::enter`]).
     registered: bool,
     /// Set when a nested call trapped: the outer call fails with the same failure.
     pub nested_failure: Option<GuestFailure>,

@@ -1,0 +1,16 @@
+//! The guest: the app module and the sandbox it runs in.
+//!
+//! Owns loading, checking and caching modules, the wasmtime engine and linker, instances and
+//! the limits of a call, the `net` host imports, re-entrant calls of a chain, the workers and
+//! their queue, and the guest's output.
+//!
+//! Must not import the cluster layer or the root.
+
+pub mod host_api;
+pub mod instance;
+pub mod module;
+pub mod module_cache;
+pub mod output;
+pub mod reentry;
+pub mod sandbox;
+pub mod workers;

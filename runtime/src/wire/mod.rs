@@ -1,0 +1,14 @@
+//! The wire: how peers talk over TCP.
+//!
+//! Owns frames, messages, one connection (handshake, buffered reads, the batching writer), the
+//! client pool of outgoing connections with its table of pending calls, and the server loop,
+//! which hands each arriving call to a dispatcher it is given.
+//!
+//! Must not import the guest or cluster layers: it moves bytes and matches replies to calls,
+//! and never decides what a call runs.
+
+pub mod client;
+pub mod connection;
+pub mod frame;
+pub mod message;
+pub mod server;
