@@ -98,8 +98,8 @@ pub struct LimitOptions {
 }
 
 impl LimitOptions {
-    pub fn limits(&self) -> crate::guest::sandbox::Limits {
-        crate::guest::sandbox::Limits {
+    pub fn limits(&self) -> crate::guest::config::Limits {
+        crate::guest::config::Limits {
             deadline: self.deadline,
             max_memory: self.max_memory as usize * 1024 * 1024,
             fuel: self.fuel,
@@ -150,8 +150,8 @@ pub struct RunArgs {
     pub no_cache: bool,
     /// Let the guest see a host directory (repeat for several): HOST[:GUEST], read-only unless
     /// it ends in :rw
-    #[arg(long = "dir", value_name = "HOST[:GUEST][:rw]", value_parser = crate::guest::sandbox::DirGrant::parse)]
-    pub dirs: Vec<crate::guest::sandbox::DirGrant>,
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:rw]", value_parser = crate::guest::config::DirGrant::parse)]
+    pub dirs: Vec<crate::guest::config::DirGrant>,
     /// Let the guest see an environment variable (repeat for several): NAME=VALUE, or NAME for
     /// netrun's own value
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]

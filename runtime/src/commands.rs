@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::cli::{CallArgs, CallOptions, InfoArgs, InspectArgs, PeersArgs, RunArgs};
 use crate::cluster::discovery::Discovery;
+use crate::guest::config::Grants;
 use crate::guest::module;
 use crate::guest::module_cache::ModuleCache;
-use crate::guest::sandbox::Grants;
 use crate::peer::{self, PeerConfig};
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::message::{CallKind, Encoding, Hello};
@@ -111,7 +111,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     );
     let result = match &args.entry {
         Some(entry) => tokio::select! {
-            result = peer::run_entry(&started.calls, entry) => result.map_err(|e| failed(anyhow!(e))),
+            result = peer::run_entry(&started.scheduler, entry) => result.map_err(|e| failed(anyhow!(e))),
             () = signals.recv() => Ok(()),
         },
         None => {

@@ -9,7 +9,7 @@
 //! A call from a guest to another peer goes, in order, through:
 //!
 //! - [`guest::host_api`]: the `net` imports the guest calls; reads and writes guest buffers.
-//! - [`peer`]: the peer's identity and services ([`peer::PeerContext`]); start-up and binding.
+//! - [`cluster::context`]: the peer's services to its guest ([`cluster::context::PeerContext`]).
 //! - [`wire::client`]: persistent, multiplexed outgoing connections; the table of pending calls.
 //! - [`wire::connection`]: handshake, buffered reads, the batching writer task of one connection.
 //! - [`wire::message`] and [`wire::frame`]: the wire messages and their length-prefixed frames.
@@ -34,5 +34,4 @@ pub mod guest;
 pub mod peer;
 pub mod wire;
 
-/// Version of this runtime, sent in every handshake and shown by `info`.
-pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use wire::message::RUNTIME_VERSION;

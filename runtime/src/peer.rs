@@ -6,28 +6,29 @@
 //! and id back even while its old connections linger in TIME_WAIT). Protocol and sandbox details
 //! live in their own modules.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, flag};
 use netrun_abi::peer_id::PeerAddress;
-use netrun_abi::{CallError, CallRequest, Outcome, PeerDetails, PeerInfo, PeerQuery, peer_id};
+use netrun_abi::{CallError, Outcome, PeerDetails, PeerInfo, peer_id};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::cluster::context::PeerContext;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
 use crate::cluster::router::Router;
 use crate::cluster::subscriber::Subscriber;
-use crate::guest::instance::GuestFailure;
+use crate::guest::config::{Grants, GuestConfig, Limits};
 use crate::guest::module::AppModule;
 use crate::guest::module_cache::ModuleCache;
-use crate::guest::sandbox::{self, Grants, Limits};
-use crate::guest::workers::{self, Calls, Job};
-use crate::wire::client::{Client, Request, Target};
-use crate::wire::message::{CallKind, ChainId, Encoding, Hello, PROTOCOL_VERSION};
+use crate::guest::sandbox;
+use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
+use crate::guest::state::InstanceEnv;
+use crate::guest::workers;
+use crate::wire::client::Client;
+use crate::wire::message::{Hello, PROTOCOL_VERSION};
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -111,61 +112,10 @@ fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// What the guest's `net` imports reach: this peer's identity, its outgoing connections,
-/// discovery, its events, and its flag handlers.
-pub struct PeerContext {
-    pub me: PeerInfo,
-    pub client: Client,
-    pub discovery: Discovery,
-    pub call_timeout: Duration,
-    pub events: Arc<Events>,
-    /// The module's flag handlers, by flag name.
-    pub flags: BTreeMap<String, Record>,
-    /// Whether instances get the process's stdin.
-    pub guest_stdin: bool,
-    /// What one call into an instance may use.
-    pub limits: Limits,
-    /// What the guest may see beyond stdout and stderr.
-    pub grants: Grants,
-    /// Instances serving calls.
-    pub workers: usize,
-    /// The queue of calls into the instances, and which instance runs each chain.
-    pub calls: Arc<Calls>,
-}
-
-impl PeerContext {
-    /// Runs a call the guest asked for (import `net.call`).
-    /// The call is part of `chain`, the chain of the call the guest is running.
-    pub async fn call_from_guest(&self, request: CallRequest, chain: Option<ChainId>) -> Outcome {
-        let target = match Target::from_peer_id(&request.peer) {
-            Ok(target) => target,
-            Err(e) => return Outcome::Error(e),
-        };
-        let timeout = request
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(self.call_timeout);
-        let request = Request {
-            kind: CallKind::Function,
-            chain,
-            function: &request.function,
-            encoding: Encoding::Bincode,
-            args: request.args,
-            contract: request.contract,
-        };
-        self.client.call(&target, request, timeout).await
-    }
-
-    /// Answers a discovery query (import `net.peers`).
-    pub async fn peers(&self, query: &PeerQuery) -> Result<Vec<PeerInfo>, CallError> {
-        Ok(self.discovery.peers(query).await)
-    }
-}
-
 /// A peer that is up: its identity, its instances, and its event machinery.
 pub struct Peer {
     pub me: PeerInfo,
-    pub calls: Arc<Calls>,
+    pub scheduler: Arc<Scheduler>,
     context: Arc<PeerContext>,
     subscriber: Arc<Subscriber>,
     registering: tokio::task::JoinHandle<()>,
@@ -214,28 +164,34 @@ pub async fn start(
         runtime_version: crate::RUNTIME_VERSION.to_string(),
     };
     let display = PeerAddress::new(host.as_str(), port, config.group.as_str()).to_string();
+    let client = Arc::new(Client::new(hello.clone(), config.max_frame));
     let events = Events::new(
         display,
         app.manifest.events.clone(),
-        Client::new(hello.clone(), config.max_frame),
+        client.clone(),
         config.call_timeout,
         config.thread_limit,
     );
-    let (calls, queue) = Calls::new();
+    let (scheduler, queue) = Scheduler::new();
     let context = Arc::new(PeerContext {
         me: me.clone(),
-        client: Client::new(hello.clone(), config.max_frame),
+        client,
         discovery: Discovery::new(&host, config.ports(), Some(port)),
         call_timeout: config.call_timeout,
         events: events.clone(),
-        flags: app.manifest.flags.clone(),
-        guest_stdin: config.guest_stdin,
-        limits: config.limits,
-        grants: config.grants.clone(),
-        workers: config.workers,
-        calls: calls.clone(),
     });
-    workers::start(pre, context.clone(), queue, config.workers).await?;
+    let env = InstanceEnv {
+        config: Arc::new(GuestConfig {
+            limits: config.limits,
+            grants: config.grants.clone(),
+            stdin: config.guest_stdin,
+            workers: config.workers,
+            flags: app.manifest.flags.clone(),
+        }),
+        services: context.clone(),
+        scheduler: scheduler.clone(),
+    };
+    workers::start(pre, env, queue).await?;
     let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();
     flags.extend([flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()]);
     flags.sort();
@@ -258,7 +214,7 @@ pub async fn start(
     let router = Arc::new(Router::new(
         details,
         app.manifest.clone(),
-        calls.clone(),
+        scheduler.clone(),
         events,
         subscriber.clone(),
     ));
@@ -272,7 +228,7 @@ pub async fn start(
     let registering = tokio::spawn(subscriber.clone().run(context.clone()));
     Ok(Peer {
         me,
-        calls,
+        scheduler,
         context,
         subscriber,
         registering,
@@ -280,9 +236,9 @@ pub async fn start(
 }
 
 /// Runs the entry point `name` in one of the peer's instances.
-pub async fn run_entry(calls: &Calls, name: &str) -> Result<(), String> {
+pub async fn run_entry(scheduler: &Scheduler, name: &str) -> Result<(), String> {
     let export = names::export(ExportKind::Entry, name);
-    match calls.run(Job::Entry { export }, None).await {
+    match scheduler.run(Job::Entry { export }, None).await {
         Ok(Outcome::Value(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {
             Err(format!("entry {name} failed: {message}"))

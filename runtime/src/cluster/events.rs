@@ -49,7 +49,7 @@ pub struct Events {
 
 /// What delivery tasks share.
 struct Shared {
-    client: Client,
+    client: Arc<Client>,
     timeout: Duration,
     limit: Semaphore,
     generations: AtomicU64,
@@ -67,12 +67,12 @@ impl Shared {
 }
 
 impl Events {
-    /// The events of a module, delivered with `client` within `timeout` each, at most
+    /// The events of a module, delivered with `client` (the peer's one client) within `timeout` each, at most
     /// `thread_limit` at once.
     pub fn new(
         me: String,
         declared: BTreeMap<String, Record>,
-        client: Client,
+        client: Arc<Client>,
         timeout: Duration,
         thread_limit: usize,
     ) -> Arc<Events> {
@@ -331,7 +331,7 @@ mod tests {
         Events::new(
             "127.0.0.1:3010 -> None".into(),
             BTreeMap::from([("news".to_string(), news)]),
-            Client::new(Hello::client(), 1024),
+            Arc::new(Client::new(Hello::client(), 1024)),
             Duration::from_secs(1),
             5,
         )

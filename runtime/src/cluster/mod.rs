@@ -1,10 +1,14 @@
 //! The cluster: this peer among the others.
 //!
-//! Owns routing arriving calls, discovery, events and their subscribers, and registering this
-//! module's subscriptions on other peers.
+//! Owns the peer's context (what its guest reaches through
+//! [`PeerServices`](crate::guest::services::PeerServices)), routing arriving calls (the
+//! server's [`Dispatch`](crate::wire::server::Dispatch)), discovery, events and their
+//! subscribers, and registering this module's subscriptions on other peers.
 //!
-//! Must not import the root (the assembly of a peer and the CLI).
+//! Uses the wire and guest layers; must not import the root (the assembly of a peer and the
+//! CLI).
 
+pub mod context;
 pub mod discovery;
 pub mod events;
 pub mod router;

@@ -5,7 +5,7 @@
 //! refused with both signatures, never fed to the guest), the built-ins (`info`,
 //! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
 //! peers), and turning a guest trap into a remote error. It does not own sockets (see
-//! [`crate::wire::server`]), the instances (see [`crate::guest::workers`]) or delivery (see
+//! [`crate::wire::server`]), the instances (see [`crate::guest::scheduler`]) or delivery (see
 //! [`crate::cluster::events`]).
 
 use std::collections::BTreeMap;
@@ -20,8 +20,9 @@ use serde::Serialize;
 use crate::cluster::events::Events;
 use crate::cluster::subscriber::Subscriber;
 use crate::guest::module::Manifest;
-use crate::guest::workers::{Calls, Job};
+use crate::guest::scheduler::{Job, Scheduler};
 use crate::wire::message::{Call, CallKind, Encoding};
+use crate::wire::server::Dispatch;
 
 /// Routes calls on one peer.
 pub struct Router {
@@ -30,7 +31,7 @@ pub struct Router {
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
-    calls: Arc<Calls>,
+    scheduler: Arc<Scheduler>,
     events: Arc<Events>,
     subscriber: Arc<Subscriber>,
 }
@@ -39,7 +40,7 @@ impl Router {
     pub fn new(
         details: PeerDetails,
         manifest: Manifest,
-        calls: Arc<Calls>,
+        scheduler: Arc<Scheduler>,
         events: Arc<Events>,
         subscriber: Arc<Subscriber>,
     ) -> Router {
@@ -49,7 +50,7 @@ impl Router {
             details,
             display,
             manifest,
-            calls,
+            scheduler,
             events,
             subscriber,
         }
@@ -66,7 +67,7 @@ impl Router {
 
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
     /// says what it produced.
-    pub async fn dispatch(&self, call: Call, caller: Option<&str>) -> Outcome {
+    pub async fn route(&self, call: Call, caller: Option<&str>) -> Outcome {
         let (table, kind) = match call.kind {
             CallKind::Function => {
                 if let Some(outcome) = self.builtin(&call, caller) {
@@ -116,7 +117,7 @@ impl Router {
             export: names::export(kind, &call.function),
             args: call.args,
         };
-        match self.calls.run(job, call.chain).await {
+        match self.scheduler.run(job, call.chain).await {
             Ok(outcome) => outcome,
             Err(failure) => Outcome::Error(CallError::Remote {
                 peer: self.display.clone(),
@@ -195,6 +196,12 @@ impl Router {
                 }),
             },
         }
+    }
+}
+
+impl Dispatch for Router {
+    fn dispatch(&self, call: Call, caller: Option<&str>) -> impl Future<Output = Outcome> + Send {
+        self.route(call, caller)
     }
 }
 

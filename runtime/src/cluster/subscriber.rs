@@ -19,8 +19,8 @@ use netrun_abi::{
     CallError, Contract, Outcome, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, codec,
 };
 
+use crate::cluster::context::PeerContext;
 use crate::cluster::discovery;
-use crate::peer::PeerContext;
 use crate::wire::client::{Request, Target, socket_address};
 use crate::wire::message::{CallKind, Encoding};
 

@@ -3,7 +3,8 @@
 //! Owns the guest-facing side of each import: reading the guest's buffers, decoding requests,
 //! writing results into buffers the guest allocates. A bad pointer or an undecodable request is
 //! a guest bug and traps; a domain failure (unreachable peer, timeout) is returned to the guest
-//! as a value it can match on. The work itself is [`PeerContext`](crate::peer::PeerContext)'s.
+//! as a value it can match on. The work itself is the peer's, through
+//! [`PeerServices`](crate::guest::services::PeerServices).
 //!
 //! Memory ownership: the host reads only `[ptr, ptr + len)` ranges the guest passes in, and
 //! writes only into a buffer it obtains from the guest's `netrun_alloc` export; that buffer
@@ -20,105 +21,105 @@ use wasmtime::{Caller, Linker, format_err};
 
 use crate::guest::instance::{self, GuestExports};
 use crate::guest::reentry;
-use crate::guest::sandbox::HostState;
+use crate::guest::state::HostState;
 
-/// Adds every `net` import to `linker`.
+/// Adds every `net` import to `linker`; each is documented at its function.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    // `call(req_ptr, req_len) -> packed Outcome`: runs a `CallRequest` on the peer it names and
-    // waits for the outcome, running the calls of this chain that come back here meanwhile; a
-    // flag the module has a handler for is resolved by running the handler here. Traps if the
-    // buffer is out of bounds or not a `CallRequest`, or if a call run meanwhile trapped.
-    linker.func_wrap_async(
-        names::IMPORT_MODULE,
-        import::CALL,
-        |mut caller: Caller<'_, HostState>, (ptr, len): (i32, i32)| {
-            Box::new(async move {
-                let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
-                let peer = caller.data().peer.clone();
-                // What a flag handler needs once the request is gone.
-                let called = Called {
-                    peer: request.peer.clone(),
-                    function: request.function.clone(),
-                    contract: request.contract.clone(),
-                };
-                let reply = peer.call_from_guest(request, caller.data().calls.chain);
-                let outcome = match reentry::wait_serving(&mut caller, reply).await? {
-                    Outcome::Flag(flag) => match peer.flags.get(&flag) {
-                        Some(handler) => run_flag_handler(&mut caller, &called, handler).await?,
-                        None => Outcome::Flag(flag),
-                    },
-                    other => other,
-                };
-                write_value(&mut caller, &outcome).await
-            })
+    let module = names::IMPORT_MODULE;
+    linker.func_wrap_async(module, import::CALL, |caller, (ptr, len): (i32, i32)| {
+        Box::new(call(caller, ptr, len))
+    })?;
+    linker.func_wrap(module, import::TRIGGER, trigger)?;
+    linker.func_wrap_async(module, import::PEERS, |caller, (ptr, len): (i32, i32)| {
+        Box::new(peers(caller, ptr, len))
+    })?;
+    linker.func_wrap_async(module, import::THIS_PEER, |caller, (): ()| {
+        Box::new(this_peer(caller))
+    })?;
+    linker.func_wrap(module, import::LOG, log)?;
+    linker.func_wrap(module, import::PANIC, panic)?;
+    Ok(())
+}
+
+/// `net.call(ptr, len) -> i64`: runs the bincode [`CallRequest`] at `[ptr, ptr + len)` on the
+/// peer it names, as part of this instance's chain, and waits for its outcome, running the
+/// calls of this chain that come back here meanwhile (see [`reentry::wait_serving`]). A flag
+/// the module has a handler for is resolved by running the handler here.
+///
+/// Returns a packed buffer (from `netrun_alloc`, the guest's to free) holding the [`Outcome`];
+/// a failed call is an `Outcome::Error`, not a trap. Traps if the buffer is out of bounds or
+/// not a `CallRequest`, or if a call run meanwhile (or the flag handler) trapped.
+async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
+    let (services, config) = (caller.data().services.clone(), caller.data().config.clone());
+    // What a flag handler needs once the request is gone.
+    let called = Called {
+        peer: request.peer.clone(),
+        function: request.function.clone(),
+        contract: request.contract.clone(),
+    };
+    let reply = services.call(request, caller.data().chain.id());
+    let outcome = match reentry::wait_serving(&mut caller, reply).await? {
+        Outcome::Flag(flag) => match config.flags.get(&flag) {
+            Some(handler) => run_flag_handler(&mut caller, &called, handler).await?,
+            None => Outcome::Flag(flag),
         },
-    )?;
-    // `trigger(ptr, len)`: hands an `EventTrigger` to the peer's event delivery; returns at
-    // once. Traps if the buffer is out of bounds or not an `EventTrigger`.
-    linker.func_wrap(
-        names::IMPORT_MODULE,
-        import::TRIGGER,
-        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-            let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
-            let state = caller.data();
-            state
-                .peer
-                .events
-                .trigger(&trigger.event, trigger.value, state.calls.chain);
-            Ok(())
-        },
-    )?;
-    // `peers(query_ptr, query_len) -> packed Result<Vec<PeerInfo>, CallError>`: discovery.
-    linker.func_wrap_async(
-        names::IMPORT_MODULE,
-        import::PEERS,
-        |mut caller: Caller<'_, HostState>, (ptr, len): (i32, i32)| {
-            Box::new(async move {
-                let query: PeerQuery = read_value(&mut caller, ptr, len, import::PEERS)?;
-                let peer = caller.data().peer.clone();
-                let found = peer.peers(&query).await;
-                write_value(&mut caller, &found).await
-            })
-        },
-    )?;
-    // `this_peer() -> packed PeerInfo`.
-    linker.func_wrap_async(
-        names::IMPORT_MODULE,
-        import::THIS_PEER,
-        |mut caller: Caller<'_, HostState>, (): ()| {
-            Box::new(async move {
-                let me = caller.data().peer.me.clone();
-                write_value(&mut caller, &me).await
-            })
-        },
-    )?;
-    // `log(level, ptr, len)`: logs a UTF-8 message (lossy) at `level`. Traps on a bad buffer.
-    linker.func_wrap(
-        names::IMPORT_MODULE,
-        import::LOG,
-        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-            let text = String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::LOG)?)
-                .into_owned();
-            match level {
-                log_level::ERROR => tracing::error!(target: "guest", "{text}"),
-                log_level::WARN => tracing::warn!(target: "guest", "{text}"),
-                log_level::INFO => tracing::info!(target: "guest", "{text}"),
-                _ => tracing::debug!(target: "guest", "{text}"),
-            }
-            Ok(())
-        },
-    )?;
-    // `panic(ptr, len)`: records the guest's panic message; the trap that follows carries it.
-    linker.func_wrap(
-        names::IMPORT_MODULE,
-        import::PANIC,
-        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-            let text = String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::PANIC)?)
-                .into_owned();
-            caller.data_mut().panic_message = Some(text);
-            Ok(())
-        },
-    )?;
+        other => other,
+    };
+    write_value(&mut caller, &outcome).await
+}
+
+/// `net.trigger(ptr, len)`: hands the bincode [`EventTrigger`] at `[ptr, ptr + len)` to the
+/// peer, which delivers its value to the event's subscribers in the background, as part of
+/// this instance's chain. Returns at once, and never fails the guest. Traps if the buffer is
+/// out of bounds or not an `EventTrigger`.
+fn trigger(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
+    let state = caller.data();
+    state
+        .services
+        .trigger(&trigger.event, trigger.value, state.chain.id());
+    Ok(())
+}
+
+/// `net.peers(ptr, len) -> i64`: the peers the bincode [`PeerQuery`] at `[ptr, ptr + len)`
+/// asks for (discovery). Returns a packed buffer (the guest's to free) holding
+/// `Result<Vec<PeerInfo>, CallError>`. Traps if the buffer is out of bounds or not a
+/// `PeerQuery`.
+async fn peers(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let query: PeerQuery = read_value(&mut caller, ptr, len, import::PEERS)?;
+    let services = caller.data().services.clone();
+    let found = services.peers(query).await;
+    write_value(&mut caller, &found).await
+}
+
+/// `net.this_peer() -> i64`: this peer's [`PeerInfo`], in a packed buffer the guest frees.
+async fn this_peer(mut caller: Caller<'_, HostState>) -> wasmtime::Result<i64> {
+    let services = caller.data().services.clone();
+    write_value(&mut caller, services.this_peer()).await
+}
+
+/// `net.log(level, ptr, len)`: logs the UTF-8 text at `[ptr, ptr + len)` (invalid UTF-8 is
+/// replaced) at `level`, one of [`log_level`] (anything else is debug). Traps if the buffer is
+/// out of bounds.
+fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let text =
+        String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::LOG)?).into_owned();
+    match level {
+        log_level::ERROR => tracing::error!(target: "guest", "{text}"),
+        log_level::WARN => tracing::warn!(target: "guest", "{text}"),
+        log_level::INFO => tracing::info!(target: "guest", "{text}"),
+        _ => tracing::debug!(target: "guest", "{text}"),
+    }
+    Ok(())
+}
+
+/// `net.panic(ptr, len)`: records the guest's panic message at `[ptr, ptr + len)`; the trap
+/// that follows carries it to the caller. Traps if the buffer is out of bounds.
+fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let text =
+        String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::PANIC)?).into_owned();
+    caller.data_mut().panic_message = Some(text);
     Ok(())
 }
 

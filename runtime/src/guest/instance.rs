@@ -5,7 +5,6 @@
 //! one call; it does not know about the network, about which function a name means, or about
 //! how many instances a peer has (see [`crate::guest::workers`]).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use netrun_abi::names;
@@ -15,19 +14,10 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use crate::guest::reentry;
-use crate::guest::sandbox::{HostState, Limits};
-use crate::guest::workers::Job;
-use crate::peer::PeerContext;
+use crate::guest::config::Limits;
+use crate::guest::scheduler::{GuestFailure, Job};
+use crate::guest::state::{HostState, InstanceEnv};
 use crate::wire::message::ChainId;
-
-/// Why a job did not produce an [`Outcome`]: the guest trapped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestFailure {
-    /// `panic`, or `trap: <what>`.
-    pub kind: String,
-    pub message: String,
-}
 
 /// A live instance and the exports every call uses.
 pub struct Live {
@@ -144,16 +134,13 @@ pub fn export_func<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>
 }
 
 /// Creates an instance, running `_initialize` when the module has one.
-pub async fn instantiate(
-    pre: &InstancePre<HostState>,
-    peer: &Arc<PeerContext>,
-) -> anyhow::Result<Live> {
+pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> anyhow::Result<Live> {
     let wasm = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
-    let mut store = Store::new(pre.module().engine(), HostState::new(peer.clone())?);
+    let mut store = Store::new(pre.module().engine(), HostState::new(env)?);
     store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
     store.epoch_deadline_callback(at_epoch_tick);
     // Instantiating and `_initialize` run under the limits of one call.
-    arm(&mut store, &peer.limits)?;
+    arm(&mut store, &env.config.limits)?;
     let instance = pre.instantiate_async(&mut store).await.map_err(wasm)?;
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, names::EXPORT_INITIALIZE) {
         init.call_async(&mut store, ())
@@ -198,10 +185,10 @@ impl Live {
         let state = self.store.data_mut();
         state.panic_message = None;
         state.memory_refused = false;
-        reentry::begin(state, chain);
+        state.chain.begin(&state.scheduler, chain);
         let result = self.run_job(job).await;
         let state = self.store.data_mut();
-        reentry::end(state);
+        state.chain.end(&state.scheduler);
         for output in &state.output {
             output.finish_line();
         }
@@ -209,7 +196,7 @@ impl Live {
     }
 
     async fn run_job(&mut self, job: Job) -> wasmtime::Result<Outcome> {
-        let limits = self.store.data().peer.limits;
+        let limits = self.store.data().config.limits;
         match job {
             Job::Export { export, args } => {
                 arm(&mut self.store, &limits).map_err(|e| wasmtime::format_err!("{e}"))?;
@@ -235,10 +222,10 @@ impl Live {
 /// Names what went wrong: a nested call's trap that ended this one too, an exceeded limit,
 /// the guest's panic message when it left one, or the trap.
 pub fn classify(state: &mut HostState, error: &wasmtime::Error) -> GuestFailure {
-    if let Some(failure) = state.calls.nested_failure.take() {
+    if let Some(failure) = state.chain.take_nested_failure() {
         return failure;
     }
-    let limits = state.peer.limits;
+    let limits = state.config.limits;
     let failure = |kind: &str, message: String| GuestFailure {
         kind: kind.into(),
         message,

@@ -2,10 +2,14 @@
 //!
 //! Owns loading, checking and caching modules, the wasmtime engine and linker, instances and
 //! the limits of a call, the `net` host imports, re-entrant calls of a chain, the workers and
-//! their queue, and the guest's output.
+//! the scheduler's queue, and the guest's output.
 //!
-//! Must not import the cluster layer or the root.
+//! Must not import the cluster layer or the root. It reaches the network only through
+//! [`services::PeerServices`], a trait the cluster layer implements, and uses the wire's plain
+//! types (a chain id) but none of its machinery.
 
+pub mod chain;
+pub mod config;
 pub mod host_api;
 pub mod instance;
 pub mod module;
@@ -13,4 +17,7 @@ pub mod module_cache;
 pub mod output;
 pub mod reentry;
 pub mod sandbox;
+pub mod scheduler;
+pub mod services;
+pub mod state;
 pub mod workers;

@@ -59,7 +59,7 @@ impl ModuleCache {
         let mut key = Sha256::new();
         key.update(bytes);
         key.update(engine_hash.finish().to_le_bytes());
-        key.update(crate::RUNTIME_VERSION.as_bytes());
+        key.update(crate::wire::message::RUNTIME_VERSION.as_bytes());
         let key: String = key.finalize().iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{key}.cwasm"))
     }

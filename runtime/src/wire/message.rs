@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::frame::{self, FrameError};
 
+/// Version of this runtime, sent in every handshake and shown by `info`.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Version of this wire protocol; peers speaking another version refuse each other.
 pub const PROTOCOL_VERSION: u32 = 3;
 
@@ -98,7 +101,7 @@ impl Hello {
             group: String::new(),
             hub: false,
             module_hash: String::new(),
-            runtime_version: crate::RUNTIME_VERSION.to_string(),
+            runtime_version: RUNTIME_VERSION.to_string(),
         }
     }
 
@@ -109,10 +112,7 @@ impl Hello {
         }
         Err(format!(
             "protocol version mismatch: the other side speaks netrun protocol {} (runtime {}), this side speaks {} (runtime {})",
-            self.protocol_version,
-            self.runtime_version,
-            PROTOCOL_VERSION,
-            crate::RUNTIME_VERSION
+            self.protocol_version, self.runtime_version, PROTOCOL_VERSION, RUNTIME_VERSION
         ))
     }
 }

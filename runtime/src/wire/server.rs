@@ -1,5 +1,5 @@
-//! The serving side of a peer: accept connections, shake hands, read calls, hand each to the
-//! [`Router`] and send its reply on the same connection.
+//! The serving side of a peer: accept connections, shake hands, read calls, hand each to a
+//! [`Dispatch`] and send its reply on the same connection.
 //!
 //! Owns the accept loop, the bound on open connections and the per-connection read loop. Calls
 //! on one connection run concurrently and their replies go back as they finish, matched by id.
@@ -13,21 +13,28 @@ use netrun_abi::{CallError, Outcome};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::cluster::router::Router;
 use crate::wire::connection::{self, FrameSender};
 use crate::wire::frame::FrameError;
-use crate::wire::message::{Hello, Message, MessageError, Reply};
+use crate::wire::message::{Call, Hello, Message, MessageError, Reply};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a new connection has to say hello.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
 
-/// Accepts and serves connections until `shutdown` resolves.
-pub async fn run(
+/// What the server hands each arriving call to, and waits on for the reply. The server owns
+/// sockets and ids; what a call runs is the dispatcher's business.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer, such as
+    /// the CLI), and says what it produced.
+    fn dispatch(&self, call: Call, caller: Option<&str>) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Accepts and serves connections until `shutdown` resolves, handing calls to `router`.
+pub async fn run<D: Dispatch>(
     listener: TcpListener,
     hello: Hello,
-    router: Arc<Router>,
+    router: Arc<D>,
     max_frame: usize,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -60,10 +67,10 @@ pub async fn run(
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<D: Dispatch>(
     stream: TcpStream,
     hello: &Hello,
-    router: Arc<Router>,
+    router: Arc<D>,
     max_frame: usize,
 ) -> Result<(), String> {
     let (mut reader, sender, remote) =

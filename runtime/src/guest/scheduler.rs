@@ -1,0 +1,198 @@
+//! The queue of calls into a peer's instances, and which instance runs each chain.
+//!
+//! Every call belongs to a call chain ([`ChainId`]): the chain of the call that caused it, or a
+//! fresh one ([`fresh_chain`]). A call is a [`Task`]: a [`Job`], its chain and where its answer
+//! goes. [`Scheduler::run`] gives it to the worker running its chain, if one is (that worker
+//! runs it nested, see [`crate::guest::reentry`]), else to the queue idle workers take from
+//! (see [`crate::guest::workers`]).
+//!
+//! Owns the queue and the table of running chains; it does not run guest code.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use netrun_abi::Outcome;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::wire::message::ChainId;
+
+/// Calls waiting for a free worker before callers wait to queue theirs.
+const QUEUE: usize = 1024;
+
+/// A new chain id: unpredictable to other peers (keyed by process-random SipHash), distinct
+/// within this process.
+pub fn fresh_chain() -> ChainId {
+    static KEYS: OnceLock<std::hash::RandomState> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = KEYS.get_or_init(std::hash::RandomState::new).build_hasher();
+    hasher.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+/// Why a job did not produce an [`Outcome`]: the guest trapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFailure {
+    /// `panic`, or `trap: <what>`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// What to run in an instance.
+#[derive(Debug)]
+pub enum Job {
+    /// A function export `(ptr, len) -> i64` with these argument bytes.
+    Export { export: String, args: Vec<u8> },
+    /// An entry export `() -> i64`.
+    Entry { export: String },
+}
+
+impl Job {
+    /// The export it runs, for the log.
+    pub fn export(&self) -> &str {
+        match self {
+            Job::Export { export, .. } | Job::Entry { export } => export,
+        }
+    }
+}
+
+/// A job on its way to a worker, with its chain and where its answer goes.
+#[derive(Debug)]
+pub struct Task {
+    pub job: Job,
+    pub chain: ChainId,
+    pub reply: oneshot::Sender<Result<Outcome, GuestFailure>>,
+}
+
+impl Task {
+    /// Hands the answer to whoever is waiting for it (if they still are).
+    pub fn answer(self, result: Result<Outcome, GuestFailure>) {
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Where the worker running a chain gets the calls of that chain.
+pub type Inbox = mpsc::UnboundedSender<Task>;
+
+/// The queue of calls and the workers running each chain. Shared by whoever submits calls (the
+/// router, an entry) and the instances (which say which chain they run).
+pub struct Scheduler {
+    queue: mpsc::Sender<Task>,
+    running: Mutex<HashMap<ChainId, Inbox>>,
+}
+
+/// The receiving end of the queue, for [`crate::guest::workers::start`].
+pub struct Queue(pub(crate) mpsc::Receiver<Task>);
+
+impl Scheduler {
+    /// An empty queue and no chain running.
+    pub fn new() -> (Arc<Scheduler>, Queue) {
+        let (queue, tasks) = mpsc::channel(QUEUE);
+        let scheduler = Scheduler {
+            queue,
+            running: Mutex::new(HashMap::new()),
+        };
+        (Arc::new(scheduler), Queue(tasks))
+    }
+
+    /// Runs `job` as part of `chain` (a fresh chain when `None`): in the worker running that
+    /// chain if there is one, else in the next free worker. Returns what it produced.
+    pub async fn run(&self, job: Job, chain: Option<ChainId>) -> Result<Outcome, GuestFailure> {
+        let (reply, answer) = oneshot::channel();
+        let task = Task {
+            job,
+            chain: chain.unwrap_or_else(fresh_chain),
+            reply,
+        };
+        if let Some(task) = self.hand_to_runner(task) {
+            self.queue.send(task).await.map_err(|_| stopped())?;
+        }
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Gives `task` to the worker running its chain; gives it back when there is none.
+    fn hand_to_runner(&self, task: Task) -> Option<Task> {
+        // Looked up and sent under the lock, so a worker that `leave`s has every task sent to
+        // it in its inbox once `leave` returns.
+        let running = self.running.lock().expect("running lock");
+        match running.get(&task.chain) {
+            Some(inbox) => inbox.send(task).err().map(|e| e.0),
+            None => Some(task),
+        }
+    }
+
+    /// Registers the worker with `inbox` as running `chain`. Returns false, registering
+    /// nothing, when another worker runs it already (a chain that forked through events).
+    pub fn enter(&self, chain: ChainId, inbox: &Inbox) -> bool {
+        let mut running = self.running.lock().expect("running lock");
+        if running.contains_key(&chain) {
+            return false;
+        }
+        running.insert(chain, inbox.clone());
+        true
+    }
+
+    /// The worker that [`entered`](Scheduler::enter) `chain` is done with it; nothing more
+    /// reaches its inbox, and what is left there must go back to the queue
+    /// ([`Scheduler::requeue`]).
+    pub fn leave(&self, chain: ChainId) {
+        self.running.lock().expect("running lock").remove(&chain);
+    }
+
+    /// Puts back in the queue a task handed to a worker whose call ended before it ran it.
+    pub fn requeue(&self, task: Task) {
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            if let Err(e) = queue.send(task).await {
+                e.0.answer(Err(stopped()));
+            }
+        });
+    }
+}
+
+/// The failure of a call that no instance will run.
+fn stopped() -> GuestFailure {
+    GuestFailure {
+        kind: "unavailable".into(),
+        message: "the peer's instances have stopped".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(chain: ChainId) -> Task {
+        Task {
+            job: Job::Entry {
+                export: format!("e{chain}"),
+            },
+            chain,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_chains_calls_go_to_the_worker_running_it_and_to_the_queue_after() {
+        let (scheduler, _queue) = Scheduler::new();
+        let (inbox, mut arrivals) = mpsc::unbounded_channel();
+        assert!(scheduler.enter(7, &inbox));
+        // A second worker cannot take over a chain that is running.
+        let (other, _) = mpsc::unbounded_channel();
+        assert!(!scheduler.enter(7, &other));
+        assert!(scheduler.hand_to_runner(task(7)).is_none());
+        assert_eq!(arrivals.try_recv().unwrap().chain, 7);
+        // Another chain is queued.
+        assert_eq!(scheduler.hand_to_runner(task(8)).unwrap().chain, 8);
+        scheduler.leave(7);
+        assert!(scheduler.hand_to_runner(task(7)).is_some());
+        assert!(arrivals.try_recv().is_err());
+    }
+
+    #[test]
+    fn fresh_chains_differ() {
+        let chains: std::collections::HashSet<ChainId> = (0..1000).map(|_| fresh_chain()).collect();
+        assert_eq!(chains.len(), 1000);
+    }
+}

@@ -1,0 +1,33 @@
+//! What the guest layer needs from the peer it runs in, as a trait the cluster layer
+//! implements: calling a peer, listing peers, this peer's description, triggering an event.
+//!
+//! This is the only way guest code reaches the network. The store data of every instance holds
+//! an `Arc<dyn PeerServices>`, so the guest layer never names the peer's own types.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use netrun_abi::{CallError, CallRequest, Outcome, PeerInfo, PeerQuery};
+
+use crate::wire::message::ChainId;
+
+/// A future the services return; boxed, so that the trait can be a trait object.
+pub type ServiceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The services of the peer an instance runs in (the `net` imports' side of the peer).
+pub trait PeerServices: Send + Sync {
+    /// Runs `request` on the peer it names, as part of `chain` (the chain of the call the guest
+    /// is running, if any), and answers its outcome (import `net.call`). Failures are
+    /// outcomes: they go back to the guest as values.
+    fn call(&self, request: CallRequest, chain: Option<ChainId>) -> ServiceFuture<'_, Outcome>;
+
+    /// The peers `query` asks for (import `net.peers`).
+    fn peers(&self, query: PeerQuery) -> ServiceFuture<'_, Result<Vec<PeerInfo>, CallError>>;
+
+    /// This peer (import `net.this_peer`).
+    fn this_peer(&self) -> &PeerInfo;
+
+    /// Hands `value`, triggered by a call of `chain`, to the subscribers of `event`; returns at
+    /// once and never fails (import `net.trigger`).
+    fn trigger(&self, event: &str, value: Vec<u8>, chain: Option<ChainId>);
+}

@@ -1,0 +1,116 @@
+//! What each instance's store holds ([`HostState`]), and what every instance of a peer shares
+//! ([`InstanceEnv`]).
+//!
+//! Owns the WASI context an instance starts with (stdout and stderr a line at a time, stdin
+//! only for an entry's peer, the granted directories and variables), the memory cap as a
+//! [`ResourceLimiter`], and the per-call facts the imports and traps need. It does not run
+//! guest code.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::guest::chain::ChainState;
+use crate::guest::config::GuestConfig;
+use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
+use crate::guest::scheduler::Scheduler;
+use crate::guest::services::PeerServices;
+
+/// What every instance of a peer shares: its settings, the peer's services, the scheduler.
+#[derive(Clone)]
+pub struct InstanceEnv {
+    pub config: Arc<GuestConfig>,
+    pub services: Arc<dyn PeerServices>,
+    pub scheduler: Arc<Scheduler>,
+}
+
+/// What each instance's store holds.
+pub struct HostState {
+    pub wasi: WasiP1Ctx,
+    /// The peer's settings for its instances.
+    pub config: Arc<GuestConfig>,
+    /// The peer's services, for the `net` imports.
+    pub services: Arc<dyn PeerServices>,
+    /// Where calls wait for an instance; told which chain this one runs.
+    pub scheduler: Arc<Scheduler>,
+    /// Set by the `net.panic` import just before a guest panic traps.
+    pub panic_message: Option<String>,
+    /// Set when the instance was refused memory beyond [`Limits::max_memory`](crate::guest::config::Limits::max_memory).
+    pub memory_refused: bool,
+    /// When the running call's deadline passes; `None` for an entry, which has none.
+    pub deadline: Option<std::time::Instant>,
+    /// The chain of the call running now, and the calls of it that arrive while it waits.
+    pub chain: ChainState,
+    /// The guest's stdout and stderr, line by line.
+    pub output: [GuestOutput; 2],
+}
+
+/// Refuses memory growth past the peer's cap. The guest sees `memory.grow` fail (its allocator
+/// usually aborts, which traps); the refusal is remembered so the trap can be named.
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.config.limits.max_memory {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+impl HostState {
+    /// Fresh state for a new instance: a WASI context with stdout/stderr, the process's stdin
+    /// when the peer was started to run an entry (`--entry`), and the peer's
+    /// [`Grants`](crate::guest::config::Grants).
+    pub fn new(env: &InstanceEnv) -> anyhow::Result<HostState> {
+        let config = &env.config;
+        let mut wasi = WasiCtxBuilder::new();
+        let output = [
+            GuestOutput::new(Sink::Stdout),
+            GuestOutput::new(Sink::Stderr),
+        ];
+        wasi.stdout(output[0].clone()).stderr(output[1].clone());
+        if config.stdin {
+            wasi.stdin(PromptingStdin::new(output.clone()));
+        }
+        for (name, value) in &config.grants.env {
+            wasi.env(name, value);
+        }
+        for dir in &config.grants.dirs {
+            let perms = if dir.writable {
+                wasmtime_wasi::FsPerms::ReadWrite
+            } else {
+                wasmtime_wasi::FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.host.display()))?;
+        }
+        let wasi = wasi.build_p1();
+        Ok(HostState {
+            wasi,
+            config: env.config.clone(),
+            services: env.services.clone(),
+            scheduler: env.scheduler.clone(),
+            panic_message: None,
+            memory_refused: false,
+            deadline: None,
+            chain: ChainState::new(),
+            output,
+        })
+    }
+}
