@@ -22,8 +22,11 @@ setup:
 ## build: target/release/netrun and target/apps/<app>.wasm
 build: runtime apps
 
+# The workspace's default members, not `-p netrun` alone: with the guest SDK's proc macro in the
+# build, the host-side dependencies get the same features as under `cargo test`, so `make test`
+# reuses this build instead of compiling wasmtime a second time.
 runtime: setup
-	$(CARGO) build --release -p netrun
+	$(CARGO) build --release
 
 apps: setup
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(APPS))
