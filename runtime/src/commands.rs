@@ -105,9 +105,10 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             Ok(load) => bad_input(load),
             Err(other) => failed(other),
         })?;
+    let address = &started.identity.address;
     println!(
         "peer {} listening on {}:{}",
-        started.me.id, started.me.host, started.me.port
+        started.identity.id, address.host, address.port
     );
     let result = match &args.entry {
         Some(entry) => tokio::select! {
@@ -119,7 +120,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             Ok(())
         }
     };
-    tracing::info!("peer {} stopping", started.me.id);
+    tracing::info!("peer {} stopping", started.identity.id);
     // Deliveries still queued and subscriptions on other peers are settled while the server
     // still answers, within the call timeout; a second Ctrl-C or SIGTERM cuts that short.
     tokio::select! {

@@ -6,26 +6,23 @@
 //!
 //! # Layout
 //!
-//! A call from a guest to another peer goes, in order, through:
+//! Four layers, each importing only the ones below it (`docs/architecture.md` draws them and
+//! follows one call through every hop):
 //!
-//! - [`guest::host_api`]: the `net` imports the guest calls; reads and writes guest buffers.
-//! - [`cluster::context`]: the peer's services to its guest ([`cluster::context::PeerContext`]).
-//! - [`wire::client`]: persistent, multiplexed outgoing connections; the table of pending calls.
-//! - [`wire::connection`]: handshake, buffered reads, the batching writer task of one connection.
-//! - [`wire::message`] and [`wire::frame`]: the wire messages and their length-prefixed frames.
-//! - [`wire::server`]: accepts connections and reads calls on the other peer.
-//! - [`cluster::router`]: picks a built-in or a module function; checks the contract.
-//! - [`guest::workers`]: the peer's instances and the queue of calls into them; chains of calls.
-//! - [`guest::instance`]: one instance: running a call under its limits; naming traps.
-//! - [`guest::reentry`]: running a chain's calls in the instance that waits on that chain.
-//! - [`guest::output`]: the guest's stdout and stderr, written to the peer's a line at a time.
-//! - [`guest::sandbox`]: engine, linker and WASI sandbox; compiling and checking export types.
-//! - [`guest::module`]: reading a module from disk and checking its manifest and exports.
-//! - [`guest::module_cache`]: compiled modules kept on disk, so a restart does not compile again.
-//! - [`cluster::discovery`]: scanning the port range for peers.
-//! - [`cluster::events`]: this peer's events: their subscribers, and delivering triggered values.
-//! - [`cluster::subscriber`]: registering this module's subscription handlers on matching peers.
-//! - [`cli`] and [`commands`]: the command line.
+//! - [`wire`]: frames, messages, one connection, the client pool and the server loop, which
+//!   hands calls to a [`wire::server::Dispatch`].
+//! - [`guest`]: the module, the sandbox, instances and their limits, the `net` host imports,
+//!   re-entrant chains, the scheduler and the workers. It reaches the network only through
+//!   [`guest::services::PeerServices`].
+//! - [`cluster`]: the peer's identity and context (the `PeerServices` implementation), the
+//!   router (the `Dispatch` implementation), discovery, events and subscription registrations.
+//! - The root: [`peer`] binds a port and assembles a peer from the parts; [`cli`] and
+//!   [`commands`] are the command line.
+//!
+//! A call from a guest to another peer goes, in order, through [`guest::host_api`],
+//! [`cluster::context`], [`wire::client`], [`wire::connection`] and [`wire::frame`]; on the
+//! other peer through [`wire::server`], [`cluster::router`], [`guest::scheduler`],
+//! [`guest::workers`] and [`guest::instance`], into the guest's export; and back the same way.
 
 pub mod cli;
 pub mod cluster;

@@ -1,5 +1,5 @@
-//! A running peer: binding its port, its identity, the services its guest may use, and the
-//! assembly of module, instance, router and server into one process.
+//! A running peer: binding its port, and the assembly of its identity, instances, context,
+//! router and server into one process.
 //!
 //! Owns start-up order and the choice of port (the first free one of
 //! `NET_PORT..NET_PORT+NET_PORT_RANGE`, with `SO_REUSEADDR` so a restarted peer gets its port
@@ -10,16 +10,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netrun_abi::names::{self, ExportKind, flag};
+use netrun_abi::names::{self, ExportKind};
 use netrun_abi::peer_id::PeerAddress;
-use netrun_abi::{CallError, Outcome, PeerDetails, PeerInfo, peer_id};
+use netrun_abi::{CallError, Outcome};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::cluster::context::PeerContext;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
+use crate::cluster::identity::Identity;
+use crate::cluster::registrations::Registrations;
 use crate::cluster::router::Router;
-use crate::cluster::subscriber::Subscriber;
 use crate::guest::config::{Grants, GuestConfig, Limits};
 use crate::guest::module::AppModule;
 use crate::guest::module_cache::ModuleCache;
@@ -28,7 +29,6 @@ use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
 use crate::guest::state::InstanceEnv;
 use crate::guest::workers;
 use crate::wire::client::Client;
-use crate::wire::message::{Hello, PROTOCOL_VERSION};
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -114,10 +114,10 @@ fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// A peer that is up: its identity, its instances, and its event machinery.
 pub struct Peer {
-    pub me: PeerInfo,
+    pub identity: Identity,
     pub scheduler: Arc<Scheduler>,
     context: Arc<PeerContext>,
-    subscriber: Arc<Subscriber>,
+    registrations: Arc<Registrations>,
     registering: tokio::task::JoinHandle<()>,
 }
 
@@ -127,7 +127,7 @@ impl Peer {
     /// `limit`.
     pub async fn stop(self, limit: Duration) {
         self.registering.abort();
-        let unsubscribe = self.subscriber.unsubscribe_all(&self.context, limit);
+        let unsubscribe = self.registrations.unsubscribe_all(&self.context, limit);
         let (_, undelivered) = tokio::join!(unsubscribe, self.context.events.drain(limit));
         if undelivered > 0 {
             tracing::warn!("stopping with {undelivered} event deliveries not done");
@@ -147,26 +147,14 @@ pub async fn start(
     let pre = sandbox::prepare(&engine, app, config.module_cache.as_ref())?;
     let (listener, port) = bind(config)?;
     let host = config.host.to_string();
-    let id = peer_id::encode(&host, port, &config.group);
-    let me = PeerInfo {
-        id: id.clone(),
-        host: host.clone(),
-        port,
-        group: config.group.clone(),
-        hub: config.hub,
-    };
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        peer_id: Some(id.clone()),
-        group: config.group.clone(),
-        hub: config.hub,
-        module_hash: app.hash.clone(),
-        runtime_version: crate::RUNTIME_VERSION.to_string(),
-    };
-    let display = PeerAddress::new(host.as_str(), port, config.group.as_str()).to_string();
-    let client = Arc::new(Client::new(hello.clone(), config.max_frame));
+    let identity = Identity::new(
+        PeerAddress::new(host.as_str(), port, config.group.as_str()),
+        config.hub,
+        app.hash.clone(),
+    );
+    let client = Arc::new(Client::new(identity.hello(), config.max_frame));
     let events = Events::new(
-        display,
+        identity.address.to_string(),
         app.manifest.events.clone(),
         client.clone(),
         config.call_timeout,
@@ -174,7 +162,7 @@ pub async fn start(
     );
     let (scheduler, queue) = Scheduler::new();
     let context = Arc::new(PeerContext {
-        me: me.clone(),
+        me: identity.info(),
         client,
         discovery: Discovery::new(&host, config.ports(), Some(port)),
         call_timeout: config.call_timeout,
@@ -192,45 +180,27 @@ pub async fn start(
         scheduler: scheduler.clone(),
     };
     workers::start(pre, env, queue).await?;
-    let mut flags: Vec<String> = app.manifest.flags.keys().cloned().collect();
-    flags.extend([flag::INVALID_CONNECTION.to_string(), flag::NULL.to_string()]);
-    flags.sort();
-    flags.dedup();
-    let details = PeerDetails {
-        tag: id,
-        host,
-        port,
-        group: config.group.clone(),
-        hub: config.hub,
-        connections: Router::connections(&app.manifest),
-        events: app.manifest.events.keys().cloned().collect(),
-        subscribers: Vec::new(),
-        subscriptions: Vec::new(),
-        flags,
-        module_hash: app.hash.clone(),
-        runtime_version: crate::RUNTIME_VERSION.to_string(),
-    };
-    let subscriber = Subscriber::new(app.manifest.subscriptions.values());
+    let registrations = Registrations::new(app.manifest.subscriptions.values());
     let router = Arc::new(Router::new(
-        details,
+        &identity,
         app.manifest.clone(),
         scheduler.clone(),
         events,
-        subscriber.clone(),
+        registrations.clone(),
     ));
     tokio::spawn(crate::wire::server::run(
         listener,
-        hello,
+        identity.hello(),
         router,
         config.max_frame,
         shutdown,
     ));
-    let registering = tokio::spawn(subscriber.clone().run(context.clone()));
+    let registering = tokio::spawn(registrations.clone().run(context.clone()));
     Ok(Peer {
-        me,
+        identity,
         scheduler,
         context,
-        subscriber,
+        registrations,
         registering,
     })
 }

@@ -7,7 +7,8 @@
 //! `NET_THREAD_LIMIT` deliveries are in flight at once across all subscribers. Triggering never
 //! blocks and never fails the guest: a full queue drops the value with a warning, a failed
 //! delivery is logged, and a subscriber found unreachable (or no longer offering its handler)
-//! is pruned. It does not decide which peers to subscribe to: that is [`crate::cluster::subscriber`].
+//! is pruned. It does not decide which peers to subscribe to: that is
+//! [`crate::cluster::registrations`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,8 +68,8 @@ impl Shared {
 }
 
 impl Events {
-    /// The events of a module, delivered with `client` (the peer's one client) within `timeout` each, at most
-    /// `thread_limit` at once.
+    /// The events of a module, delivered with `client` (the peer's one client) within
+    /// `timeout` each, at most `thread_limit` at once.
     pub fn new(
         me: String,
         declared: BTreeMap<String, Record>,

@@ -11,5 +11,6 @@
 pub mod context;
 pub mod discovery;
 pub mod events;
+pub mod identity;
+pub mod registrations;
 pub mod router;
-pub mod subscriber;

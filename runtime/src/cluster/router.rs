@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, builtin, flag};
-use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
 use serde::Serialize;
 
 use crate::cluster::events::Events;
-use crate::cluster::subscriber::Subscriber;
+use crate::cluster::identity::Identity;
+use crate::cluster::registrations::Registrations;
 use crate::guest::module::Manifest;
 use crate::guest::scheduler::{Job, Scheduler};
 use crate::wire::message::{Call, CallKind, Encoding};
@@ -33,36 +33,26 @@ pub struct Router {
     manifest: Manifest,
     scheduler: Arc<Scheduler>,
     events: Arc<Events>,
-    subscriber: Arc<Subscriber>,
+    registrations: Arc<Registrations>,
 }
 
 impl Router {
+    /// The router of the peer `identity` serving `manifest`.
     pub fn new(
-        details: PeerDetails,
+        identity: &Identity,
         manifest: Manifest,
         scheduler: Arc<Scheduler>,
         events: Arc<Events>,
-        subscriber: Arc<Subscriber>,
+        registrations: Arc<Registrations>,
     ) -> Router {
-        let display = PeerAddress::new(details.host.as_str(), details.port, details.group.as_str())
-            .to_string();
         Router {
-            details,
-            display,
+            details: identity.details(&manifest),
+            display: identity.address.to_string(),
             manifest,
             scheduler,
             events,
-            subscriber,
+            registrations,
         }
-    }
-
-    /// Every connection this peer answers, sorted: the module's functions and the built-ins.
-    pub fn connections(manifest: &Manifest) -> Vec<String> {
-        let mut all: Vec<String> = manifest.functions.keys().cloned().collect();
-        all.extend(builtin::ALL.iter().map(|s| s.to_string()));
-        all.sort();
-        all.dedup();
-        all
     }
 
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
@@ -144,7 +134,7 @@ impl Router {
     fn details(&self) -> PeerDetails {
         PeerDetails {
             subscribers: self.events.subscribers(),
-            subscriptions: self.subscriber.subscriptions(),
+            subscriptions: self.registrations.subscriptions(),
             ..self.details.clone()
         }
     }

@@ -37,7 +37,8 @@ pub struct HostState {
     pub scheduler: Arc<Scheduler>,
     /// Set by the `net.panic` import just before a guest panic traps.
     pub panic_message: Option<String>,
-    /// Set when the instance was refused memory beyond [`Limits::max_memory`](crate::guest::config::Limits::max_memory).
+    /// Set when the instance was refused memory beyond
+    /// [`Limits::max_memory`](crate::guest::config::Limits::max_memory).
     pub memory_refused: bool,
     /// When the running call's deadline passes; `None` for an entry, which has none.
     pub deadline: Option<std::time::Instant>,

@@ -1,8 +1,9 @@
 //! One TCP connection between two peers: the handshake, buffered reading of messages, and a
 //! writer task that batches outgoing frames.
 //!
-//! Both the calling side ([`crate::wire::client`]) and the serving side ([`crate::wire::server`]) use it. It
-//! owns sockets and bytes, not calls: it never looks inside a [`Call`](crate::wire::message::Call).
+//! Both the calling side ([`crate::wire::client`]) and the serving side
+//! ([`crate::wire::server`]) use it. It owns sockets and bytes, not calls: it never looks
+//! inside a [`Call`](crate::wire::message::Call).
 //! Writes go through one task per connection, so many tasks can send on the same connection
 //! without a lock, and frames queued together leave in one `write` and one flush.
 

@@ -1,8 +1,9 @@
 //! Length-prefixed frames: a `u32` big-endian payload length, then the payload.
 //!
-//! Owns the framing and the size limit, nothing else: what a payload means is [`crate::wire::message`]'s
-//! job. A frame longer than the limit is refused from its header alone, before anything of the
-//! claimed size is allocated, and the caller closes the connection.
+//! Owns the framing and the size limit, nothing else: what a payload means is
+//! [`crate::wire::message`]'s job. A frame longer than the limit is refused from its header
+//! alone, before anything of the claimed size is allocated, and the caller closes the
+//! connection.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

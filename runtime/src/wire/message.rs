@@ -49,7 +49,7 @@ pub enum CallKind {
 
 /// Names the chain of calls a call belongs to: a call made while running a call of chain C
 /// is part of C. A peer whose instance waits on an outgoing call of C runs the calls of C
-/// that arrive in that instance (see [`crate::guest::reentry`]).
+/// that arrive in that instance (the guest layer's re-entrancy).
 pub type ChainId = u64;
 
 /// A call of a function on the receiving peer.

@@ -47,15 +47,15 @@ struct Handler {
 }
 
 /// This module's subscription handlers and where they are registered.
-pub struct Subscriber {
+pub struct Registrations {
     handlers: Vec<Handler>,
     states: Mutex<BTreeMap<Key, State>>,
 }
 
-impl Subscriber {
+impl Registrations {
     /// The subscription handlers among `records`. An explicit peer that is neither a peer id
     /// nor `host:port` is logged here, once, and left out.
-    pub fn new<'a>(records: impl IntoIterator<Item = &'a Record>) -> Arc<Subscriber> {
+    pub fn new<'a>(records: impl IntoIterator<Item = &'a Record>) -> Arc<Registrations> {
         let handlers = records
             .into_iter()
             .filter_map(|record| {
@@ -79,7 +79,7 @@ impl Subscriber {
                 })
             })
             .collect();
-        Arc::new(Subscriber {
+        Arc::new(Registrations {
             handlers,
             states: Mutex::new(BTreeMap::new()),
         })
