@@ -259,6 +259,25 @@ mod tests {
         Cli::try_parse_from(args)
     }
 
+    /// The error `args` are refused with: a bad value of `flag`, named in the message, which
+    /// also says `why`.
+    fn refused_value(args: &[&str], flag: &str, why: &str) {
+        let error = match parse(args) {
+            Ok(_) => panic!("{args:?} accepted"),
+            Err(error) => error,
+        };
+        let message = error.to_string();
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::ValueValidation,
+            "{args:?}: {message}"
+        );
+        assert!(
+            message.contains(flag) && message.contains(why),
+            "{args:?}: expected {flag} and {why:?} in: {message}"
+        );
+    }
+
     #[test]
     fn an_app_first_means_run() {
         let Command::Run(run) = parse(&["netrun", "app.wasm", "--hub"]).unwrap().command else {
@@ -295,7 +314,11 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(run.thread_limit, 5);
-        assert!(parse(&["netrun", "app.wasm", "--thread-limit", "0"]).is_err());
+        refused_value(
+            &["netrun", "app.wasm", "--thread-limit", "0"],
+            "--thread-limit",
+            "0 is not in 1..",
+        );
     }
 
     #[test]
@@ -307,21 +330,27 @@ mod tests {
         assert_eq!(limits.deadline, Duration::from_secs(30));
         assert_eq!(limits.max_memory, 256 * 1024 * 1024);
         assert_eq!(limits.fuel, None);
-        for bad in [
-            ["--deadline", "0"],
-            ["--max-memory", "0"],
-            ["--max-memory", "5000"],
-            ["--fuel", "0"],
+        for (flag, value, why) in [
+            ("--deadline", "0", "must be a positive number of seconds"),
+            ("--max-memory", "0", "0 is not in 1..=4096"),
+            ("--max-memory", "5000", "5000 is not in 1..=4096"),
+            ("--fuel", "0", "0 is not in 1.."),
         ] {
-            let mut args = vec!["netrun", "app.wasm"];
-            args.extend(bad);
-            assert!(parse(&args).is_err(), "{bad:?} accepted");
+            refused_value(&["netrun", "app.wasm", flag, value], flag, why);
         }
     }
 
     #[test]
     fn timeouts_must_be_positive() {
-        assert!(parse(&["netrun", "call", "ID", "f", "--timeout", "0"]).is_err());
-        assert!(parse(&["netrun", "call", "ID", "f", "--timeout", "soon"]).is_err());
+        refused_value(
+            &["netrun", "call", "ID", "f", "--timeout", "0"],
+            "--timeout",
+            "0 must be a positive number of seconds",
+        );
+        refused_value(
+            &["netrun", "call", "ID", "f", "--timeout", "soon"],
+            "--timeout",
+            "\"soon\" is not a number of seconds",
+        );
     }
 }

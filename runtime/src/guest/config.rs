@@ -121,8 +121,14 @@ mod tests {
         let mapped = DirGrant::parse(&format!("{host}:/data:rw")).unwrap();
         assert_eq!((mapped.guest.as_str(), mapped.writable), ("/data", true));
         assert!(!DirGrant::parse(&format!("{host}:/data")).unwrap().writable);
-        assert!(DirGrant::parse("/no/such/dir:/data").is_err());
-        assert!(DirGrant::parse(":/data").is_err());
+        assert_eq!(
+            DirGrant::parse("/no/such/dir:/data"),
+            Err("/no/such/dir: not a directory".to_string())
+        );
+        assert_eq!(
+            DirGrant::parse(":/data"),
+            Err("\":/data\": expected HOST[:GUEST][:rw]".to_string())
+        );
     }
 
     #[test]

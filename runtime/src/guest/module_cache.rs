@@ -137,16 +137,28 @@ mod tests {
 
     const WAT: &str = r#"(module (func (export "f") (result i32) i32.const 7))"#;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("netrun-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A directory of this test's own, removed when dropped, also when the test fails.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("netrun-cache-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn the_second_load_comes_from_the_cache_and_another_module_does_not() {
-        let dir = scratch("hit");
-        let cache = ModuleCache::new(dir.clone());
+        let dir = Scratch::new("hit");
+        let cache = ModuleCache::new(dir.0.clone());
         let engine = Engine::default();
         let bytes = WAT.as_bytes().to_vec();
         let compile = || Module::new(&engine, &bytes);
@@ -158,22 +170,20 @@ mod tests {
             .load_or_compile(&engine, &other, || Module::new(&engine, &other))
             .unwrap();
         assert_eq!(third, Origin::Compiled);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_corrupt_entry_is_compiled_again() {
-        let dir = scratch("corrupt");
-        let cache = ModuleCache::new(dir.clone());
+        let dir = Scratch::new("corrupt");
+        let cache = ModuleCache::new(dir.0.clone());
         let engine = Engine::default();
         let bytes = WAT.as_bytes().to_vec();
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir.0).unwrap();
         std::fs::write(cache.entry(&engine, &bytes), b"not a module").unwrap();
         let (module, origin) = cache
             .load_or_compile(&engine, &bytes, || Module::new(&engine, &bytes))
             .unwrap();
         assert_eq!(origin, Origin::Compiled);
         assert!(module.get_export("f").is_some());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -189,12 +189,24 @@ mod tests {
 
     #[test]
     fn a_wrong_signature_or_an_unknown_import_does_not_link() {
-        for wat in [
-            r#"(module (import "net" "call" (func (param i32) (result i64))))"#,
-            r#"(module (import "net" "open_socket" (func)))"#,
-            r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)))"#,
+        for (wat, why) in [
+            (
+                r#"(module (import "net" "call" (func (param i32) (result i64))))"#,
+                "incompatible import type for `net::call`",
+            ),
+            (
+                r#"(module (import "net" "open_socket" (func)))"#,
+                "unknown import: `net::open_socket`",
+            ),
+            (
+                r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)))"#,
+                "unknown import: `wasi_snapshot_preview1::sock_open`",
+            ),
         ] {
-            assert!(links(wat).is_err(), "{wat} linked");
+            match links(wat) {
+                Ok(()) => panic!("{wat} linked"),
+                Err(e) => assert!(e.contains(why), "{wat}: expected {why:?} in: {e}"),
+            }
         }
     }
 }
