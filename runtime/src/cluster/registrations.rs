@@ -108,7 +108,12 @@ impl Registrations {
         let mut calls = tokio::task::JoinSet::new();
         let mut seen = Vec::new();
         for handler in &self.handlers {
-            for publisher in publishers(handler, &found).await {
+            let publishers = publishers(handler, &found).await;
+            if publishers.is_empty() {
+                let name = &handler.record.name;
+                tracing::debug!("subscription {name}: no matching peer yet; looking again");
+            }
+            for publisher in publishers {
                 let key = (handler.record.name.clone(), publisher.id.clone());
                 seen.push(key.clone());
                 let request = subscribe_request(&handler.record);
