@@ -29,6 +29,8 @@ pub enum CodecError {
     Decode(String),
     #[error("cannot decode value: {0} trailing bytes after it")]
     Trailing(usize),
+    #[error("cannot decode value: it claims more than the decode limit of {DECODE_LIMIT} bytes")]
+    TooLong,
 }
 
 /// Encodes `value` into a new buffer.
@@ -45,8 +47,11 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 
 /// Decodes a whole buffer into a `T`; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| match e {
+            bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
+            other => CodecError::Decode(other.to_string()),
+        })?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -79,8 +84,19 @@ mod tests {
 
     #[test]
     fn refuses_a_length_beyond_the_limit_without_allocating_it() {
-        // A varint length of u64::MAX followed by nothing: must fail, not allocate.
-        let bytes = [0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-        assert!(decode::<serde_bytes::ByteBuf>(&bytes).is_err());
+        // A well-formed length one past the limit (0xFD: a u64 follows), then a few bytes: the
+        // length is read, and refused before a buffer of that size is made.
+        let mut bytes = vec![0xFDu8];
+        bytes.extend_from_slice(&(DECODE_LIMIT as u64 + 1).to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        let err = decode::<serde_bytes::ByteBuf>(&bytes).unwrap_err();
+        assert!(matches!(err, CodecError::TooLong), "{err:?}");
+        assert!(err.to_string().contains(&DECODE_LIMIT.to_string()), "{err}");
+        // The same marker with a length within the limit is read as a length.
+        let mut short = vec![0xFDu8];
+        short.extend_from_slice(&3u64.to_le_bytes());
+        short.extend_from_slice(b"abc");
+        let ok = decode::<serde_bytes::ByteBuf>(&short).unwrap();
+        assert_eq!(ok.as_slice(), b"abc");
     }
 }
