@@ -480,23 +480,27 @@ mod tests {
             .name,
             "go"
         );
-        assert!(
-            entry(
+        let message = |attr, item| match entry(attr, item) {
+            Ok(spec) => panic!("entry {} accepted", spec.name),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            message(
                 quote!(x),
                 quote!(
                     fn go() {}
                 )
-            )
-            .is_err()
+            ),
+            "#[net::entry] takes no arguments: the entry's name is the function's name"
         );
-        assert!(
-            entry(
+        assert_eq!(
+            message(
                 quote!(),
                 quote!(
                     fn go(n: u32) {}
                 )
-            )
-            .is_err()
+            ),
+            "#[net::entry] functions take no parameters: `netrun run APP --entry NAME` passes none"
         );
     }
 }
