@@ -11,10 +11,14 @@
 //! - Ports: [`Ports`] hands every test a block of its own, so tests running in parallel threads
 //!   never see each other's peers: peers bind the first free port of the block's first
 //!   [`PEER_RANGE`] ports and discovery (`netrun peers`, the guest's `net::peers`) scans exactly
-//!   those, because every process gets the block's `NET_PORT`/`NET_PORT_RANGE`.
+//!   those, because every process gets the block's `NET_PORT`/`NET_PORT_RANGE`. The one
+//!   fixed block, [`Ports::pinned`], is for the fixture that names an address; [`Ports::silent`]
+//!   is a listener that never answers.
 //! - Processes: [`TestPeer`] is a serving `netrun run APP`, started and waited for until it prints
 //!   its `peer <ID> listening on <HOST>:<PORT>` line; [`netrun`], [`call`] and [`run_entry`] run a
-//!   command to completion. Every process is killed when its owner is dropped, also when the
+//!   command to completion, and [`make`] a make target; [`netrun_unset`] and
+//!   [`TestPeer::start_unset`] leave variables out, for tests of defaults. Every process is
+//!   killed when its owner is dropped, also when the
 //!   test panics, and gets SIGKILL when the thread that started it ends, so a killed test run
 //!   leaves nothing behind (`PR_SET_PDEATHSIG`; start a test's processes on its own thread).
 //! - Fixtures: [`Scratch`] files removed on drop, and hand-made wasm modules in [`wasm`].
@@ -143,16 +147,120 @@ impl Ports {
     }
 }
 
+/// Something listening on a port of a block that accepts connections (the kernel does) and
+/// never says a word: a call to it times out. Closed on drop.
+pub struct Silent {
+    _listener: std::net::TcpListener,
+    id: String,
+}
+
+impl Silent {
+    /// The peer id of its address, in group `None`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Ports {
+    /// A [`Silent`] listener on the port [`Ports::unused`] gives for `index`.
+    pub fn silent(&self, index: u16) -> Silent {
+        let port = self.unused(index);
+        let listener = std::net::TcpListener::bind((HOST, port))
+            .unwrap_or_else(|e| panic!("cannot bind {HOST}:{port}: {e}"));
+        Silent {
+            _listener: listener,
+            id: Ports::id_of(port, "None"),
+        }
+    }
+
+    /// The block that starts at [`PINNED_PORT`], for the test of a subscription that names
+    /// its publisher's address (`peers = ["127.0.0.1:19990"]` in `events_probe`): the first
+    /// peer started in it binds that port. One test at a time on this machine holds it, across
+    /// test binaries and checkouts: the lock is a listener on the block's last port, which the
+    /// kernel frees when the holder exits, however it exits.
+    pub fn pinned() -> Pinned {
+        let lock_port = PINNED_PORT + BLOCK - 1;
+        let mut lock = None;
+        let free = wait_until(RUN_LIMIT, || {
+            if lock.is_none() {
+                lock = std::net::TcpListener::bind((HOST, lock_port)).ok();
+            }
+            // A previous holder's peers are gone once it let go, but look anyway.
+            lock.is_some()
+                && (PINNED_PORT..PINNED_PORT + PEER_RANGE)
+                    .all(|port| std::net::TcpListener::bind((HOST, port)).is_ok())
+        });
+        assert!(
+            free,
+            "ports {PINNED_PORT}..{} on {HOST} stayed taken for {RUN_LIMIT:?}",
+            PINNED_PORT + BLOCK
+        );
+        Pinned {
+            ports: Ports { start: PINNED_PORT },
+            _lock: lock.expect("bound"),
+        }
+    }
+}
+
+/// The port `events_probe`'s `pinned_news` subscribes on (its `peers = ["127.0.0.1:19990"]`);
+/// see [`Ports::pinned`]. Below [`PORT_FLOOR`], so no ordinary block contains it.
+pub const PINNED_PORT: u16 = 19_990;
+const _: () = assert!(
+    PINNED_PORT + BLOCK <= PORT_FLOOR,
+    "the pinned block overlaps others"
+);
+
+/// The block at [`PINNED_PORT`], held until dropped (declare it before the test's peers, so that
+/// they are gone when it is released).
+pub struct Pinned {
+    pub ports: Ports,
+    _lock: std::net::TcpListener,
+}
+
 impl Default for Ports {
     fn default() -> Self {
         Ports::new()
     }
 }
 
-/// `netrun ARGS…` with the block's environment on top of `env`, none of the caller's `NET_*`.
-fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Command {
-    let mut cmd = Command::new(netrun_bin());
-    cmd.args(args);
+/// What a process runs, and the environment it gets on top of its block's.
+struct Spec<'a> {
+    /// `None`: the `netrun` binary.
+    program: Option<&'a str>,
+    args: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+    /// Variables removed after the block's and `env` are set (a test of a default).
+    unset: &'a [&'a str],
+}
+
+impl<'a> Spec<'a> {
+    fn netrun(args: &'a [&'a str], env: &'a [(&'a str, &'a str)]) -> Spec<'a> {
+        Spec {
+            program: None,
+            args,
+            env,
+            unset: &[],
+        }
+    }
+
+    /// The command line, for messages.
+    fn what(&self) -> String {
+        format!(
+            "{} {}",
+            self.program.unwrap_or("netrun"),
+            self.args.join(" ")
+        )
+    }
+}
+
+/// The program of `spec` (by default `netrun`), run in the workspace root with the block's
+/// environment on top of `spec.env`, none of the caller's `NET_*`, and `spec.unset` removed.
+fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
+    let mut cmd = match spec.program {
+        None => Command::new(netrun_bin()),
+        Some(program) => Command::new(program),
+    };
+    cmd.args(spec.args).current_dir(root());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("NET_") {
             cmd.env_remove(key);
@@ -164,7 +272,10 @@ fn command(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> 
         "NET_CACHE_DIR",
         root().join("target").join("netrun-test-cache"),
     );
-    cmd.envs(env.iter().copied());
+    cmd.envs(spec.env.iter().copied());
+    for name in spec.unset {
+        cmd.env_remove(name);
+    }
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -278,14 +389,16 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(ports: &Ports, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Process {
-        let what = format!("netrun {}", args.join(" "));
-        let mut child = command(ports, args, env, stdin)
+    fn spawn(ports: &Ports, spec: &Spec, stdin: Stdio) -> Process {
+        let what = spec.what();
+        let mut child = command(ports, spec, stdin)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let label = format!(
             "{} {}",
-            args.first().copied().unwrap_or("netrun"),
+            spec.program
+                .or(spec.args.first().copied())
+                .unwrap_or("netrun"),
             child.id()
         );
         let stdout = Captured::spawn(child.stdout.take().expect("piped"), format!("{label} out"));
@@ -399,11 +512,30 @@ impl TestPeer {
         env: &[(&str, &str)],
         input: Input,
     ) -> TestPeer {
+        TestPeer::start_spec(ports, &Spec::netrun(all, env), input)
+    }
+
+    /// [`TestPeer::start_command`] without the variables `unset` (the block's `NET_PORT`, the
+    /// tests' `NET_CACHE_DIR`…), for tests of what a peer does by default.
+    pub fn start_unset(
+        ports: &Ports,
+        all: &[&str],
+        env: &[(&str, &str)],
+        unset: &[&str],
+    ) -> TestPeer {
+        let spec = Spec {
+            unset,
+            ..Spec::netrun(all, env)
+        };
+        TestPeer::start_spec(ports, &spec, Input::Null)
+    }
+
+    fn start_spec(ports: &Ports, spec: &Spec, input: Input) -> TestPeer {
         let stdin = match input {
             Input::Null => Stdio::null(),
             Input::Piped => Stdio::piped(),
         };
-        let mut process = Process::spawn(ports, all, env, stdin);
+        let mut process = Process::spawn(ports, spec, stdin);
         let listening = |p: &Process| p.stdout.text().lines().find_map(parse_listening);
         let mut found = None;
         wait_until(START_LIMIT, || {
@@ -519,6 +651,11 @@ impl TestPeer {
         self.process.exited()
     }
 
+    /// Waits up to `limit` for it to exit by itself (no signal); `None` if it is still running.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.process.wait(limit)
+    }
+
     /// Sends SIGTERM and waits up to `limit` for it to exit; kills it if it does not. Returns
     /// the exit status, or `None` if it had to be killed.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
@@ -613,8 +750,36 @@ impl std::fmt::Display for CliOutput {
 /// Runs `netrun ARGS…` in `ports` to completion; past [`RUN_LIMIT`] it is killed and the test
 /// fails with what it printed.
 pub fn netrun(ports: &Ports, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    run_to_end(ports, &Spec::netrun(args, env))
+}
+
+/// [`netrun`] without the variables `unset`, for tests of defaults.
+pub fn netrun_unset(
+    ports: &Ports,
+    args: &[&str],
+    env: &[(&str, &str)],
+    unset: &[&str],
+) -> CliOutput {
+    let spec = Spec {
+        unset,
+        ..Spec::netrun(args, env)
+    };
+    run_to_end(ports, &spec)
+}
+
+/// Runs `make ARGS…` in the workspace root, in `ports` (the peers it starts bind the block's
+/// ports, through the `NET_*` variables), to completion.
+pub fn make(ports: &Ports, args: &[&str]) -> CliOutput {
+    let spec = Spec {
+        program: Some("make"),
+        ..Spec::netrun(args, &[])
+    };
+    run_to_end(ports, &spec)
+}
+
+fn run_to_end(ports: &Ports, spec: &Spec) -> CliOutput {
     let started = Instant::now();
-    let mut process = Process::spawn(ports, args, env, Stdio::null());
+    let mut process = Process::spawn(ports, spec, Stdio::null());
     let Some(status) = process.wait(RUN_LIMIT) else {
         process.kill();
         process.stdout.wait_closed(Duration::from_secs(2));
@@ -717,6 +882,11 @@ impl Scratch {
     pub fn missing(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
 impl Drop for Scratch {
@@ -777,6 +947,34 @@ pub mod wasm {
         let record = manifest_record(abi_version, b"a record of some other ABI");
         let mut module = EMPTY_MODULE.to_vec();
         module.extend(custom_section(netrun_abi::names::MANIFEST_SECTION, &record));
+        module
+    }
+
+    /// A module that fits the ABI (the allocator exports, an entry `go` in its manifest) and
+    /// traps as soon as anything instantiates it: its start function is `unreachable`. Serving
+    /// it fails; only reading it succeeds.
+    pub fn trapping_on_start() -> Vec<u8> {
+        let mut module = wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "netrun_alloc") (param i32) (result i32) (i32.const 0))
+                (func (export "netrun_free") (param i32 i32))
+                (func (export "__netrun_entry:go") (result i64) (i64.const 0))
+                (func $trap unreachable)
+                (start $trap))"#,
+        )
+        .expect("the module's text is valid");
+        let entry = netrun_abi::manifest::Record::new(
+            netrun_abi::manifest::ItemKind::Entry,
+            "go",
+            "go",
+            Vec::new(),
+            "()",
+        );
+        module.extend(custom_section(
+            netrun_abi::names::MANIFEST_SECTION,
+            &entry.to_section_bytes(),
+        ));
         module
     }
 
