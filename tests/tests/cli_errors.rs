@@ -93,7 +93,8 @@ fn a_malformed_json_argument_is_refused_before_calling() {
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     expect_bad_input(&["call"], &["PEER"]);
-    expect_bad_input(&["no-such-command"], &[]);
+    // Anything that is not a command is an app to run: here, a file that is not there.
+    expect_bad_input(&["no-such-command"], &["cannot read no-such-command"]);
     expect_bad_input(
         &["call", "eA==", "f", "--timeout", "not-a-number"],
         &["timeout"],
