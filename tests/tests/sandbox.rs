@@ -97,16 +97,21 @@ fn the_guest_sees_no_files_no_environment_and_cannot_write() {
         env.expect_code(0);
         assert_eq!(env.stdout.trim(), "null", "{env}");
     }
+    // A path of the test's own on the host (removed with the scratch directory): the guest,
+    // which sees no file system, cannot create it.
+    let scratch = Scratch::new("escape");
+    let escape_path = scratch.missing("escaped.txt");
+    let escape = arg(&escape_path);
     fails_with(
         &call(
             &ports,
             peer.id(),
             "write_file",
-            &["\"/tmp/netrun-sandbox-escape\"", "\"x\""],
+            &[&format!("{escape:?}"), "\"x\""],
         ),
-        &["cannot write /tmp/netrun-sandbox-escape"],
+        &[&format!("cannot write {escape}")],
     );
-    assert!(!std::path::Path::new("/tmp/netrun-sandbox-escape").exists());
+    assert!(!escape_path.exists());
 }
 
 #[test]
