@@ -117,20 +117,36 @@ fn a_restart_loads_the_compiled_module_from_the_cache() {
     let dir = scratch.missing("cache");
     let env = [("NET_CACHE_DIR", arg(&dir))];
     let probe = app("core_probe");
+    // The peer logs one of these before it listens; its stderr is read by another thread than
+    // its stdout, so each test waits for the line it expects before looking for the other.
+    let compiled = format!("compiled {}", arg(&probe));
+    let loaded = format!("loaded {} from cache", arg(&probe));
+    let log_limit = Duration::from_secs(10);
     let mut first = TestPeer::start(&ports, &probe, &[], &env);
-    assert!(first.stderr().contains("compiled "), "{}", first.report());
+    assert!(
+        first.wait_for_stderr(&compiled, log_limit),
+        "{}",
+        first.report()
+    );
+    assert!(!first.stderr().contains(&loaded), "{}", first.report());
     first.terminate(STOP_LIMIT);
     let second = TestPeer::start(&ports, &probe, &[], &env);
     assert!(
-        second.stderr().contains("from cache") && !second.stderr().contains("compiled "),
+        second.wait_for_stderr(&loaded, log_limit),
         "{}",
         second.report()
     );
+    assert!(!second.stderr().contains(&compiled), "{}", second.report());
     // Still the same app.
     call(&ports, second.id(), "add", &["2", "3"]).expect_code(0);
     let uncached = TestPeer::start(&ports, &probe, &["--no-cache"], &env);
     assert!(
-        uncached.stderr().contains("compiled "),
+        uncached.wait_for_stderr(&compiled, log_limit),
+        "{}",
+        uncached.report()
+    );
+    assert!(
+        !uncached.stderr().contains(&loaded),
         "{}",
         uncached.report()
     );
