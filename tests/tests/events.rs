@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::process::ChildStdin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use netrun_tests::{
@@ -40,14 +41,15 @@ fn send(stdin: &mut ChildStdin, messages: &[String]) {
     stdin.flush().expect("the hub reads its stdin");
 }
 
-/// Closes the hub's stdin: end of input ends its entry, and it exits cleanly.
+/// Closes the hub's stdin: end of input ends its entry, and it exits by itself, cleanly (no
+/// signal is sent).
 #[track_caller]
 fn end_input(hub: &mut TestPeer, stdin: ChildStdin) {
     drop(stdin);
-    let status = hub.terminate(STOP_LIMIT);
+    let status = hub.wait_for_exit(STOP_LIMIT);
     assert!(
         status.is_some_and(|s| s.success()),
-        "hub: {status:?}\n{}",
+        "the hub did not exit cleanly at end of input: {status:?}\n{}",
         hub.report()
     );
 }
@@ -81,6 +83,9 @@ fn received(peer: &TestPeer, messages: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `peer` printed the last of `messages` (a sentinel, see [`with_sentinel`]), then
+/// checks that it printed each of them exactly once, in order. A subscriber's deliveries are
+/// in order, so a message delivered twice would have come before the sentinel.
 #[track_caller]
 fn expect_all_in_order(peer: &TestPeer, messages: &[String]) {
     let last = messages.last().expect("messages");
@@ -89,8 +94,6 @@ fn expect_all_in_order(peer: &TestPeer, messages: &[String]) {
         "never received {last:?}\n{}",
         peer.report()
     );
-    // Anything delivered twice would show up by now too.
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         received(peer, messages),
         messages,
@@ -99,8 +102,15 @@ fn expect_all_in_order(peer: &TestPeer, messages: &[String]) {
     );
 }
 
+/// `messages` followed by a sentinel: a line sent nowhere else, to be sent last.
+fn with_sentinel(mut messages: Vec<String>) -> Vec<String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    messages.push(format!("sentinel {}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    messages
+}
+
 fn numbered(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}{i:02}")).collect()
+    with_sentinel((0..count).map(|i| format!("{prefix}{i:02}")).collect())
 }
 
 #[test]
@@ -165,7 +175,7 @@ fn a_panicking_subscriber_disturbs_neither_the_hub_nor_the_others() {
     let (mut hub, mut stdin) = hub(&ports);
     wait_for_subscribers(&ports, &hub, &[steady.id(), fragile.id()]);
 
-    let messages: Vec<String> = ["one", "boom", "two", "three"].map(String::from).to_vec();
+    let messages = with_sentinel(["one", "boom", "two", "three"].map(String::from).to_vec());
     send(&mut stdin, &messages);
     expect_all_in_order(&steady, &messages);
     let fragile_lines: Vec<String> = messages.iter().map(|m| format!("fragile: {m}")).collect();
@@ -188,13 +198,26 @@ fn a_panicking_subscriber_disturbs_neither_the_hub_nor_the_others() {
 #[test]
 fn a_hub_started_after_its_subscribers_gets_them_without_a_restart() {
     let ports = Ports::new();
-    let subscribers: Vec<TestPeer> = (0..2).map(|_| subscriber(&ports)).collect();
-    // The subscribers have looked for hubs, found none, and kept looking.
-    std::thread::sleep(Duration::from_secs(1));
+    let debug = [GROUP, ("NET_DEV", "1")];
+    let subscribers: Vec<TestPeer> = (0..2)
+        .map(|_| TestPeer::start(&ports, &app("simple_subscription"), &[], &debug))
+        .collect();
+    // Each subscriber has looked for hubs and found none (its debug log says so): the hub is
+    // found by a later scan.
+    for peer in &subscribers {
+        assert!(
+            peer.wait_for_stderr(
+                "subscription handle_something_happened: no matching peer yet",
+                REGISTER_LIMIT
+            ),
+            "no empty scan logged\n{}",
+            peer.report()
+        );
+    }
     let (hub, mut stdin) = hub(&ports);
     let ids: Vec<&str> = subscribers.iter().map(|s| s.id()).collect();
     wait_for_subscribers(&ports, &hub, &ids);
-    let messages = vec!["late hub".to_string()];
+    let messages = with_sentinel(vec!["late hub".to_string()]);
     send(&mut stdin, &messages);
     for peer in &subscribers {
         expect_all_in_order(peer, &messages);
@@ -217,7 +240,7 @@ fn a_restarted_subscriber_is_delivered_to_once() {
         "{}",
         second.report()
     );
-    let messages = vec!["only once".to_string()];
+    let messages = with_sentinel(vec!["only once".to_string()]);
     send(&mut stdin, &messages);
     expect_all_in_order(&second, &messages);
     wait_for_subscribers(&ports, &hub, &[second.id()]);
