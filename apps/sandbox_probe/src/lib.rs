@@ -58,15 +58,64 @@ fn busy(ms: u64) -> u64 {
 /// since the Unix epoch, so that tests can see which calls overlapped.
 #[net::connect]
 fn busy_span(ms: u64) -> (u64, u64) {
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_micros() as u64
-    };
-    let start = now();
+    let start = now_us();
     busy(ms);
-    (start, now())
+    (start, now_us())
+}
+
+/// Microseconds since the Unix epoch, by the host's clock (the same for every peer here).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as u64
+}
+
+thread_local! {
+    static SLEEPS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Sleeps (without working) for `ms` milliseconds. Returns when it started and ended, in
+/// microseconds since the Unix epoch, and how many `sleep_span` calls this instance has run,
+/// this one included: with several workers, calls that overlap ran in different instances, and
+/// each instance counts its own.
+#[net::connect]
+fn sleep_span(ms: u64) -> (u64, u64, u64) {
+    let start = now_us();
+    let count = increment(&SLEEPS);
+    std::thread::sleep(Duration::from_millis(ms));
+    (start, now_us(), count)
+}
+
+/// Prints `lines` lines, each `len` times `letter`, handing every line to the peer in pieces
+/// of 16 bytes with a millisecond's pause between them: lines that parallel workers print at
+/// the same time would interleave, unless the peer keeps each line whole.
+#[net::connect]
+fn print_lines(letter: String, lines: u32, len: u32) -> u32 {
+    use std::io::Write;
+    let line = letter.repeat(len as usize);
+    let mut out = std::io::stdout();
+    for _ in 0..lines {
+        for piece in line.as_bytes().chunks(16) {
+            out.write_all(piece).expect("stdout");
+            out.flush().expect("stdout");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out.write_all(b"\n").expect("stdout");
+        out.flush().expect("stdout");
+    }
+    lines
+}
+
+/// Reads one line of stdin: what it read (empty at end of input), or what failed, prefixed
+/// with `error: `. A peer started without `--entry` gives its guest no stdin.
+#[net::connect]
+fn read_stdin_line() -> String {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) => line,
+        Err(e) => format!("error: {e}"),
+    }
 }
 
 /// Reads a file; what failed, if it did, prefixed with `error: `.
