@@ -2,9 +2,10 @@
 //! call fails with an error naming what stopped it, the instance is replaced (its state starts
 //! again), and the same peer answers the next call.
 
+use std::io::Write;
 use std::time::Duration;
 
-use netrun_tests::{CliOutput, Ports, Scratch, TestPeer, app, arg, call, netrun};
+use netrun_tests::{CliOutput, Input, Ports, Scratch, TestPeer, app, arg, call, netrun};
 
 /// Far above any limit set here: a hang would show as a failure, not as a slow test.
 const BOUND: Duration = Duration::from_secs(20);
@@ -222,4 +223,42 @@ fn a_flood_of_output_reaches_the_peers_stdout_whole_without_filling_its_memory()
         "the peer's peak memory grew by {grown} KiB while the guest printed 100 MiB"
     );
     call(&ports, peer.id(), "counter", &[]).expect_code(0);
+}
+
+/// `--env NAME` (no value) passes the variable as netrun has it, and only that one.
+#[test]
+fn env_by_name_passes_netruns_own_value() {
+    let ports = Ports::new();
+    let peer = TestPeer::start(
+        &ports,
+        &app("sandbox_probe"),
+        &["--env", "NETRUN_TEST_INHERITED"],
+        &[("NETRUN_TEST_INHERITED", "from netrun's environment")],
+    );
+    let env = call(
+        &ports,
+        peer.id(),
+        "read_env",
+        &["\"NETRUN_TEST_INHERITED\""],
+    );
+    env.expect_code(0);
+    assert_eq!(env.stdout.trim(), "\"from netrun's environment\"", "{env}");
+    let path = call(&ports, peer.id(), "read_env", &["\"PATH\""]);
+    path.expect_code(0);
+    assert_eq!(path.stdout.trim(), "null", "{path}");
+}
+
+/// A peer started without `--entry` gives its guest no stdin: a line waiting on the process's
+/// stdin is not what the guest reads; it reads end of input.
+#[test]
+fn a_peer_without_an_entry_gives_its_guest_no_stdin() {
+    let ports = Ports::new();
+    let mut peer = TestPeer::start_with(&ports, &app("sandbox_probe"), &[], &[], Input::Piped);
+    let mut stdin = peer.stdin();
+    writeln!(stdin, "meant for nobody").expect("the pipe is open");
+    stdin.flush().expect("the pipe is open");
+    let out = call(&ports, peer.id(), "read_stdin_line", &[]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "\"\"", "{out}");
+    drop(stdin);
 }
