@@ -1,15 +1,19 @@
 //! Events and subscriptions between real peers: the original's `simple_subscription` example
 //! (a hub reading lines from stdin and triggering `myEvent`, subscribers printing them), and
 //! what it did not cover: delivery order and exactly-once, pruning of dead subscribers, a
-//! panicking subscriber, a hub started after its subscribers, a subscriber that restarts.
+//! panicking subscriber, a hub started after its subscribers, a subscriber that restarts, the
+//! `NET_THREAD_LIMIT` bound, a slow subscriber, handlers with two arguments, and the `groups`
+//! and `peers` filters (with `events_probe`).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use netrun_tests::{
-    Input, Ports, STOP_LIMIT, TestPeer, app, arg, netrun, subscription_list, wait_for_info,
+    Input, PINNED_PORT, Ports, STOP_LIMIT, TestPeer, app, arg, call, netrun, subscription_list,
+    wait_for_info, wait_until,
 };
 
 const GROUP: (&str, &str) = ("NET_GROUP", "myApp");
@@ -123,6 +127,13 @@ fn a_hub_delivers_every_message_once_in_order_and_prunes_a_killed_subscriber() {
         &ports,
         &hub,
         &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    // The hub's `info` lists the events its module declares.
+    let hub_info = netrun_tests::info(&ports, hub.id());
+    assert_eq!(
+        hub_info["events"],
+        serde_json::json!(["myEvent"]),
+        "{hub_info}"
     );
     // Each subscriber's own `info` lists its subscription on the hub.
     let mine = netrun_tests::info(&ports, subscribers[0].id());
@@ -275,7 +286,9 @@ fn inspect_lists_events_subscriptions_and_flags() {
         "on event \"myEvent\" from hubs_only, on_host",
         "flag handlers:\n  BUSY(function: String, peer: net::Peer) -> String",
         "busy_flag() -> String",
-        "events:\n  (none)",
+        "events:\n  news(headline: String, n: u32) -> (String, u32)",
+        "\n  tick(n: u32, ms: u64) -> (u32, u64)",
+        "on event \"news\" from groups = [\"press\"]",
     ] {
         assert!(out.stdout.contains(needle), "{needle:?} missing\n{out}");
     }
@@ -321,4 +334,255 @@ fn the_hubs_prompt_shows_before_it_reads_each_line() {
         hub.report()
     );
     end_input(&mut hub, stdin);
+}
+
+fn events_probe(ports: &Ports, args: &[&str], env: &[(&str, &str)]) -> TestPeer {
+    TestPeer::start(ports, &app("events_probe"), args, env)
+}
+
+/// Waits until `peer`'s `list` (`subscribers` or `subscriptions`) has the entry
+/// `(event, other, handler)`; returns the list.
+#[track_caller]
+fn wait_for_entry(
+    ports: &Ports,
+    peer: &TestPeer,
+    list: &str,
+    (event, other, handler): (&str, &str, &str),
+) -> Vec<(String, String, String)> {
+    let want = (event.to_string(), other.to_string(), handler.to_string());
+    let (met, info) = wait_for_info(ports, peer.id(), REGISTER_LIMIT, |info| {
+        subscription_list(info, list).contains(&want)
+    });
+    assert!(met, "{want:?} never in {list}: {info}\n{}", peer.report());
+    subscription_list(&info, list)
+}
+
+/// The `tick N START END` lines `peer` printed: (n, start, end).
+fn ticks(peer: &TestPeer) -> Vec<(u32, u64, u64)> {
+    peer.stdout()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("tick ")?.split(' ');
+            let mut next = || words.next()?.parse::<u64>().ok();
+            Some((u32::try_from(next()?).ok()?, next()?, next()?))
+        })
+        .collect()
+}
+
+/// The most spans that were running at one instant. Spans that touch do not overlap.
+fn most_at_once(spans: &[(u64, u64)]) -> usize {
+    let mut edges: Vec<(u64, i32)> = spans
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    // At the same instant an end comes before a start.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).expect("never negative")
+}
+
+#[test]
+fn most_at_once_counts_overlaps() {
+    assert_eq!(most_at_once(&[]), 0);
+    assert_eq!(most_at_once(&[(0, 10), (10, 20)]), 1);
+    assert_eq!(most_at_once(&[(0, 10), (5, 20), (6, 7)]), 3);
+    assert_eq!(most_at_once(&[(0, 10), (5, 20), (11, 30)]), 2);
+}
+
+/// With `--thread-limit 2`, four subscribers whose handler (two arguments) sleeps get two
+/// ticks each, and no more than two handlers ever run at once. Judged by the handlers' own
+/// spans, each printed by its subscriber, not by how long anything took.
+#[test]
+fn at_most_thread_limit_deliveries_run_at_once() {
+    const LIMIT: usize = 2;
+    let ports = Ports::new();
+    let hub = events_probe(
+        &ports,
+        &["--hub", "--thread-limit", &LIMIT.to_string()],
+        &[],
+    );
+    let subscribers: Vec<TestPeer> = (0..4).map(|_| events_probe(&ports, &[], &[])).collect();
+    let mut ids: Vec<String> = subscribers.iter().map(|s| s.id().to_string()).collect();
+    ids.sort();
+    let (met, info) = wait_for_info(&ports, hub.id(), REGISTER_LIMIT, |info| {
+        let mut tick: Vec<String> = subscription_list(info, "subscribers")
+            .into_iter()
+            .filter(|(event, _, handler)| event == "tick" && handler == "slow_tick")
+            .map(|(_, peer, _)| peer)
+            .collect();
+        tick.sort();
+        tick == ids
+    });
+    assert!(met, "the subscribers never all registered: {info}");
+    assert_eq!(
+        info["events"],
+        serde_json::json!(["news", "tick"]),
+        "{info}"
+    );
+
+    let fired = call(&ports, hub.id(), "fire_ticks", &["2", "1500"]);
+    fired.expect_code(0);
+    assert_eq!(fired.stdout.trim(), "2", "{fired}");
+    let mut spans = Vec::new();
+    for peer in &subscribers {
+        assert!(
+            wait_until(DELIVERY_LIMIT, || ticks(peer).len() >= 2),
+            "two ticks never arrived\n{}",
+            peer.report()
+        );
+        let got = ticks(peer);
+        let numbers: Vec<u32> = got.iter().map(|t| t.0).collect();
+        assert_eq!(
+            numbers,
+            [0, 1],
+            "each tick once, in order\n{}",
+            peer.report()
+        );
+        spans.extend(got.iter().map(|&(_, start, end)| (start, end)));
+    }
+    assert!(
+        most_at_once(&spans) <= LIMIT,
+        "more than {LIMIT} deliveries ran at once: {spans:?}\n{}",
+        hub.report()
+    );
+}
+
+/// A subscriber slower than the hub's `--timeout`: the code that triggered the event is not
+/// told (its call succeeds), the hub logs the failed delivery, and the subscriber stays
+/// subscribed and gets the next value.
+#[test]
+fn a_slow_subscriber_is_logged_never_raised_to_the_caller() {
+    let ports = Ports::new();
+    let hub = events_probe(&ports, &["--hub", "--timeout", "1"], &[]);
+    let slow = events_probe(&ports, &[], &[]);
+    wait_for_entry(
+        &ports,
+        &hub,
+        "subscribers",
+        ("tick", slow.id(), "slow_tick"),
+    );
+
+    let fired = call(&ports, hub.id(), "fire_ticks", &["1", "3000"]);
+    fired.expect_code(0);
+    assert_eq!(fired.stdout.trim(), "1", "{fired}");
+    assert!(
+        hub.wait_for_stderr("event tick: delivery to slow_tick failed", DELIVERY_LIMIT),
+        "{}",
+        hub.report()
+    );
+    assert!(
+        hub.stderr().contains("timed out"),
+        "the log says why\n{}",
+        hub.report()
+    );
+    // The slow handler still ran to its end; and the subscriber is still subscribed: the next
+    // value reaches it.
+    assert!(
+        wait_until(DELIVERY_LIMIT, || ticks(&slow).len() == 1),
+        "{}",
+        slow.report()
+    );
+    call(&ports, hub.id(), "fire_ticks", &["1", "0"]).expect_code(0);
+    assert!(
+        wait_until(DELIVERY_LIMIT, || ticks(&slow).len() >= 2),
+        "{}",
+        slow.report()
+    );
+    wait_for_entry(
+        &ports,
+        &hub,
+        "subscribers",
+        ("tick", slow.id(), "slow_tick"),
+    );
+}
+
+/// `groups = ["press"]` subscribes only on peers of group `press`; `peers =
+/// ["127.0.0.1:19990"]` only on the peer at that address, whatever its group. Both handlers
+/// take two arguments. Runs in the pinned block, whose first port is the one `events_probe`
+/// names.
+#[test]
+fn subscription_filters_pick_publishers_by_group_and_by_address() {
+    let pinned = Ports::pinned();
+    let ports = pinned.ports;
+    let inspect = netrun(&ports, &["inspect", arg(&app("events_probe"))], &[]);
+    inspect.expect_code(0);
+    assert!(
+        inspect
+            .stdout
+            .contains(&format!("peers = [\"127.0.0.1:{PINNED_PORT}\"]")),
+        "events_probe names another port than the tests' pinned one\n{inspect}"
+    );
+    let addressed = events_probe(&ports, &[], &[("NET_GROUP", "other")]);
+    assert_eq!(addressed.port(), PINNED_PORT, "{}", addressed.report());
+    let press = events_probe(&ports, &[], &[("NET_GROUP", "press")]);
+    let reader = events_probe(&ports, &[], &[("NET_GROUP", "desk")]);
+    let (pinned_news, press_news) = (
+        ("news", addressed.id(), "pinned_news"),
+        ("news", press.id(), "press_news"),
+    );
+    wait_for_entry(&ports, &reader, "subscriptions", pinned_news);
+    wait_for_entry(&ports, &reader, "subscriptions", press_news);
+    // A press peer started now is registered by a later scan than the one that found the
+    // first two: once it is, that scan's answers (wrong ones included) are all in.
+    let late = events_probe(&ports, &[], &[("NET_GROUP", "press")]);
+    let late_news = ("news", late.id(), "press_news");
+    let have = wait_for_entry(&ports, &reader, "subscriptions", late_news);
+    let have: BTreeSet<(String, String, String)> = have.into_iter().collect();
+    let want: BTreeSet<(String, String, String)> = [pinned_news, press_news, late_news]
+        .into_iter()
+        .map(|(e, p, h)| (e.to_string(), p.to_string(), h.to_string()))
+        .collect();
+    assert_eq!(have, want, "{}", reader.report());
+    // The publishers agree.
+    for (publisher, handler) in [
+        (&addressed, "press_news"),
+        (&press, "pinned_news"),
+        (&late, "pinned_news"),
+    ] {
+        let theirs = subscription_list(&netrun_tests::info(&ports, publisher.id()), "subscribers");
+        assert!(
+            !theirs
+                .iter()
+                .any(|(_, peer, h)| peer == reader.id() && h == handler),
+            "{handler} of the reader is registered on {}: {theirs:?}",
+            publisher.id()
+        );
+    }
+
+    // Both arguments arrive.
+    call(&ports, press.id(), "publish_news", &[r#""pressed""#, "2"]).expect_code(0);
+    assert!(
+        reader.wait_for_stdout("press: pressed 2", DELIVERY_LIMIT),
+        "{}",
+        reader.report()
+    );
+    call(
+        &ports,
+        addressed.id(),
+        "publish_news",
+        &[r#""addressed""#, "1"],
+    )
+    .expect_code(0);
+    let mut seen = serde_json::Value::Null;
+    let arrived = wait_until(DELIVERY_LIMIT, || {
+        let out = call(&ports, reader.id(), "pinned_seen", &[]);
+        out.expect_code(0);
+        seen = out.json();
+        seen != serde_json::json!([])
+    });
+    assert!(
+        arrived,
+        "pinned_news never got the news\n{}",
+        reader.report()
+    );
+    assert_eq!(
+        seen,
+        serde_json::json!([["addressed", 1]]),
+        "{}",
+        reader.report()
+    );
 }

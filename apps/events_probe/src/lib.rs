@@ -1,6 +1,8 @@
 //! Test fixture for what the original examples do not show: custom flags and their handlers,
-//! a tagged call refused for its types, and a subscriber whose handler panics. Built as
-//! `target/apps/events_probe.wasm`; the integration tests run it.
+//! a tagged call refused for its types, a subscriber whose handler panics, events whose
+//! handlers take two arguments (`tick`, with slow handlers; `news`), and subscriptions
+//! filtered by group and by explicit address. Built as `target/apps/events_probe.wasm`; the
+//! integration tests run it.
 
 use net::{PeerQuery, PeerQueryExt};
 
@@ -101,4 +103,74 @@ fn fragile(message: String) {
     if message == "boom" {
         panic!("fragile cannot take a boom");
     }
+}
+
+/// Microseconds since the Unix epoch, by the host's clock (the same for every peer here).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as u64
+}
+
+/// Event `tick`: a sequence number, and how long each subscriber's handler is to take.
+#[net::event("tick")]
+fn tick(n: u32, ms: u64) -> (u32, u64) {
+    (n, ms)
+}
+
+/// Triggers `tick` `count` times (numbers `0..count`), each handler to take `ms`; returns
+/// `count` at once, whatever the subscribers do.
+#[net::connect]
+fn fire_ticks(count: u32, ms: u64) -> u32 {
+    for n in 0..count {
+        tick(n, ms);
+    }
+    count
+}
+
+/// Subscribes to hubs' `tick` (two arguments): sleeps `ms`, then prints
+/// `tick N START END` (µs since the epoch), so that tests can see which deliveries overlapped.
+#[net::subscribe("tick", hubs_only = true, on_host = true)]
+fn slow_tick(n: u32, ms: u64) {
+    let start = now_us();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    println!("tick {n} {start} {}", now_us());
+}
+
+/// Event `news`: a headline and a number.
+#[net::event("news")]
+fn news(headline: String, n: u32) -> (String, u32) {
+    (headline, n)
+}
+
+/// Triggers `news` once; returns `n`.
+#[net::connect]
+fn publish_news(headline: String, n: u32) -> u32 {
+    news(headline, n);
+    n
+}
+
+/// Subscribes to `news` on the peers of group `press` only; prints `press: HEADLINE N`.
+#[net::subscribe("news", groups = ["press"])]
+fn press_news(headline: String, n: u32) {
+    println!("press: {headline} {n}");
+}
+
+thread_local! {
+    static PINNED: std::cell::RefCell<Vec<(String, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Subscribes to `news` on the peer at 127.0.0.1:19990 only (the tests' pinned port), and
+/// keeps what it receives for `pinned_seen` instead of printing it: any events_probe peer
+/// running while a test publishes there receives it too, and must not print.
+#[net::subscribe("news", peers = ["127.0.0.1:19990"])]
+fn pinned_news(headline: String, n: u32) {
+    PINNED.with(|seen| seen.borrow_mut().push((headline, n)));
+}
+
+/// What `pinned_news` received, in order.
+#[net::connect]
+fn pinned_seen() -> Vec<(String, u32)> {
+    PINNED.with(|seen| seen.borrow().clone())
 }
