@@ -1,10 +1,11 @@
 //! Every way a call or an entry can fail, as the CLI reports it (exit 1, message on stderr) and
 //! as guest code sees it: remote panic, missing function, bad arguments, dead and silent peers,
-//! a failing entry.
+//! frames over `--max-frame`, a failing entry; and the `net::Error` variants guest code
+//! matches.
 
 use std::time::Duration;
 
-use netrun_tests::{Ports, TestPeer, app, call, run_entry};
+use netrun_tests::{Ports, TestPeer, app, arg, call, netrun, run_entry};
 
 #[test]
 fn a_remote_panic_comes_back_with_its_message_and_the_peer_keeps_serving() {
@@ -168,4 +169,101 @@ fn hostile_bytes_close_only_their_connection() {
     let after = call(&ports, peer.id(), "counter", &[]);
     after.expect_code(0);
     assert_eq!(after.stdout.trim(), "2", "state survived: {after}");
+}
+
+/// Guest code matches the error variants: `Timeout` (within `NET_TIMEOUT`, not the default
+/// 30 s), `PeerUnreachable`, `InvalidPeerId`, `BadArguments`, `FrameTooLarge` (the entry's
+/// peer has `--max-frame 16384` and sends 64 KiB).
+#[test]
+fn guest_code_matches_each_kind_of_error() {
+    let ports = Ports::new();
+    let group = ("NET_GROUP", "errors");
+    let _server = TestPeer::probe(&ports, &[group]);
+    let silent = ports.silent(8);
+    let dead = Ports::id_of(ports.unused(7), "None");
+    let (silent_env, dead_env) = (
+        format!("NETRUN_SILENT_PEER={}", silent.id()),
+        format!("NETRUN_DEAD_PEER={dead}"),
+    );
+    let out = netrun(
+        &ports,
+        &[
+            "run",
+            arg(&app("core_probe")),
+            "--entry",
+            "match_errors",
+            "--max-frame",
+            "16384",
+            "--env",
+            &silent_env,
+            "--env",
+            &dead_env,
+        ],
+        &[group, ("NET_TIMEOUT", "2")],
+    );
+    out.expect_code(0);
+    let line = |prefix: &str| -> String {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line\n{out}"))
+            .to_string()
+    };
+    // The waiting time is the runtime's own report: at least NET_TIMEOUT, short of the default.
+    let after_ms: u64 = line("Timeout: echo after ")
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap_or_else(|e| panic!("not a number of ms ({e})\n{out}"));
+    assert!((2000..30_000).contains(&after_ms), "{out}");
+    let dead_port = ports.start + 7;
+    assert_eq!(
+        line("PeerUnreachable: "),
+        format!("127.0.0.1:{dead_port} -> None"),
+        "{out}"
+    );
+    assert_eq!(line("InvalidPeerId: "), "not a peer id", "{out}");
+    assert_eq!(line("BadArguments: "), "add", "{out}");
+    let (size, max) = line("FrameTooLarge: ")
+        .split_once(" > ")
+        .map(|(size, max)| (size.parse::<u64>(), max.to_string()))
+        .unwrap_or_else(|| panic!("not `SIZE > MAX`\n{out}"));
+    assert_eq!(max, "16384", "{out}");
+    assert!(size.is_ok_and(|size| size > 64 * 1024), "{out}");
+}
+
+/// `--max-frame` on both ends: a peer refuses a call frame over its limit and closes that
+/// connection (logging why), answers `FrameTooLarge` for a reply over it, and keeps serving; a
+/// client refuses to send a frame over its own.
+#[test]
+fn frames_over_max_frame_are_refused_end_to_end() {
+    let ports = Ports::new();
+    let peer = TestPeer::probe(&ports, &[]);
+    let small = TestPeer::start(&ports, &app("core_probe"), &["--max-frame", "4096"], &[]);
+    let big = format!("\"{}\"", "x".repeat(8 * 1024));
+
+    // Over the peer's limit: the frame is refused, the connection closed.
+    call(&ports, small.id(), "echo", &[&big])
+        .expect_code(1)
+        .expect_stderr(&["unreachable"]);
+    assert!(
+        small.wait_for_stderr("exceeds the limit of 4096 bytes", Duration::from_secs(10)),
+        "{}",
+        small.report()
+    );
+    // A reply over the peer's limit is an error reply naming the limit.
+    call(&ports, small.id(), "make_bytes", &["8192"])
+        .expect_code(1)
+        .expect_stderr(&["exceeds the limit of 4096 bytes"]);
+    // Small calls still work.
+    let out = call(&ports, small.id(), "add", &["2", "3"]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "5", "{out}");
+
+    // Over the caller's own limit: refused before sending.
+    call(&ports, peer.id(), "echo", &[&big, "--max-frame", "4096"])
+        .expect_code(1)
+        .expect_stderr(&["frame of", "exceeds the limit of 4096 bytes"]);
+    let out = call(&ports, peer.id(), "counter", &[]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "1", "nothing reached the peer\n{out}");
 }

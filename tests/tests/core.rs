@@ -1,8 +1,8 @@
 //! Calls that succeed, between real peers on loopback: the original's round-trip values, typed
-//! calls through the CLI's JSON bridge, guest state, the built-in connections, 8 MiB payloads,
-//! and `inspect`.
+//! calls through the CLI's JSON bridge, guest state, the built-in connections, the SDK's peer
+//! API and log from guest code, 8 MiB payloads, and `inspect`.
 
-use netrun_tests::{Ports, TestPeer, app, arg, call, netrun, run_entry};
+use netrun_tests::{Ports, Scratch, TestPeer, app, arg, call, netrun, run_entry, wasm};
 use serde_json::{Value, json};
 
 /// The original app-net test's values, each through `pass_through` on a remote peer.
@@ -279,11 +279,77 @@ fn fingerprint(value: &Value) -> u64 {
 #[test]
 fn net_is_hub_takes_any_value_but_a_falsey_one() {
     let ports = Ports::new();
-    for (value, hub) in [("1", true), ("yes", true), ("0", false), ("false", false)] {
+    for (value, hub) in [
+        ("1", true),
+        ("yes", true),
+        ("0", false),
+        ("false", false),
+        ("no", false),
+        ("off", false),
+    ] {
         let mut peer = TestPeer::probe(&ports, &[("NET_IS_HUB", value)]);
         let info = netrun(&ports, &["info", peer.id()], &[]);
         info.expect_code(0);
         assert_eq!(info.json()["hub"], hub, "NET_IS_HUB={value}: {info}");
         peer.kill();
     }
+}
+
+/// `inspect` reads a module without running any of it: a module that traps as soon as it is
+/// instantiated is described all the same, while serving it fails on that trap.
+#[test]
+fn inspect_runs_no_guest_code() {
+    let ports = Ports::new();
+    let scratch = Scratch::new("trap-on-start");
+    let path = scratch.file("trap_on_start.wasm", &wasm::trapping_on_start());
+    let out = netrun(&ports, &["inspect", arg(&path)], &[]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("entries:\n  go\n"), "{out}");
+    let served = netrun(&ports, &["run", arg(&path), "--entry", "go"], &[]);
+    served.expect_code(1).expect_stderr(&["unreachable"]);
+    assert!(!served.stdout.contains(" listening on "), "{served}");
+}
+
+/// `peer.info()`, a call by name, and `net::log` at every level, from guest code.
+#[test]
+fn guest_code_uses_the_peer_api_and_the_log() {
+    let ports = Ports::new();
+    let group = [("NET_GROUP", "api")];
+    let server = TestPeer::probe(&ports, &group);
+    let out = run_entry(&ports, &app("core_probe"), "peer_api", &group);
+    out.expect_code(0);
+    let info_line = format!(
+        "info: {} api hub=false offers add=true events=0",
+        server.id()
+    );
+    assert!(
+        out.stdout.contains(&info_line),
+        "{info_line:?} missing\n{out}"
+    );
+    assert!(out.stdout.contains("call add(2, 3): 5"), "{out}");
+    for (level, line) in [
+        ("INFO", "peer_api: an info line"),
+        ("WARN", "peer_api: a warning line"),
+        ("ERROR", "peer_api: an error line"),
+    ] {
+        let logged = out
+            .stderr
+            .lines()
+            .any(|l| l.contains(level) && l.ends_with(line));
+        assert!(logged, "no {level} line {line:?}\n{out}");
+    }
+    // Debug lines only with NET_DEV (the run is over: its stderr is complete).
+    assert!(!out.stderr.contains("peer_api: a debug line"), "{out}");
+    let dev = run_entry(
+        &ports,
+        &app("core_probe"),
+        "peer_api",
+        &[group[0], ("NET_DEV", "1")],
+    );
+    dev.expect_code(0);
+    let logged = dev
+        .stderr
+        .lines()
+        .any(|l| l.contains("DEBUG") && l.ends_with("peer_api: a debug line"));
+    assert!(logged, "{dev}");
 }

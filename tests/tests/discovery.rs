@@ -2,8 +2,9 @@
 //! three core_probe peers in two groups, one of them a hub, each test in its own port block.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
-use netrun_tests::{Ports, TestPeer, app, netrun, run_entry};
+use netrun_tests::{Input, Ports, RUN_LIMIT, TestPeer, app, netrun, run_entry};
 use serde_json::{Value, json};
 
 /// Three peers: `alpha` hub, `alpha`, `beta`.
@@ -212,4 +213,40 @@ fn peers_with_nobody_running_is_empty() {
     let (listing, peers) = peers_json(&ports, &[]);
     assert!(peers.is_empty(), "{listing}");
     assert_eq!(keys(&listing), ["peers"], "{listing}");
+}
+
+/// `.refresh()` rescans: an entry lists the peers (filling its peer's cache), the test starts
+/// another peer, and the entry's refreshed query finds it.
+#[test]
+fn a_refreshed_query_finds_a_peer_started_since_the_last_scan() {
+    let ports = Ports::new();
+    let first = TestPeer::probe(&ports, &[]);
+    let mut demo = TestPeer::start_with(
+        &ports,
+        &app("core_probe"),
+        &["--entry", "refresh_demo"],
+        &[],
+        Input::Piped,
+    );
+    let mut stdin = demo.stdin();
+    let before = format!("before: {}", first.id());
+    assert!(
+        demo.wait_for_stdout(&before, RUN_LIMIT),
+        "{before:?} missing\n{}",
+        demo.report()
+    );
+    let second = TestPeer::probe(&ports, &[]);
+    writeln!(stdin, "go on").expect("the entry reads its stdin");
+    drop(stdin);
+    let status = demo.wait_for_exit(RUN_LIMIT);
+    assert!(status.is_some_and(|s| s.success()), "{}", demo.report());
+    let refreshed = format!(
+        "refreshed: {}",
+        sorted(&[first.id(), second.id()]).join(",")
+    );
+    assert!(
+        demo.wait_for_stdout(&refreshed, RUN_LIMIT),
+        "{refreshed:?} missing\n{}",
+        demo.report()
+    );
 }

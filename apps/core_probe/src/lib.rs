@@ -1,6 +1,7 @@
 //! Test fixture for the integration tests (`tests/`): connected functions of every shape the
-//! core must carry, and entries that exercise typed calls, discovery and remote errors from the
-//! guest's side. Built to `target/apps/core_probe.wasm`.
+//! core must carry, and entries that exercise typed calls, discovery (and its cache), the peer
+//! API, logging, and errors matched from the guest's side. Built to
+//! `target/apps/core_probe.wasm`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,4 +260,108 @@ fn fail() -> Result<(), String> {
 #[net::entry]
 fn whoami() {
     println!("me: {}", net::this_peer().id);
+}
+
+/// The SDK's peer API from the guest's side, against the first other peer of this peer's
+/// group: `peer.info()`, a call by name, and a log line at each level (debug shows only with
+/// `NET_DEV`).
+#[net::entry]
+fn peer_api() -> Result<(), String> {
+    net::log::debug("peer_api: a debug line");
+    net::log::info("peer_api: an info line");
+    net::log::warn("peer_api: a warning line");
+    net::log::error("peer_api: an error line");
+    let p = target()?;
+    let info = p.info().map_err(|e| format!("info: {e}"))?;
+    println!(
+        "info: {} {} hub={} offers add={} events={}",
+        info.tag,
+        info.group,
+        info.hub,
+        info.connections.iter().any(|c| c == "add"),
+        info.events.len()
+    );
+    let sum: i64 = p
+        .call("add", (2i64, 3i64))
+        .map_err(|e| format!("call: {e}"))?;
+    println!("call add(2, 3): {sum}");
+    Ok(())
+}
+
+/// Discovery's cache and `.refresh()`: lists the other peers, waits for a line on stdin (the
+/// test starts another peer meanwhile), then lists them again from the cache and with a
+/// rescan. Prints `before: IDS`, `cached: IDS`, `refreshed: IDS`.
+#[net::entry]
+fn refresh_demo() -> Result<(), String> {
+    use net::PeerQueryExt;
+    println!("before: {}", ids(net::peers(PeerQuery::default()))?);
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    println!("cached: {}", ids(net::peers(PeerQuery::default()))?);
+    println!(
+        "refreshed: {}",
+        ids(net::peers(PeerQuery::default().refresh()))?
+    );
+    Ok(())
+}
+
+/// Reports which `net::Error` variant each failing call matched, one line each, or fails
+/// naming what came instead. Needs a core_probe peer in this peer's group, and two peer ids in
+/// its environment (granted with `--env`): `NETRUN_DEAD_PEER` (nobody listens there) and
+/// `NETRUN_SILENT_PEER` (accepts connections and never answers).
+#[net::entry]
+fn match_errors() -> Result<(), String> {
+    let env = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let p = target()?;
+    match net::Peer::from_id(&env("NETRUN_SILENT_PEER")?)
+        .map_err(|e| e.to_string())?
+        .call::<_, String>("echo", ("x".to_string(),))
+    {
+        Err(net::Error::Timeout {
+            function, after_ms, ..
+        }) => println!("Timeout: {function} after {after_ms} ms"),
+        other => return Err(format!("silent peer: expected Timeout, got {other:?}")),
+    }
+    match net::Peer::from_id(&env("NETRUN_DEAD_PEER")?)
+        .map_err(|e| e.to_string())?
+        .call::<_, String>("echo", ("x".to_string(),))
+    {
+        Err(net::Error::PeerUnreachable { peer, .. }) => println!("PeerUnreachable: {peer}"),
+        other => {
+            return Err(format!(
+                "dead peer: expected PeerUnreachable, got {other:?}"
+            ));
+        }
+    }
+    // A peer whose id is not one: refused by the host before anything is sent.
+    let bogus = Peer {
+        id: "not a peer id".to_string(),
+        ..p.clone()
+    };
+    match bogus.call::<_, String>("echo", ("x".to_string(),)) {
+        Err(net::Error::InvalidPeerId { id, .. }) => println!("InvalidPeerId: {id}"),
+        other => return Err(format!("bogus id: expected InvalidPeerId, got {other:?}")),
+    }
+    // `add` takes two i64; a String and an i64 do not decode as that.
+    match p.call::<_, i64>("add", ("two".to_string(), 3i64)) {
+        Err(net::Error::BadArguments { function, .. }) => println!("BadArguments: {function}"),
+        other => {
+            return Err(format!(
+                "add(\"two\", 3): expected BadArguments, got {other:?}"
+            ));
+        }
+    }
+    // 64 KiB of arguments, beyond the `--max-frame` the test gives this peer.
+    match echo_bytes::on(&p, Bytes::from(pattern(64 * 1024))) {
+        Err(net::Error::FrameTooLarge { size, max }) => {
+            println!("FrameTooLarge: {size} > {max}")
+        }
+        other => {
+            let other = other.map(|b| b.len());
+            return Err(format!("64 KiB: expected FrameTooLarge, got {other:?}"));
+        }
+    }
+    Ok(())
 }
