@@ -1,10 +1,11 @@
-//! The original app-net example `simple_connection`, ported: peer1 serves the app, peer2 runs
+//! The original app-net examples, ported. `simple_connection`: peer1 serves the app, peer2 runs
 //! the entry `peer2`, which finds peer1 and calls `connected_function("My Message!")` there, so
-//! the message is printed by peer1.
+//! the message is printed by peer1 (also as `make run` does it). `simple_tagged_connection`:
+//! two versions of an app called by tag, and a call whose types differ refused.
 
 use std::time::Duration;
 
-use netrun_tests::{Input, Ports, TestPeer, app, arg, call, run_entry};
+use netrun_tests::{Input, Ports, Scratch, TestPeer, app, arg, call, make, run_entry};
 
 const MESSAGE: &str = "My Message!";
 
@@ -93,4 +94,29 @@ fn a_tagged_call_with_other_types_is_a_contract_mismatch() {
     let own = call(&ports, v1.id(), "myTaggedFunction", &[r#""mine""#]);
     own.expect_code(0);
     assert_eq!(own.stdout.trim(), r#""mine Version 1""#, "{own}");
+}
+
+/// `make run` itself, as the README says: it builds (nothing to do after `make build`), starts
+/// peer1, runs peer2's entry, and peer1 prints the message. Its peers bind this test's ports
+/// (`NET_*` reach them through the environment), and it copies the apps to a scratch directory
+/// (`APP_DIR`), not over the ones other tests are reading.
+#[test]
+fn make_run_runs_the_example() {
+    let ports = Ports::new();
+    let scratch = Scratch::new("make-run");
+    let app_dir = format!("APP_DIR={}", arg(scratch.path()));
+    let out = make(&ports, &["--no-print-directory", "run", &app_dir]);
+    out.expect_code(0);
+    let peer1 = Ports::id_of(ports.start, "None");
+    assert!(
+        out.stdout
+            .contains(&format!("peer1: peer {peer1} listening on")),
+        "{out}"
+    );
+    let after = out
+        .stdout
+        .split_once("--- peer1's output:")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| panic!("no peer1 output\n{out}"));
+    assert!(after.lines().any(|l| l == MESSAGE), "{out}");
 }
