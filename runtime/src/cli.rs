@@ -181,22 +181,72 @@ pub struct PeersArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "netrun call [OPTIONS] PEER FUNCTION [JSON_ARG]...\n       \
+                      netrun call [OPTIONS] --group GROUP FUNCTION [JSON_ARG]...",
+    after_help = "A timeout names where the time ran out: connecting, queued on the peer (the \
+                  function never ran), running (it was stopped), or waiting for the reply. \
+                  \"Outcome unknown\" means the connection was lost after the call was sent: \
+                  it may or may not have run, and netrun never sends it again."
+)]
 pub struct CallArgs {
-    /// Peer id (base64 of "host:port -> group", as `netrun peers` prints it)
+    /// The peer: its id (base64 of "host:port -> group", as `netrun peers` prints it) or
+    /// HOST:PORT. With --group, leave it out: the first word is then the function
+    #[arg(value_name = "PEER")]
     pub peer: String,
     /// Function to call: a connected function's name or tag, or a built-in
     /// (info, connections, pass_through, null)
-    pub function: String,
+    #[arg(value_name = "FUNCTION", allow_negative_numbers = true)]
+    pub function: Option<String>,
     /// Arguments, each one JSON value (quote strings: '"text"')
     #[arg(value_name = "JSON_ARG", allow_negative_numbers = true)]
     pub args: Vec<String>,
+    /// Call one live member of GROUP instead of one peer: members found by scanning the port
+    /// range are tried in turn, skipping unreachable ones; prints `served by ID` on stderr
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub call: CallOptions,
+    #[command(flatten)]
+    pub net: NetOptions,
+}
+
+/// Who a `netrun call` goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callee {
+    /// A peer id or `HOST:PORT`.
+    Peer(String),
+    /// One live member of a group.
+    AnyOf(String),
+}
+
+impl CallArgs {
+    /// The callee, the function and its JSON arguments, read the way the usage in effect
+    /// puts them (with `--group`, there is no PEER).
+    pub fn parts(&self) -> Result<(Callee, String, Vec<String>), String> {
+        match &self.group {
+            Some(group) => {
+                let args = self.function.iter().chain(&self.args).cloned().collect();
+                Ok((Callee::AnyOf(group.clone()), self.peer.clone(), args))
+            }
+            None => match &self.function {
+                Some(function) => Ok((
+                    Callee::Peer(self.peer.clone()),
+                    function.clone(),
+                    self.args.clone(),
+                )),
+                None => Err(format!(
+                    "missing FUNCTION: `netrun call {} FUNCTION [JSON_ARG]...`, or `netrun call --group GROUP {} [JSON_ARG]...` to call it on any member of a group",
+                    self.peer, self.peer
+                )),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Peer id
+    /// The peer: its id or HOST:PORT
     pub peer: String,
     #[command(flatten)]
     pub call: CallOptions,
@@ -296,6 +346,14 @@ mod tests {
             panic!("expected call");
         };
         assert_eq!(call.args, ["-2", "3"]);
+        assert_eq!(
+            call.parts().unwrap(),
+            (
+                Callee::Peer("ID".into()),
+                "add".into(),
+                vec!["-2".into(), "3".into()]
+            )
+        );
         let Command::Call(call) = parse(&["netrun", "call", "ID", "f", "1", "--timeout", "2"])
             .unwrap()
             .command
@@ -306,6 +364,29 @@ mod tests {
             (call.args.len(), call.call.timeout),
             (1, Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn with_a_group_the_first_word_is_the_function() {
+        let Command::Call(call) = parse(&["netrun", "call", "--group", "g", "add", "-2", "3"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected call");
+        };
+        assert_eq!(
+            call.parts().unwrap(),
+            (
+                Callee::AnyOf("g".into()),
+                "add".into(),
+                vec!["-2".into(), "3".into()]
+            )
+        );
+        let Command::Call(call) = parse(&["netrun", "call", "ID"]).unwrap().command else {
+            panic!("expected call");
+        };
+        let missing = call.parts().unwrap_err();
+        assert!(missing.starts_with("missing FUNCTION"), "{missing}");
     }
 
     #[test]

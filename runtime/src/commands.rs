@@ -9,8 +9,9 @@ use netrun_abi::names::flag;
 use netrun_abi::{Outcome, PeerQuery};
 use serde_json::{Value, json};
 
-use crate::cli::{CallArgs, CallOptions, InfoArgs, InspectArgs, PeersArgs, RunArgs};
+use crate::cli::{CallArgs, Callee, InfoArgs, InspectArgs, PeersArgs, RunArgs};
 use crate::cluster::discovery::Discovery;
+use crate::cluster::group_call::{self, Rotation};
 use crate::guest::config::Grants;
 use crate::guest::module;
 use crate::guest::module_cache::ModuleCache;
@@ -156,24 +157,63 @@ impl ShutdownSignals {
     }
 }
 
-/// `netrun call`: one call with JSON arguments; prints the JSON result.
+/// `netrun call`: one call with JSON arguments, to a peer or any member of a group; prints
+/// the JSON result (and, for a group, `served by ID` on stderr).
 pub async fn call(args: CallArgs) -> Result<(), Failure> {
-    let target = Target::from_peer_id(&args.peer).map_err(bad_input)?;
-    let mut values = Vec::with_capacity(args.args.len());
-    for (i, raw) in args.args.iter().enumerate() {
+    let (callee, function, raw_args) = args.parts().map_err(|e| bad_input(anyhow!(e)))?;
+    let mut values = Vec::with_capacity(raw_args.len());
+    for (i, raw) in raw_args.iter().enumerate() {
         let value: Value = serde_json::from_str(raw)
             .map_err(|e| bad_input(anyhow!("argument {} is not valid JSON ({e}): {raw}", i + 1)))?;
         values.push(value);
     }
-    let result = json_call(&target, &args.function, &values, &args.call).await?;
+    let json = serde_json::to_vec(&values).expect("JSON values serialize");
+    let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame);
+    let request = |args: Vec<u8>| json_request(&function, args);
+    let (outcome, peer) = match callee {
+        Callee::Peer(peer) => {
+            let target = Target::parse(&peer).map_err(bad_input)?;
+            let outcome = client.call(&target, request(json), args.call.timeout).await;
+            (outcome, target.display)
+        }
+        Callee::AnyOf(group) => {
+            let discovery = Discovery::new(
+                &args.net.host.to_string(),
+                peer::port_range(args.net.port, args.net.port_range),
+                None,
+            );
+            let make = || request(json.clone());
+            let (outcome, served_by) = group_call::call_any(
+                &client,
+                &discovery,
+                &Rotation::default(),
+                &group,
+                make,
+                args.call.timeout,
+            )
+            .await;
+            match served_by {
+                Some(member) => {
+                    eprintln!("served by {}", member.id);
+                    (outcome, member.address().to_string())
+                }
+                None => (outcome, format!("any member of group {group}")),
+            }
+        }
+    };
+    let result = json_result(outcome, &peer, &function)?;
     println!("{result}");
     Ok(())
 }
 
 /// `netrun info`: the peer's `info`, pretty-printed.
 pub async fn info(args: InfoArgs) -> Result<(), Failure> {
-    let target = Target::from_peer_id(&args.peer).map_err(bad_input)?;
-    let result = json_call(&target, netrun_abi::names::builtin::INFO, &[], &args.call).await?;
+    let target = Target::parse(&args.peer).map_err(bad_input)?;
+    let function = netrun_abi::names::builtin::INFO;
+    let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame);
+    let request = json_request(function, b"[]".to_vec());
+    let outcome = client.call(&target, request, args.call.timeout).await;
+    let result = json_result(outcome, &target.display, function)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&result).expect("a JSON value prints")
@@ -181,37 +221,30 @@ pub async fn info(args: InfoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Calls `function` on `target` through the JSON bridge and returns the JSON result.
-async fn json_call(
-    target: &Target,
-    function: &str,
-    args: &[Value],
-    options: &CallOptions,
-) -> Result<Value, Failure> {
-    let client = Client::new(Hello::client(), options.max_frame);
-    let request = Request {
+/// A call of `function` through the JSON bridge, with `args`, a JSON array.
+fn json_request(function: &str, args: Vec<u8>) -> Request<'_> {
+    Request {
         kind: CallKind::Function,
         chain: None,
         function,
         encoding: Encoding::Json,
-        args: serde_json::to_vec(args).expect("JSON values serialize"),
+        args,
         contract: None,
-    };
-    match client.call(target, request, options.timeout).await {
+    }
+}
+
+/// What `peer` answered `function` with, as JSON: the value, `NULL` for the NULL flag, and a
+/// failure for anything else.
+fn json_result(outcome: Outcome, peer: &str, function: &str) -> Result<Value, Failure> {
+    match outcome {
         Outcome::Value(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| {
-                format!(
-                    "peer {} answered {function} with invalid JSON",
-                    target.display
-                )
-            })
+            .with_context(|| format!("peer {peer} answered {function} with invalid JSON"))
             .map_err(failed),
         Outcome::Flag(name) if name == flag::NULL => {
             Ok(Value::String(flag::NULL_VALUE.to_string()))
         }
         Outcome::Flag(name) => Err(failed(anyhow!(
-            "peer {} answered {function} with flag {name}, which the CLI does not know",
-            target.display
+            "peer {peer} answered {function} with flag {name}, which the CLI does not know"
         ))),
         Outcome::Error(e) => Err(failed(e)),
     }

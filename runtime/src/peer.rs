@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::cluster::context::PeerContext;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
+use crate::cluster::group_call::Rotation;
 use crate::cluster::identity::Identity;
 use crate::cluster::registrations::Registrations;
 use crate::cluster::router::Router;
@@ -25,7 +26,7 @@ use crate::guest::config::{Grants, GuestConfig, Limits};
 use crate::guest::module::AppModule;
 use crate::guest::module_cache::ModuleCache;
 use crate::guest::sandbox;
-use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
+use crate::guest::scheduler::{Job, Scheduler};
 use crate::guest::state::InstanceEnv;
 use crate::guest::workers;
 use crate::wire::client::Client;
@@ -152,7 +153,10 @@ pub async fn start(
         config.hub,
         app.hash.clone(),
     );
-    let client = Arc::new(Client::new(identity.hello(), config.max_frame));
+    let client = Arc::new(Client::new(
+        identity.hello(config.max_frame),
+        config.max_frame,
+    ));
     let events = Events::new(
         identity.address.to_string(),
         app.manifest.events.clone(),
@@ -167,6 +171,7 @@ pub async fn start(
         discovery: Discovery::new(&host, config.ports(), Some(port)),
         call_timeout: config.call_timeout,
         events: events.clone(),
+        rotation: Rotation::default(),
     });
     let env = InstanceEnv {
         config: Arc::new(GuestConfig {
@@ -190,7 +195,7 @@ pub async fn start(
     ));
     tokio::spawn(crate::wire::server::run(
         listener,
-        identity.hello(),
+        identity.hello(config.max_frame),
         router,
         config.max_frame,
         shutdown,
@@ -208,15 +213,13 @@ pub async fn start(
 /// Runs the entry point `name` in one of the peer's instances.
 pub async fn run_entry(scheduler: &Scheduler, name: &str) -> Result<(), String> {
     let export = names::export(ExportKind::Entry, name);
-    match scheduler.run(Job::Entry { export }, None).await {
+    match scheduler.run(Job::Entry { export }, None, None).await {
         Ok(Outcome::Value(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {
             Err(format!("entry {name} failed: {message}"))
         }
         Ok(Outcome::Error(e)) => Err(format!("entry {name} failed: {e}")),
         Ok(Outcome::Flag(f)) => Err(format!("entry {name} answered with flag {f}")),
-        Err(GuestFailure { kind, message }) => {
-            Err(format!("entry {name} failed: {kind}: {message}"))
-        }
+        Err(failure) => Err(format!("entry {name} failed: {failure}")),
     }
 }

@@ -21,6 +21,8 @@
 //!   killed when its owner is dropped, also when the
 //!   test panics, and gets SIGKILL when the thread that started it ends, so a killed test run
 //!   leaves nothing behind (`PR_SET_PDEATHSIG`; start a test's processes on its own thread).
+//! - Faults: [`TestPeer::freeze`] (SIGSTOP until dropped), and [`Proxy`], a loopback proxy that
+//!   cuts the connections it carries on demand.
 //! - Fixtures: [`Scratch`] files removed on drop, and hand-made wasm modules in [`wasm`].
 //!
 //! Network rule: everything binds and calls 127.0.0.1 only. Every wait is a poll with a deadline;
@@ -680,9 +682,112 @@ impl TestPeer {
         self.process.kill();
     }
 
+    /// Freezes it (SIGSTOP) until the guard is dropped (SIGCONT): it keeps its port, and the
+    /// kernel still accepts connections for it, but it answers nothing, as a hung machine.
+    pub fn freeze(&self) -> Frozen<'_> {
+        self.process.signal(libc::SIGSTOP);
+        Frozen(self)
+    }
+
     /// Its command line and everything it printed, for failure messages.
     pub fn report(&self) -> String {
         self.process.report()
+    }
+}
+
+/// A [`TestPeer`] frozen by [`TestPeer::freeze`]; thawed when dropped.
+pub struct Frozen<'a>(&'a TestPeer);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.process.signal(libc::SIGCONT);
+    }
+}
+
+/// A loopback TCP proxy to a peer, on a port of a test's block, that can cut every connection
+/// it carries at once ([`Proxy::cut`]), as a failing network would. Stops, and cuts what it
+/// carries, when dropped.
+pub struct Proxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    carried: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Listens on the port [`Ports::unused`] gives for `index` and forwards every connection
+    /// to `HOST:to`.
+    pub fn start(ports: &Ports, index: u16, to: u16) -> Proxy {
+        let port = ports.unused(index);
+        let listener = std::net::TcpListener::bind((HOST, port))
+            .unwrap_or_else(|e| panic!("cannot bind the proxy at {HOST}:{port}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("a nonblocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let carried = Arc::new(Mutex::new(Vec::new()));
+        let accepting = {
+            let (stop, carried) = (stop.clone(), carried.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => Proxy::carry(client, to, &carried),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        Proxy {
+            port,
+            stop,
+            carried,
+            accepting: Some(accepting),
+        }
+    }
+
+    /// Connects `client` to `HOST:to` and copies bytes both ways, each on a thread of its own.
+    fn carry(client: std::net::TcpStream, to: u16, carried: &Mutex<Vec<std::net::TcpStream>>) {
+        client.set_nonblocking(false).expect("a blocking stream");
+        let Ok(server) = std::net::TcpStream::connect((HOST, to)) else {
+            return;
+        };
+        let mut list = carried.lock().expect("carried lock");
+        for (from, into) in [(&client, &server), (&server, &client)] {
+            let (mut from, mut into) = (
+                from.try_clone().expect("a stream clone"),
+                into.try_clone().expect("a stream clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut into);
+                let _ = into.shutdown(std::net::Shutdown::Both);
+            });
+        }
+        list.extend([client, server]);
+    }
+
+    /// `HOST:PORT` of the proxy, which `netrun call` and `netrun info` take as a peer.
+    pub fn address(&self) -> String {
+        format!("{HOST}:{}", self.port)
+    }
+
+    /// Cuts every connection it carries, both ways, at once.
+    pub fn cut(&self) {
+        for stream in self.carried.lock().expect("carried lock").drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        if let Some(accepting) = self.accepting.take() {
+            let _ = accepting.join();
+        }
     }
 }
 

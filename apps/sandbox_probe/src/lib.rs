@@ -54,6 +54,70 @@ fn busy(ms: u64) -> u64 {
     ms
 }
 
+/// Spins on the last peer of `peers`, reached through the others in order: `spin_via([B, C])`
+/// on A calls `spin_via([C])` on B, which calls `spin` on C. With no peers, spins here. A
+/// failure on the way panics with its message, so the caller sees where the chain broke.
+#[net::connect]
+fn spin_via(peers: Vec<String>) -> u64 {
+    let Some((next, rest)) = peers.split_first() else {
+        return spin();
+    };
+    let next = net::Peer::from_id(next).unwrap_or_else(|e| panic!("{e}"));
+    spin_via::on(&next, rest.to_vec()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+thread_local! {
+    static ANNOUNCED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts itself, prints `sleep_announced N started` (N: how many times this instance ran it,
+/// this one included), then sleeps `ms` milliseconds and returns N. Tests wait for the line
+/// to know the call is running, and read N to know how often it ran.
+#[net::connect]
+fn sleep_announced(ms: u64) -> u64 {
+    let n = increment(&ANNOUNCED);
+    println!("sleep_announced {n} started");
+    std::thread::sleep(Duration::from_millis(ms));
+    n
+}
+
+/// Calls `relay([])` (which answers the id of the peer that runs it) on any member of `group`,
+/// `times` times in a row, and returns the id of the member that served each call, as the
+/// runtime reported it. A call that fails panics with its error.
+#[net::connect]
+fn serve_any(group: String, times: u32) -> Vec<String> {
+    (0..times)
+        .map(|_| {
+            let served = relay::any(&group, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                served.value,
+                vec![served.peer.id.clone()],
+                "served by another peer"
+            );
+            served.peer.id
+        })
+        .collect()
+}
+
+/// Runs `busy(ms)` on every peer of `peers` at once (started calls, then waited for all) and
+/// returns the wall time that took, in milliseconds: about `ms` when the calls ran in
+/// parallel, `ms` times their number when they did not.
+#[net::connect]
+fn busy_all(peers: Vec<String>, ms: u64) -> u64 {
+    let started = Instant::now();
+    let pending: Vec<net::Pending<u64>> = peers
+        .iter()
+        .map(|id| {
+            let peer = net::Peer::from_id(id).unwrap_or_else(|e| panic!("{e}"));
+            busy::spawn(&peer, ms)
+        })
+        .collect();
+    for result in net::wait_all(pending) {
+        result.unwrap_or_else(|e| panic!("busy failed: {e}"));
+    }
+    started.elapsed().as_millis() as u64
+}
+
 /// Works (spins) for `ms` milliseconds; returns when it started and ended, in microseconds
 /// since the Unix epoch, so that tests can see which calls overlapped.
 #[net::connect]

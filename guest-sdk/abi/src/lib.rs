@@ -13,7 +13,7 @@
 //! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
 //! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
 //!
-//! # Calling convention (ABI version 1)
+//! # Calling convention (ABI version 2)
 //!
 //! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
 //! handed across the boundary is returned packed in one `i64` by [`names::pack`]:
@@ -31,6 +31,9 @@
 //!   Events have no export: the guest hands their values to the `trigger` import.
 //! - Host imports live in module [`names::IMPORT_MODULE`]; those that return data return a
 //!   packed buffer the host allocated with `netrun_alloc`; the guest owns and frees it.
+//! - `call` takes a [`CallRequest`] (to a peer, or to any member of a group) and returns a
+//!   [`CallReply`]; `call_start` takes the same request and returns a handle (a plain `i64`),
+//!   which `call_wait` turns into the [`CallReply`] and `call_forget` gives up.
 
 pub mod codec;
 pub mod manifest;
@@ -39,6 +42,6 @@ pub mod peer_id;
 pub mod types;
 
 pub use types::{
-    CallError, CallRequest, Contract, EventTrigger, Outcome, PeerDetails, PeerInfo, PeerQuery,
-    SubscribeRequest, SubscriptionInfo,
+    CallError, CallReply, CallRequest, CallTarget, Contract, EventTrigger, Outcome, PeerDetails,
+    PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, TimeoutStage,
 };

@@ -1,8 +1,10 @@
 //! Names and numbers of the ABI: nothing else in the project spells these strings.
 
 /// The ABI version this crate describes. A module records the version it was built for in
-/// every manifest record; the host refuses a module built for another version.
-pub const ABI_VERSION: u32 = 1;
+/// every manifest record; the host refuses a module built for another version. Version 2: calls
+/// name a target (a peer or any member of a group), replies say who served them, timeouts name
+/// their stage, and calls can be started and waited for separately.
+pub const ABI_VERSION: u32 = 2;
 
 /// The wasm import module that holds every host function.
 pub const IMPORT_MODULE: &str = "net";
@@ -70,8 +72,16 @@ pub fn export(kind: ExportKind, name: &str) -> String {
 
 /// Host import names (module [`IMPORT_MODULE`]).
 pub mod import {
-    /// `call(req_ptr, req_len) -> i64`: run a [`crate::CallRequest`]; returns an [`crate::Outcome`].
+    /// `call(req_ptr, req_len) -> i64`: run a [`crate::CallRequest`] and wait for it; returns a
+    /// [`crate::CallReply`].
     pub const CALL: &str = "call";
+    /// `call_start(req_ptr, req_len) -> i64`: start a [`crate::CallRequest`] without waiting;
+    /// returns a handle (not a buffer) for [`CALL_WAIT`] and [`CALL_FORGET`].
+    pub const CALL_START: &str = "call_start";
+    /// `call_wait(handle) -> i64`: wait for a started call; returns its [`crate::CallReply`].
+    pub const CALL_WAIT: &str = "call_wait";
+    /// `call_forget(handle)`: the guest will not wait for this started call.
+    pub const CALL_FORGET: &str = "call_forget";
     /// `peers(query_ptr, query_len) -> i64`: returns `Result<Vec<PeerInfo>, CallError>`.
     pub const PEERS: &str = "peers";
     /// `this_peer() -> i64`: returns this peer's [`crate::PeerInfo`].

@@ -5,11 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A call the guest asks the host to make (import `net.call`).
+/// A call the guest asks the host to make (imports `net.call` and `net.call_start`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRequest {
-    /// Peer id of the peer that runs the function.
-    pub peer: String,
+    /// Which peer runs the function.
+    pub target: CallTarget,
     /// Registered name of the function (its tag if it has one).
     pub function: String,
     /// Arguments: the bincode of the tuple of the parameters.
@@ -17,8 +17,51 @@ pub struct CallRequest {
     pub args: Vec<u8>,
     /// The caller's view of the function's types, checked by the callee when present.
     pub contract: Option<Contract>,
-    /// Overrides the peer's call timeout, in milliseconds.
+    /// Overrides the peer's call timeout, in milliseconds. A call made while the guest runs a
+    /// call gets at most what that call has left, whatever this says.
     pub timeout_ms: Option<u64>,
+}
+
+/// Where a [`CallRequest`] goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallTarget {
+    /// The peer with this id.
+    Peer(String),
+    /// One live member of this group, chosen by the host: calls are spread over the members,
+    /// and a member found unreachable (the call was never sent) is skipped for the next.
+    AnyOf(String),
+}
+
+/// What the host answers a guest's call (imports `net.call` and `net.call_wait`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallReply {
+    pub outcome: Outcome,
+    /// The peer that answered, for a call to [`CallTarget::AnyOf`] that reached one.
+    pub served_by: Option<PeerInfo>,
+}
+
+/// Where a call's time ran out (see [`CallError::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimeoutStage {
+    /// Connecting to the peer or shaking hands with it: the call was never sent.
+    Connecting,
+    /// Waiting on the peer for a free instance: the call never ran.
+    Queued,
+    /// Running in the peer's guest, which was stopped.
+    Running,
+    /// Waiting for the reply: the call was sent and may or may not have run.
+    Reply,
+}
+
+impl std::fmt::Display for TimeoutStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutStage::Connecting => "while connecting",
+            TimeoutStage::Queued => "while queued for a free instance (it never ran)",
+            TimeoutStage::Running => "while running (the guest was stopped)",
+            TimeoutStage::Reply => "while waiting for the reply",
+        })
+    }
 }
 
 /// A function's type signature and its fingerprint (see [`crate::manifest::fingerprint`]).
@@ -133,11 +176,20 @@ pub struct PeerDetails {
 pub enum CallError {
     #[error("peer {peer} is unreachable: {reason}")]
     PeerUnreachable { peer: String, reason: String },
-    #[error("call to {function} on peer {peer} timed out after {after_ms} ms")]
+    #[error("call to {function} on peer {peer} timed out after {after_ms} ms {stage}")]
     Timeout {
         peer: String,
         function: String,
         after_ms: u64,
+        stage: TimeoutStage,
+    },
+    #[error(
+        "call to {function} on peer {peer}: outcome unknown, the connection was lost after the call was sent ({reason}); it may or may not have run"
+    )]
+    OutcomeUnknown {
+        peer: String,
+        function: String,
+        reason: String,
     },
     #[error(
         "peer {peer} has no connection {function:?} (INVALID_CONNECTION); it offers: {}",
@@ -189,6 +241,42 @@ pub enum CallError {
         flag: String,
         message: String,
     },
+}
+
+impl CallError {
+    /// Whether making the same call again cannot run the function twice: true when it was
+    /// never sent ([`CallError::PeerUnreachable`], a timeout while connecting), never ran (a
+    /// timeout while queued) or was refused before running (no such connection, another
+    /// contract, bad arguments, too large, a bad id). False when it may have run:
+    /// [`CallError::OutcomeUnknown`], a timeout while running or waiting for the reply, a
+    /// remote failure, or a flag's answer.
+    ///
+    /// ```
+    /// use netrun_abi::{CallError, TimeoutStage};
+    /// let lost = CallError::OutcomeUnknown { peer: "p".into(), function: "f".into(), reason: "reset".into() };
+    /// assert!(!lost.is_safe_to_retry());
+    /// let queued = CallError::Timeout { peer: "p".into(), function: "f".into(), after_ms: 10, stage: TimeoutStage::Queued };
+    /// assert!(queued.is_safe_to_retry());
+    /// ```
+    pub fn is_safe_to_retry(&self) -> bool {
+        match self {
+            CallError::PeerUnreachable { .. }
+            | CallError::InvalidConnection { .. }
+            | CallError::ContractMismatch { .. }
+            | CallError::BadArguments { .. }
+            | CallError::FrameTooLarge { .. }
+            | CallError::InvalidPeerId { .. } => true,
+            CallError::Timeout { stage, .. } => {
+                matches!(stage, TimeoutStage::Connecting | TimeoutStage::Queued)
+            }
+            CallError::OutcomeUnknown { .. }
+            | CallError::Remote { .. }
+            | CallError::UnknownFlag { .. }
+            | CallError::Protocol { .. }
+            | CallError::Codec { .. }
+            | CallError::FlagHandler { .. } => false,
+        }
+    }
 }
 
 impl From<crate::peer_id::InvalidPeerId> for CallError {

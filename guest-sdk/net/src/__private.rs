@@ -23,11 +23,37 @@ pub fn call_remote<A: Serialize, R: DeserializeOwned>(
     fingerprint: u64,
     signature: &str,
 ) -> Result<R, Error> {
-    let contract = Contract {
+    crate::peer::call(peer, function, args, contract(fingerprint, signature))
+}
+
+/// Body of a stub's `spawn`: starts `function` on `peer`, with its contract.
+pub fn spawn_remote<A: Serialize, R: DeserializeOwned>(
+    peer: &Peer,
+    function: &str,
+    args: &A,
+    fingerprint: u64,
+    signature: &str,
+) -> crate::Pending<R> {
+    crate::Pending::start(peer, function, args, contract(fingerprint, signature))
+}
+
+/// Body of a stub's `any`: calls `function` on any live member of `group`, with its contract.
+pub fn call_any_remote<A: Serialize, R: DeserializeOwned>(
+    group: &str,
+    function: &str,
+    args: &A,
+    fingerprint: u64,
+    signature: &str,
+) -> Result<crate::Served<R>, Error> {
+    crate::calls::any(group, function, args, contract(fingerprint, signature))
+}
+
+/// The caller's contract of a stub's function.
+fn contract(fingerprint: u64, signature: &str) -> Option<Contract> {
+    Some(Contract {
         fingerprint,
         signature: signature.to_string(),
-    };
-    crate::peer::call(peer, function, args, Some(contract))
+    })
 }
 
 /// Body of an event function after its own body ran: hands the value to the peer, which

@@ -6,7 +6,7 @@
 //! are spelled here once; the runtime's ABI contract test links every one of them).
 //!
 //! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
-//! and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
+//! (started ones when waited for) and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
 //! group `None`), logs and panic messages go to stderr, and events reach no one.
 
 #[cfg(target_arch = "wasm32")]
@@ -15,6 +15,12 @@ mod imports {
     unsafe extern "C" {
         #[link_name = "call"]
         pub fn call(ptr: i32, len: i32) -> i64;
+        #[link_name = "call_start"]
+        pub fn call_start(ptr: i32, len: i32) -> i64;
+        #[link_name = "call_wait"]
+        pub fn call_wait(handle: i64) -> i64;
+        #[link_name = "call_forget"]
+        pub fn call_forget(handle: i64);
         #[link_name = "peers"]
         pub fn peers(ptr: i32, len: i32) -> i64;
         #[link_name = "this_peer"]
@@ -36,6 +42,21 @@ mod imp {
     pub fn call(request: &[u8]) -> Vec<u8> {
         // SAFETY: the host reads `request` and returns a buffer it allocated with netrun_alloc.
         unsafe { take_packed(imports::call(request.as_ptr() as i32, request.len() as i32)) }
+    }
+
+    pub fn call_start(request: &[u8]) -> i64 {
+        // SAFETY: the host only reads `request`; it returns a handle, not a buffer.
+        unsafe { imports::call_start(request.as_ptr() as i32, request.len() as i32) }
+    }
+
+    pub fn call_wait(handle: i64) -> Vec<u8> {
+        // SAFETY: the host returns a buffer it allocated with netrun_alloc.
+        unsafe { take_packed(imports::call_wait(handle)) }
+    }
+
+    pub fn call_forget(handle: i64) {
+        // SAFETY: passes a number; no memory is shared.
+        unsafe { imports::call_forget(handle) }
     }
 
     pub fn peers(query: &[u8]) -> Vec<u8> {
@@ -66,7 +87,7 @@ mod imp {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    use netrun_abi::{CallError, Outcome, PeerInfo, codec};
+    use netrun_abi::{CallError, CallReply, Outcome, PeerInfo, codec};
 
     const OUTSIDE: &str = "netrun host imports exist only inside a netrun peer (wasm32)";
 
@@ -78,8 +99,22 @@ mod imp {
     }
 
     pub fn call(_request: &[u8]) -> Vec<u8> {
-        codec::encode(&Outcome::Error(error())).expect("an outcome encodes")
+        let reply = CallReply {
+            outcome: Outcome::Error(error()),
+            served_by: None,
+        };
+        codec::encode(&reply).expect("a reply encodes")
     }
+
+    pub fn call_start(_request: &[u8]) -> i64 {
+        0
+    }
+
+    pub fn call_wait(_handle: i64) -> Vec<u8> {
+        call(&[])
+    }
+
+    pub fn call_forget(_handle: i64) {}
 
     pub fn peers(_query: &[u8]) -> Vec<u8> {
         codec::encode(&Err::<Vec<PeerInfo>, _>(error())).expect("a result encodes")

@@ -56,6 +56,7 @@
 //! across an outgoing call (`f::on`, `Peer::call`): a later runtime may serve calls that arrive
 //! while this one waits. A panic replaces the instance: its state starts afresh.
 
+mod calls;
 mod flags;
 mod host;
 mod memory;
@@ -72,7 +73,9 @@ pub mod __private;
 ///
 /// - a module of the same name with `on(&peer, args…) -> Result<R, net::Error>`, which runs the
 ///   function on `peer` and carries the function's type fingerprint, so a peer whose function
-///   has other types refuses the call instead of decoding garbage;
+///   has other types refuses the call instead of decoding garbage; `spawn(&peer, args…) ->
+///   net::Pending<R>`, which starts it there and returns at once; and `any(group, args…) ->
+///   Result<net::Served<R>, net::Error>`, which runs it on one live member of `group`;
 /// - the exports the runtime calls (`__netrun_fn:NAME` with bincode arguments,
 ///   `__netrun_json:NAME` with a JSON array of arguments, for `netrun call`);
 /// - a record in the module's manifest, shown by `netrun inspect`.
@@ -207,14 +210,25 @@ pub use netrun_abi::PeerDetails;
 
 pub use peer::{Peer, PeerQueryExt, peer_group, peers, this_peer};
 
-/// Why a call failed: unreachable peer, timeout, no such function on the peer (with what it
-/// offers), contract mismatch, a remote panic or trap (with its message), bad arguments, frame
-/// too large, bad peer id, unknown flag, a flag handler that does not fit the call.
+pub use calls::{Pending, Served, call_any, wait_all};
+
+/// Where a call's time ran out, in [`Error::Timeout`]: connecting (never sent), queued on the
+/// peer (never ran), running (stopped), or waiting for the reply.
+pub use netrun_abi::TimeoutStage;
+
+/// Why a call failed: unreachable peer (nothing was sent), timeout (naming its
+/// [`TimeoutStage`]), outcome unknown (the connection was lost after the call was sent), no
+/// such function on the peer (with what it offers), contract mismatch, a remote panic or trap
+/// (with its message), bad arguments, frame too large, bad peer id, unknown flag, a flag
+/// handler that does not fit the call. [`Error::is_safe_to_retry`] says whether calling again
+/// cannot run the function twice.
 ///
 /// ```
 /// fn describe(e: &net::Error) -> &'static str {
 ///     match e {
-///         net::Error::PeerUnreachable { .. } | net::Error::Timeout { .. } => "try another peer",
+///         net::Error::PeerUnreachable { .. } => "never sent: try another peer",
+///         net::Error::Timeout { stage: net::TimeoutStage::Queued, .. } => "never ran: the peer is busy",
+///         net::Error::OutcomeUnknown { .. } => "may have run: check before calling again",
 ///         net::Error::Remote { .. } => "the function failed over there",
 ///         _ => "a bug on one side",
 ///     }

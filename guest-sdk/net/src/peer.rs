@@ -2,12 +2,13 @@
 
 use netrun_abi::names::{builtin, flag};
 use netrun_abi::{
-    CallRequest, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery, codec, peer_id,
+    CallReply, CallRequest, CallTarget, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery, codec,
+    peer_id,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, host};
+use crate::{Error, Pending, host};
 
 /// Another peer (or this one): where it is, its group, whether it is a hub.
 ///
@@ -117,6 +118,21 @@ impl Peer {
     pub fn pass_through<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<T, Error> {
         self.call(builtin::PASS_THROUGH, (value,))
     }
+
+    /// Starts a call of `function` on this peer and returns at once; the call runs while the
+    /// guest goes on, and [`Pending::wait`] (or [`crate::wait_all`]) gives its result. `args`
+    /// is the tuple of the arguments, as for [`Peer::call`].
+    ///
+    /// ```no_run
+    /// let workers = net::peer_group("workers")?;
+    /// let started: Vec<net::Pending<u64>> =
+    ///     workers.iter().map(|peer| peer.spawn("count_words", ("some text".to_string(),))).collect();
+    /// let total: u64 = net::wait_all(started).into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum();
+    /// # Ok::<(), net::Error>(())
+    /// ```
+    pub fn spawn<A: Serialize, R: DeserializeOwned>(&self, function: &str, args: A) -> Pending<R> {
+        Pending::start(self, function, &args, None)
+    }
 }
 
 /// Calls `function` on `peer` with encoded `args`, checking `contract` on the other side.
@@ -126,15 +142,25 @@ pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
     args: &A,
     contract: Option<Contract>,
 ) -> Result<R, Error> {
-    let request = CallRequest {
-        peer: peer.id.clone(),
+    let request = request(CallTarget::Peer(peer.id.clone()), function, args, contract)?;
+    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
+    resolve(reply.outcome, peer, function)
+}
+
+/// The request of a call of `function` with encoded `args` on `target`.
+pub(crate) fn request<A: Serialize + ?Sized>(
+    target: CallTarget,
+    function: &str,
+    args: &A,
+    contract: Option<Contract>,
+) -> Result<CallRequest, Error> {
+    Ok(CallRequest {
+        target,
         function: function.to_string(),
         args: codec::encode(args)?,
         contract,
         timeout_ms: None,
-    };
-    let outcome: Outcome = codec::decode(&host::call(&codec::encode(&request)?))?;
-    resolve(outcome, peer, function)
+    })
 }
 
 /// Turns an outcome into the caller's result; flags are resolved here, on the caller's side.

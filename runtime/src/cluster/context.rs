@@ -2,16 +2,20 @@
 //! [`PeerServices`]: this peer's description, its outgoing connections, discovery and its
 //! events.
 //!
-//! Owns turning a guest's request into a call on the wire (the target from the peer id, the
-//! timeout); the client, discovery and events do the work. It does not run guest code.
+//! Owns turning a guest's request into a call on the wire: the target (a peer id, or any
+//! member of a group), and the call's time: the request's timeout or `NET_TIMEOUT`, and never
+//! more than what the guest's own call has left, so a chain A → B → C stops everywhere when
+//! A's time runs out. The client, discovery and events do the work. It does not run guest
+//! code.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use netrun_abi::{CallError, CallRequest, Outcome, PeerInfo, PeerQuery};
+use netrun_abi::{CallError, CallReply, CallRequest, CallTarget, Outcome, PeerInfo, PeerQuery};
 
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
+use crate::cluster::group_call::{self, Rotation};
 use crate::guest::services::{PeerServices, ServiceFuture};
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::message::{CallKind, ChainId, Encoding};
@@ -24,35 +28,76 @@ pub struct PeerContext {
     /// Default limit on an outgoing call, connection and reply included.
     pub call_timeout: Duration,
     pub events: Arc<Events>,
+    /// Where the guest's next group call starts among the members.
+    pub rotation: Rotation,
 }
 
 impl PeerContext {
     /// Runs a call the guest asked for, as part of `chain`, the chain of the call the guest is
-    /// running.
-    async fn call_from_guest(&self, request: CallRequest, chain: Option<ChainId>) -> Outcome {
-        let target = match Target::from_peer_id(&request.peer) {
-            Ok(target) => target,
-            Err(e) => return Outcome::Error(e),
-        };
-        let timeout = request
+    /// running, within `limit`, what that call has left.
+    async fn call_from_guest(
+        &self,
+        request: CallRequest,
+        chain: Option<ChainId>,
+        limit: Option<Duration>,
+    ) -> CallReply {
+        let asked = request
             .timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(self.call_timeout);
-        let request = Request {
+        let timeout = limit.map_or(asked, |limit| asked.min(limit));
+        let CallRequest {
+            target,
+            function,
+            args,
+            contract,
+            ..
+        } = request;
+        let request = |args: Vec<u8>| Request {
             kind: CallKind::Function,
             chain,
-            function: &request.function,
+            function: &function,
             encoding: Encoding::Bincode,
-            args: request.args,
-            contract: request.contract,
+            args,
+            contract: contract.clone(),
         };
-        self.client.call(&target, request, timeout).await
+        match target {
+            CallTarget::Peer(id) => {
+                let outcome = match Target::from_peer_id(&id) {
+                    Ok(target) => self.client.call(&target, request(args), timeout).await,
+                    Err(e) => Outcome::Error(e),
+                };
+                CallReply {
+                    outcome,
+                    served_by: None,
+                }
+            }
+            CallTarget::AnyOf(group) => {
+                // Each member tried gets its own copy: a call that was never sent may go on.
+                let make = || request(args.clone());
+                let (outcome, served_by) = group_call::call_any(
+                    &self.client,
+                    &self.discovery,
+                    &self.rotation,
+                    &group,
+                    make,
+                    timeout,
+                )
+                .await;
+                CallReply { outcome, served_by }
+            }
+        }
     }
 }
 
 impl PeerServices for PeerContext {
-    fn call(&self, request: CallRequest, chain: Option<ChainId>) -> ServiceFuture<'_, Outcome> {
-        Box::pin(self.call_from_guest(request, chain))
+    fn call(
+        &self,
+        request: CallRequest,
+        chain: Option<ChainId>,
+        limit: Option<Duration>,
+    ) -> ServiceFuture<'_, CallReply> {
+        Box::pin(self.call_from_guest(request, chain, limit))
     }
 
     fn peers(&self, query: PeerQuery) -> ServiceFuture<'_, Result<Vec<PeerInfo>, CallError>> {

@@ -77,10 +77,14 @@ impl Discovery {
 
 /// Shakes hands with whatever listens at `address`; a netrun peer answers with who it is.
 pub async fn probe(address: &str) -> Option<PeerInfo> {
-    let (_, _, hello) =
-        connection::connect(address, &Hello::client(), PROBE_TIMEOUT, PROBE_MAX_FRAME)
-            .await
-            .ok()?;
+    let (_, _, hello) = connection::connect(
+        address,
+        &Hello::client(PROBE_MAX_FRAME),
+        PROBE_TIMEOUT,
+        PROBE_MAX_FRAME,
+    )
+    .await
+    .ok()?;
     let id = hello.peer_id?;
     let decoded = peer_id::decode(&id).ok()?;
     Some(PeerInfo {

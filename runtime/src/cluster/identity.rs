@@ -32,8 +32,9 @@ impl Identity {
         }
     }
 
-    /// What this peer says first on every connection, calling or answering.
-    pub fn hello(&self) -> Hello {
+    /// What this peer says first on every connection, calling or answering, accepting frames
+    /// up to `max_frame` bytes.
+    pub fn hello(&self, max_frame: usize) -> Hello {
         Hello {
             protocol_version: PROTOCOL_VERSION,
             peer_id: Some(self.id.clone()),
@@ -41,6 +42,7 @@ impl Identity {
             hub: self.hub,
             module_hash: self.module_hash.clone(),
             runtime_version: RUNTIME_VERSION.to_string(),
+            max_frame: max_frame as u64,
         }
     }
 
@@ -96,7 +98,7 @@ mod tests {
     #[test]
     fn hello_info_and_details_describe_the_same_peer() {
         let identity = Identity::new(PeerAddress::new("127.0.0.1", 3011, "g"), true, "ab".into());
-        let hello = identity.hello();
+        let hello = identity.hello(4096);
         let info = identity.info();
         let details = identity.details(&Manifest::default());
         assert_eq!(
@@ -105,7 +107,7 @@ mod tests {
         );
         assert_eq!(hello.peer_id.as_deref(), Some(identity.id.as_str()));
         assert_eq!((hello.group.as_str(), hello.hub), ("g", true));
-        assert_eq!(hello.module_hash, "ab");
+        assert_eq!((hello.module_hash.as_str(), hello.max_frame), ("ab", 4096));
         assert_eq!(
             (
                 info.id.as_str(),

@@ -11,6 +11,7 @@
 pub mod context;
 pub mod discovery;
 pub mod events;
+pub mod group_call;
 pub mod identity;
 pub mod registrations;
 pub mod router;

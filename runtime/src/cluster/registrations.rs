@@ -21,7 +21,7 @@ use netrun_abi::{
 
 use crate::cluster::context::PeerContext;
 use crate::cluster::discovery;
-use crate::wire::client::{Request, Target, socket_address};
+use crate::wire::client::{Request, Target};
 use crate::wire::message::{CallKind, Encoding};
 
 /// How often the registration loop looks for matching peers.
@@ -246,13 +246,7 @@ async fn publishers(handler: &Handler, found: &[PeerInfo]) -> Vec<PeerInfo> {
 
 /// The address of an explicit peer: a peer id, or `host:port` (`[v6]:port`).
 fn explicit_address(peer: &str) -> Option<String> {
-    if let Ok(target) = Target::from_peer_id(peer) {
-        return Some(target.address);
-    }
-    let (host, port) = peer.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| socket_address(host, port))
+    Target::parse(peer).ok().map(|target| target.address)
 }
 
 /// What a handler sends to `subscribe`.

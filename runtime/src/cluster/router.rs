@@ -10,17 +10,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, builtin, flag};
-use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, codec};
+use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, TimeoutStage, codec};
 use serde::Serialize;
 
 use crate::cluster::events::Events;
 use crate::cluster::identity::Identity;
 use crate::cluster::registrations::Registrations;
 use crate::guest::module::Manifest;
-use crate::guest::scheduler::{Job, Scheduler};
+use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
 use crate::wire::message::{Call, CallKind, Encoding};
 use crate::wire::server::Dispatch;
 
@@ -103,17 +104,36 @@ impl Router {
                 callee: record.type_signature(),
             });
         }
+        // The time the caller gave the call: none left means it is refused unrun.
+        let deadline = match call.time_left_ms {
+            Some(0) => {
+                return Outcome::Error(CallError::Timeout {
+                    peer: self.display.clone(),
+                    function: call.function,
+                    after_ms: 0,
+                    stage: TimeoutStage::Queued,
+                });
+            }
+            Some(ms) => Some(Instant::now() + Duration::from_millis(ms)),
+            None => None,
+        };
         let job = Job::Export {
             export: names::export(kind, &call.function),
             args: call.args,
         };
-        match self.scheduler.run(job, call.chain).await {
+        match self.scheduler.run(job, call.chain, deadline).await {
             Ok(outcome) => outcome,
-            Err(failure) => Outcome::Error(CallError::Remote {
+            Err(GuestFailure::Trap { kind, message }) => Outcome::Error(CallError::Remote {
                 peer: self.display.clone(),
                 function: call.function,
-                kind: failure.kind,
-                message: failure.message,
+                kind,
+                message,
+            }),
+            Err(GuestFailure::TimedOut { stage, after }) => Outcome::Error(CallError::Timeout {
+                peer: self.display.clone(),
+                function: call.function,
+                after_ms: after.as_millis() as u64,
+                stage,
             }),
         }
     }

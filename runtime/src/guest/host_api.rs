@@ -13,7 +13,8 @@
 use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, import, log_level};
 use netrun_abi::{
-    CallError, CallRequest, Contract, EventTrigger, Outcome, PeerInfo, PeerQuery, codec, peer_id,
+    CallError, CallReply, CallRequest, CallTarget, Contract, EventTrigger, Outcome, PeerInfo,
+    PeerQuery, codec, peer_id,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +22,7 @@ use wasmtime::{Caller, Linker, format_err};
 
 use crate::guest::instance::{self, GuestExports};
 use crate::guest::reentry;
+use crate::guest::started::Started;
 use crate::guest::state::HostState;
 
 /// Adds every `net` import to `linker`; each is documented at its function.
@@ -29,6 +31,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(module, import::CALL, |caller, (ptr, len): (i32, i32)| {
         Box::new(call(caller, ptr, len))
     })?;
+    linker.func_wrap(module, import::CALL_START, call_start)?;
+    linker.func_wrap_async(module, import::CALL_WAIT, |caller, (handle,): (i64,)| {
+        Box::new(call_wait(caller, handle))
+    })?;
+    linker.func_wrap(module, import::CALL_FORGET, call_forget)?;
     linker.func_wrap(module, import::TRIGGER, trigger)?;
     linker.func_wrap_async(module, import::PEERS, |caller, (ptr, len): (i32, i32)| {
         Box::new(peers(caller, ptr, len))
@@ -42,31 +49,96 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 }
 
 /// `net.call(ptr, len) -> i64`: runs the bincode [`CallRequest`] at `[ptr, ptr + len)` on the
-/// peer it names, as part of this instance's chain, and waits for its outcome, running the
-/// calls of this chain that come back here meanwhile (see [`reentry::wait_serving`]). A flag
-/// the module has a handler for is resolved by running the handler here.
+/// peer it names (or one live member of the group it names), as part of this instance's
+/// chain, within what is left of the running call's time, and waits for its outcome, running
+/// the calls of this chain that come back here meanwhile (see [`reentry::wait_serving`]). A
+/// flag the module has a handler for is resolved by running the handler here.
 ///
-/// Returns a packed buffer (from `netrun_alloc`, the guest's to free) holding the [`Outcome`];
-/// a failed call is an `Outcome::Error`, not a trap. Traps if the buffer is out of bounds or
-/// not a `CallRequest`, or if a call run meanwhile (or the flag handler) trapped.
+/// Returns a packed buffer (from `netrun_alloc`, the guest's to free) holding the
+/// [`CallReply`]; a failed call is an `Outcome::Error` in it, not a trap. Traps if the buffer
+/// is out of bounds or not a `CallRequest`, or if a call run meanwhile (or the flag handler)
+/// trapped.
 async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
     let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
-    let (services, config) = (caller.data().services.clone(), caller.data().config.clone());
-    // What a flag handler needs once the request is gone.
+    let called = Called::of(&request);
+    let services = caller.data().services.clone();
+    let reply = services.call(request, caller.data().chain.id(), time_left(&caller));
+    let reply = reentry::wait_serving(&mut caller, reply).await?;
+    let reply = resolve_flag(&mut caller, &called, reply).await?;
+    write_value(&mut caller, &reply).await
+}
+
+/// `net.call_start(ptr, len) -> i64`: starts the bincode [`CallRequest`] at `[ptr, ptr + len)`
+/// as [`call`] would, without waiting: the host runs it concurrently with the guest and with
+/// the other started calls. Returns a handle (a positive number, not a buffer) for
+/// `net.call_wait` or `net.call_forget`. Traps if the buffer is out of bounds or not a
+/// `CallRequest`.
+fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL_START)?;
+    let Called {
+        target,
+        function,
+        contract,
+    } = Called::of(&request);
+    let (chain, limit) = (caller.data().chain.id(), time_left(&caller));
+    let services = caller.data().services.clone();
+    let reply = tokio::spawn(async move { services.call(request, chain, limit).await });
+    let handle = caller.data_mut().started.insert(Started {
+        reply,
+        target,
+        function,
+        contract,
+    });
+    Ok(handle as i64)
+}
+
+/// `net.call_wait(handle) -> i64`: waits for the call `net.call_start` returned `handle` for,
+/// running the calls of this chain that come back here meanwhile, and resolves a flag as
+/// [`call`] does. Returns a packed buffer (the guest's to free) holding its [`CallReply`].
+/// Traps if no started call has that handle (it was never started, or already waited for or
+/// forgotten), or if a call run meanwhile (or the flag handler) trapped.
+async fn call_wait(mut caller: Caller<'_, HostState>, handle: i64) -> wasmtime::Result<i64> {
+    let Some(started) = caller.data_mut().started.take(handle as u64) else {
+        return Err(format_err!(
+            "net.{}: no started call has handle {handle}",
+            import::CALL_WAIT
+        ));
+    };
     let called = Called {
-        peer: request.peer.clone(),
-        function: request.function.clone(),
-        contract: request.contract.clone(),
+        target: started.target,
+        function: started.function,
+        contract: started.contract,
     };
-    let reply = services.call(request, caller.data().chain.id());
-    let outcome = match reentry::wait_serving(&mut caller, reply).await? {
-        Outcome::Flag(flag) => match config.flags.get(&flag) {
-            Some(handler) => run_flag_handler(&mut caller, &called, handler).await?,
-            None => Outcome::Flag(flag),
-        },
-        other => other,
+    let finished = async {
+        started.reply.await.unwrap_or_else(|e| CallReply {
+            outcome: Outcome::Error(CallError::Protocol {
+                peer: match &called.target {
+                    CallTarget::Peer(id) => {
+                        peer_id::decode(id).map_or(id.clone(), |a| a.to_string())
+                    }
+                    CallTarget::AnyOf(group) => format!("any member of group {group}"),
+                },
+                message: format!("the call's task ended without a reply: {e}"),
+            }),
+            served_by: None,
+        })
     };
-    write_value(&mut caller, &outcome).await
+    let reply = reentry::wait_serving(&mut caller, finished).await?;
+    let reply = resolve_flag(&mut caller, &called, reply).await?;
+    write_value(&mut caller, &reply).await
+}
+
+/// `net.call_forget(handle)`: the guest will not wait for the call `handle` names; the call
+/// runs on, and its reply is dropped. Forgetting a handle that names no started call does
+/// nothing.
+fn call_forget(mut caller: Caller<'_, HostState>, handle: i64) -> wasmtime::Result<()> {
+    caller.data_mut().started.take(handle as u64);
+    Ok(())
+}
+
+/// What is left of the running call's time, if it has a deadline (an entry has none).
+fn time_left(caller: &Caller<'_, HostState>) -> Option<std::time::Duration> {
+    caller.data().deadline.map(|deadline| deadline.left())
 }
 
 /// `net.trigger(ptr, len)`: hands the bincode [`EventTrigger`] at `[ptr, ptr + len)` to the
@@ -123,23 +195,57 @@ fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Res
     Ok(())
 }
 
-/// The call a flag answered.
+/// What resolving a flag needs of the call it answered, once the request is gone.
 struct Called {
-    peer: String,
+    target: CallTarget,
     function: String,
     contract: Option<Contract>,
 }
 
-/// Runs the module's handler of the flag a call was answered with, in this instance (the
+impl Called {
+    fn of(request: &CallRequest) -> Called {
+        Called {
+            target: request.target.clone(),
+            function: request.function.clone(),
+            contract: request.contract.clone(),
+        }
+    }
+}
+
+/// When `reply` is a flag the module has a handler for, the handler's answer in its place.
+async fn resolve_flag(
+    caller: &mut Caller<'_, HostState>,
+    called: &Called,
+    mut reply: CallReply,
+) -> wasmtime::Result<CallReply> {
+    let Outcome::Flag(flag) = &reply.outcome else {
+        return Ok(reply);
+    };
+    let config = caller.data().config.clone();
+    let Some(handler) = config.flags.get(flag) else {
+        return Ok(reply);
+    };
+    let peer = match (&called.target, &reply.served_by) {
+        (CallTarget::Peer(id), _) => id.clone(),
+        (CallTarget::AnyOf(_), Some(member)) => member.id.clone(),
+        // A flag is an answer, so some member gave it.
+        (CallTarget::AnyOf(_), None) => return Ok(reply),
+    };
+    reply.outcome = run_flag_handler(caller, &peer, called, handler).await?;
+    Ok(reply)
+}
+
+/// Runs the module's handler of the flag `peer` answered a call with, in this instance (the
 /// caller's side, as in the original), and answers what it returns. A handler whose return
 /// type differs from the called function's (as the caller's contract says) is refused instead
 /// of decoded into garbage. A handler that traps traps the call that triggered it.
 async fn run_flag_handler(
     caller: &mut Caller<'_, HostState>,
+    peer: &str,
     request: &Called,
     handler: &Record,
 ) -> wasmtime::Result<Outcome> {
-    let address = match peer_id::decode(&request.peer) {
+    let address = match peer_id::decode(peer) {
         Ok(address) => address,
         Err(e) => return Ok(Outcome::Error(e.into())),
     };
@@ -159,7 +265,7 @@ async fn run_flag_handler(
         }
     }
     let answered_by = PeerInfo {
-        id: request.peer.clone(),
+        id: peer.to_string(),
         host: address.host,
         port: address.port,
         group: address.group,

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use netrun_abi::names;
-use netrun_abi::{Outcome, codec};
+use netrun_abi::{Outcome, TimeoutStage, codec};
 use wasmtime::{
     AsContextMut, Caller, Instance, InstancePre, Memory, Store, StoreContextMut, TypedFunc,
     UpdateDeadline,
@@ -16,7 +16,7 @@ use wasmtime::{
 
 use crate::guest::config::Limits;
 use crate::guest::scheduler::{GuestFailure, Job};
-use crate::guest::state::{HostState, InstanceEnv};
+use crate::guest::state::{Deadline, HostState, InstanceEnv};
 use crate::wire::message::ChainId;
 
 /// A live instance and the exports every call uses.
@@ -140,7 +140,7 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
     store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
     store.epoch_deadline_callback(at_epoch_tick);
     // Instantiating and `_initialize` run under the limits of one call.
-    arm(&mut store, &env.config.limits)?;
+    arm(&mut store, &env.config.limits, None)?;
     let instance = pre.instantiate_async(&mut store).await.map_err(wasm)?;
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, names::EXPORT_INITIALIZE) {
         init.call_async(&mut store, ())
@@ -155,9 +155,14 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
     })
 }
 
-/// Sets the deadline and the fuel of one call.
-fn arm(store: &mut Store<HostState>, limits: &Limits) -> anyhow::Result<()> {
-    store.data_mut().deadline = Some(Instant::now() + limits.deadline);
+/// Sets the deadline of one call (the peer's limit, or the time the caller gave it if that
+/// comes first) and its fuel.
+fn arm(
+    store: &mut Store<HostState>,
+    limits: &Limits,
+    caller: Option<Instant>,
+) -> anyhow::Result<()> {
+    store.data_mut().deadline = Deadline::of_call(Some(limits.deadline), caller);
     store.set_epoch_deadline(1);
     if let Some(fuel) = limits.fuel {
         store
@@ -173,33 +178,47 @@ fn arm(store: &mut Store<HostState>, limits: &Limits) -> anyhow::Result<()> {
 /// other instances from running on a busy machine.
 fn at_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
     match store.data().deadline {
-        Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
+        Some(deadline) if Instant::now() >= deadline.at => Ok(UpdateDeadline::Interrupt),
         _ => Ok(UpdateDeadline::Yield(1)),
     }
 }
 
 impl Live {
-    /// Runs `job` as part of `chain`; a trap comes back as the [`GuestFailure`] it was (the
+    /// Runs `job` as part of `chain`, stopping it at `deadline` (its caller's) if that comes
+    /// before the peer's own limit; a trap comes back as the [`GuestFailure`] it was (the
     /// instance is then unusable and must be replaced).
-    pub async fn run(&mut self, job: Job, chain: ChainId) -> Result<Outcome, GuestFailure> {
+    pub async fn run(
+        &mut self,
+        job: Job,
+        chain: ChainId,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, GuestFailure> {
         let state = self.store.data_mut();
         state.panic_message = None;
         state.memory_refused = false;
         state.chain.begin(&state.scheduler, chain);
-        let result = self.run_job(job).await;
+        let result = self.run_job(job, deadline).await;
         let state = self.store.data_mut();
         state.chain.end(&state.scheduler);
+        if !state.started.is_empty() {
+            tracing::debug!(
+                "{} started calls were not waited for; their replies are dropped",
+                state.started.len()
+            );
+            state.started.clear();
+        }
         for output in &state.output {
             output.finish_line();
         }
         result.map_err(|error| classify(state, &error))
     }
 
-    async fn run_job(&mut self, job: Job) -> wasmtime::Result<Outcome> {
+    async fn run_job(&mut self, job: Job, deadline: Option<Instant>) -> wasmtime::Result<Outcome> {
         let limits = self.store.data().config.limits;
         match job {
             Job::Export { export, args } => {
-                arm(&mut self.store, &limits).map_err(|e| wasmtime::format_err!("{e}"))?;
+                arm(&mut self.store, &limits, deadline)
+                    .map_err(|e| wasmtime::format_err!("{e}"))?;
                 let func = self.instance.get_typed_func(&mut self.store, &export)?;
                 self.exports.call(&mut self.store, func, &args).await
             }
@@ -219,14 +238,14 @@ impl Live {
     }
 }
 
-/// Names what went wrong: a nested call's trap that ended this one too, an exceeded limit,
-/// the guest's panic message when it left one, or the trap.
+/// Names what went wrong: a nested call's trap that ended this one too, the caller's time
+/// running out, an exceeded limit, the guest's panic message when it left one, or the trap.
 pub fn classify(state: &mut HostState, error: &wasmtime::Error) -> GuestFailure {
     if let Some(failure) = state.chain.take_nested_failure() {
         return failure;
     }
     let limits = state.config.limits;
-    let failure = |kind: &str, message: String| GuestFailure {
+    let failure = |kind: &str, message: String| GuestFailure::Trap {
         kind: kind.into(),
         message,
     };
@@ -237,7 +256,13 @@ pub fn classify(state: &mut HostState, error: &wasmtime::Error) -> GuestFailure 
         return failure("panic", message);
     }
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => failure("deadline", limits.deadline_exceeded()),
+        Some(wasmtime::Trap::Interrupt) => match state.deadline {
+            Some(deadline) if deadline.from_caller => GuestFailure::TimedOut {
+                stage: TimeoutStage::Running,
+                after: deadline.started.elapsed(),
+            },
+            _ => failure("deadline", limits.deadline_exceeded()),
+        },
         Some(wasmtime::Trap::OutOfFuel) => failure("fuel", limits.fuel_exhausted()),
         Some(wasmtime::Trap::StackOverflow) => failure("stack overflow", trap_message(error)),
         Some(wasmtime::Trap::MemoryOutOfBounds) if shadow_stack_overflow(error) => failure(

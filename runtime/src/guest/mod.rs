@@ -19,5 +19,6 @@ pub mod reentry;
 pub mod sandbox;
 pub mod scheduler;
 pub mod services;
+pub mod started;
 pub mod state;
 pub mod workers;

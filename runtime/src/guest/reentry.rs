@@ -10,29 +10,27 @@
 //! [`ChainState`](crate::guest::chain::ChainState)'s.
 //!
 //! A nested call runs under what is left of the outer call's limits (deadline, fuel): it is
-//! part of that call's work. Nested in an entry, which has no deadline, it gets a deadline of
-//! its own. If it traps, its caller gets the trap, and so does the outer call, whose instance
-//! is gone.
+//! part of that call's work; if the time its own caller gave it ends sooner, that is its
+//! deadline. Nested in an entry, which has no deadline, it gets a deadline of its own. If it
+//! traps (or its time runs out), its caller gets the failure, and so does the outer call,
+//! whose instance is gone.
 //!
 //! The rule for app authors that follows: guest state may change during any outgoing call
 //! (a callback may run in between), so no borrow of it (a `RefCell` borrow, a `&mut` taken
 //! from a `thread_local!`) may be held across one.
 
-use std::time::Instant;
-
-use netrun_abi::Outcome;
 use wasmtime::Caller;
 
 use crate::guest::instance::{self, GuestExports};
 use crate::guest::scheduler::{GuestFailure, Job, Task};
-use crate::guest::state::HostState;
+use crate::guest::state::{Deadline, HostState};
 
 /// Waits for `reply`, an outgoing call of the instance behind `caller`, running the calls of
 /// its chain handed to it meanwhile. Fails (a trap) only if one of those traps.
-pub async fn wait_serving(
+pub async fn wait_serving<T>(
     caller: &mut Caller<'_, HostState>,
-    reply: impl Future<Output = Outcome>,
-) -> wasmtime::Result<Outcome> {
+    reply: impl Future<Output = T>,
+) -> wasmtime::Result<T> {
     let Some(mut arrivals) = caller.data_mut().chain.take_arrivals() else {
         return Ok(reply.await);
     };
@@ -60,22 +58,28 @@ pub async fn wait_serving(
 
 /// Runs one arrived call in the instance behind `caller` and answers it. A trap is answered
 /// to the call's caller and returned, to end the outer call too.
-async fn serve_nested(caller: &mut Caller<'_, HostState>, task: Task) -> wasmtime::Result<()> {
+async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> wasmtime::Result<()> {
+    if !task.start() {
+        // Its time ran out before this instance got to it: it never runs.
+        return Ok(());
+    }
     let Job::Export { export, args } = &task.job else {
         // Entries are never part of a chain; nothing routes one here.
-        task.answer(Err(GuestFailure {
+        task.answer(Err(GuestFailure::Trap {
             kind: "error".into(),
             message: "an entry cannot run as a nested call".into(),
         }));
         return Ok(());
     };
     tracing::debug!("running {export} nested, in the instance waiting on its chain");
-    // Within an entry, which has no deadline, a nested call gets one of its own.
+    // The outer call's deadline, or the nested call's caller's if that comes first. Within an
+    // entry, which has no deadline, a nested call gets one of its own.
     let outer_deadline = caller.data().deadline;
-    if outer_deadline.is_none() {
-        let limit = caller.data().config.limits.deadline;
-        caller.data_mut().deadline = Some(Instant::now() + limit);
-    }
+    let limit = caller.data().config.limits.deadline;
+    caller.data_mut().deadline = match outer_deadline {
+        None => Deadline::of_call(Some(limit), task.deadline),
+        Some(outer) => Some(outer.or_earlier(task.deadline)),
+    };
     let run = async {
         let func = instance::export_func(caller, export)?;
         GuestExports::of_caller(caller)?

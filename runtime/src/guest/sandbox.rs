@@ -173,6 +173,9 @@ mod tests {
     fn every_import_links_with_its_abi_signature() {
         let imports = [
             (import::CALL, "(param i32 i32) (result i64)"),
+            (import::CALL_START, "(param i32 i32) (result i64)"),
+            (import::CALL_WAIT, "(param i64) (result i64)"),
+            (import::CALL_FORGET, "(param i64)"),
             (import::PEERS, "(param i32 i32) (result i64)"),
             (import::THIS_PEER, "(result i64)"),
             (import::LOG, "(param i32 i32 i32)"),

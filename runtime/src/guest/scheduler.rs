@@ -6,14 +6,19 @@
 //! runs it nested, see [`crate::guest::reentry`]), else to the queue idle workers take from
 //! (see [`crate::guest::workers`]).
 //!
+//! A task may have a deadline: when its caller stops waiting. A task still queued then never
+//! runs: exactly one of the worker that takes it ([`Task::start`]) and the deadline claims it,
+//! and the caller learns that its time ran out while queued.
+//!
 //! Owns the queue and the table of running chains; it does not run guest code.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use netrun_abi::Outcome;
+use netrun_abi::{Outcome, TimeoutStage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wire::message::ChainId;
@@ -31,12 +36,32 @@ pub fn fresh_chain() -> ChainId {
     hasher.finish()
 }
 
-/// Why a job did not produce an [`Outcome`]: the guest trapped.
+/// Why a job did not produce an [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestFailure {
-    /// `panic`, or `trap: <what>`.
-    pub kind: String,
-    pub message: String,
+pub enum GuestFailure {
+    /// The guest trapped (and its instance is replaced), or no instance could run the job.
+    Trap {
+        /// `panic`, `deadline`, `memory limit`, `trap: <what>`…
+        kind: String,
+        message: String,
+    },
+    /// The time its caller gave the job ran out `after` it was submitted, in `stage`: queued
+    /// (it never ran) or running (the guest was stopped, and its instance is replaced).
+    TimedOut {
+        stage: TimeoutStage,
+        after: Duration,
+    },
+}
+
+impl std::fmt::Display for GuestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestFailure::Trap { kind, message } => write!(f, "{kind}: {message}"),
+            GuestFailure::TimedOut { stage, after } => {
+                write!(f, "timed out after {} ms {stage}", after.as_millis())
+            }
+        }
+    }
 }
 
 /// What to run in an instance.
@@ -57,19 +82,60 @@ impl Job {
     }
 }
 
-/// A job on its way to a worker, with its chain and where its answer goes.
+/// A task waits for a worker.
+const QUEUED: u8 = 0;
+/// A worker runs it.
+const STARTED: u8 = 1;
+/// Its time ran out first: it never runs.
+const EXPIRED: u8 = 2;
+
+/// A job on its way to a worker, with its chain, its deadline and where its answer goes.
 #[derive(Debug)]
 pub struct Task {
     pub job: Job,
     pub chain: ChainId,
+    /// When its caller stops waiting; `None`: never.
+    pub deadline: Option<Instant>,
+    /// When it was submitted.
+    pub submitted: Instant,
+    /// [`QUEUED`], [`STARTED`] or [`EXPIRED`], shared with [`Scheduler::run`].
+    state: Arc<AtomicU8>,
     pub reply: oneshot::Sender<Result<Outcome, GuestFailure>>,
 }
 
 impl Task {
+    /// Claims the task for running. False when its time ran out first: then it must not run,
+    /// and its caller has been (or is here) told so.
+    pub fn start(&mut self) -> bool {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+            && expire(&self.state)
+        {
+            let _ = std::mem::replace(&mut self.reply, oneshot::channel().0).send(Err(
+                GuestFailure::TimedOut {
+                    stage: TimeoutStage::Queued,
+                    after: self.submitted.elapsed(),
+                },
+            ));
+            return false;
+        }
+        self.state
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// Hands the answer to whoever is waiting for it (if they still are).
     pub fn answer(self, result: Result<Outcome, GuestFailure>) {
         let _ = self.reply.send(result);
     }
+}
+
+/// Marks a queued task expired; false if a worker started it first (or it expired already).
+fn expire(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(QUEUED, EXPIRED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
 }
 
 /// Where the worker running a chain gets the calls of that chain.
@@ -97,18 +163,48 @@ impl Scheduler {
     }
 
     /// Runs `job` as part of `chain` (a fresh chain when `None`): in the worker running that
-    /// chain if there is one, else in the next free worker. Returns what it produced.
-    pub async fn run(&self, job: Job, chain: Option<ChainId>) -> Result<Outcome, GuestFailure> {
+    /// chain if there is one, else in the next free worker. Returns what it produced. With a
+    /// `deadline`, a job still queued then never runs (the answer says so at once); one
+    /// running then is stopped by its instance, which knows the deadline from the task.
+    pub async fn run(
+        &self,
+        job: Job,
+        chain: Option<ChainId>,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, GuestFailure> {
         let (reply, answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let submitted = Instant::now();
         let task = Task {
             job,
             chain: chain.unwrap_or_else(fresh_chain),
+            deadline,
+            submitted,
+            state: state.clone(),
             reply,
         };
-        if let Some(task) = self.hand_to_runner(task) {
-            self.queue.send(task).await.map_err(|_| stopped())?;
+        let answered = async {
+            if let Some(task) = self.hand_to_runner(task) {
+                self.queue.send(task).await.map_err(|_| stopped())?;
+            }
+            answer.await.map_err(|_| stopped())?
+        };
+        let Some(deadline) = deadline else {
+            return answered.await;
+        };
+        tokio::pin!(answered);
+        tokio::select! {
+            result = &mut answered => return result,
+            () = tokio::time::sleep_until(deadline.into()) => {}
         }
-        answer.await.map_err(|_| stopped())?
+        if expire(&state) {
+            return Err(GuestFailure::TimedOut {
+                stage: TimeoutStage::Queued,
+                after: submitted.elapsed(),
+            });
+        }
+        // Started in time: its instance stops it at the deadline and answers.
+        answered.await
     }
 
     /// Gives `task` to the worker running its chain; gives it back when there is none.
@@ -153,7 +249,7 @@ impl Scheduler {
 
 /// The failure of a call that no instance will run.
 fn stopped() -> GuestFailure {
-    GuestFailure {
+    GuestFailure::Trap {
         kind: "unavailable".into(),
         message: "the peer's instances have stopped".into(),
     }
@@ -169,6 +265,9 @@ mod tests {
                 export: format!("e{chain}"),
             },
             chain,
+            deadline: None,
+            submitted: Instant::now(),
+            state: Arc::new(AtomicU8::new(QUEUED)),
             reply: oneshot::channel().0,
         }
     }
@@ -188,6 +287,47 @@ mod tests {
         scheduler.leave(7);
         assert!(scheduler.hand_to_runner(task(7)).is_some());
         assert!(arrivals.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_task_whose_time_ran_out_in_the_queue_never_starts() {
+        let (scheduler, mut queue) = Scheduler::new();
+        let soon = Instant::now() + Duration::from_millis(20);
+        let job = Job::Entry { export: "e".into() };
+        // Nobody takes the task before its deadline: its caller hears "queued".
+        let Err(GuestFailure::TimedOut { stage, .. }) = scheduler.run(job, None, Some(soon)).await
+        else {
+            panic!("expected a timeout");
+        };
+        assert_eq!(stage, TimeoutStage::Queued);
+        // A worker that takes it afterwards must not run it.
+        let mut task = queue.0.recv().await.expect("the task is in the queue");
+        assert!(!task.start());
+        // A task in time starts once, and then cannot expire.
+        let mut fresh = task_with_deadline(Instant::now() + Duration::from_secs(60));
+        assert!(fresh.start());
+        assert!(!expire(&fresh.state));
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_finds_a_task_past_its_deadline_answers_queued() {
+        let (reply, answer) = oneshot::channel();
+        let mut task = Task {
+            reply,
+            ..task_with_deadline(Instant::now())
+        };
+        assert!(!task.start());
+        let Ok(Err(GuestFailure::TimedOut { stage, .. })) = answer.await else {
+            panic!("expected a timeout");
+        };
+        assert_eq!(stage, TimeoutStage::Queued);
+    }
+
+    fn task_with_deadline(deadline: Instant) -> Task {
+        Task {
+            deadline: Some(deadline),
+            ..task(1)
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
-use netrun_abi::{CallError, CallRequest, Outcome, PeerInfo, PeerQuery};
+use netrun_abi::{CallError, CallReply, CallRequest, PeerInfo, PeerQuery};
 
 use crate::wire::message::ChainId;
 
@@ -16,10 +17,17 @@ pub type ServiceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The services of the peer an instance runs in (the `net` imports' side of the peer).
 pub trait PeerServices: Send + Sync {
-    /// Runs `request` on the peer it names, as part of `chain` (the chain of the call the guest
-    /// is running, if any), and answers its outcome (import `net.call`). Failures are
-    /// outcomes: they go back to the guest as values.
-    fn call(&self, request: CallRequest, chain: Option<ChainId>) -> ServiceFuture<'_, Outcome>;
+    /// Runs `request` on the peer it names (or one member of the group it names), as part of
+    /// `chain` (the chain of the call the guest is running, if any), within `limit` (what is
+    /// left of that call's time, if it has a deadline) and answers its outcome (imports
+    /// `net.call`, `net.call_start`). Failures are outcomes: they go back to the guest as
+    /// values.
+    fn call(
+        &self,
+        request: CallRequest,
+        chain: Option<ChainId>,
+        limit: Option<Duration>,
+    ) -> ServiceFuture<'_, CallReply>;
 
     /// The peers `query` asks for (import `net.peers`).
     fn peers(&self, query: PeerQuery) -> ServiceFuture<'_, Result<Vec<PeerInfo>, CallError>>;

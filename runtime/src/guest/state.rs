@@ -7,6 +7,7 @@
 //! guest code.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -17,6 +18,7 @@ use crate::guest::config::GuestConfig;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
 use crate::guest::scheduler::Scheduler;
 use crate::guest::services::PeerServices;
+use crate::guest::started::StartedCalls;
 
 /// What every instance of a peer shares: its settings, the peer's services, the scheduler.
 #[derive(Clone)]
@@ -40,12 +42,65 @@ pub struct HostState {
     /// Set when the instance was refused memory beyond
     /// [`Limits::max_memory`](crate::guest::config::Limits::max_memory).
     pub memory_refused: bool,
-    /// When the running call's deadline passes; `None` for an entry, which has none.
-    pub deadline: Option<std::time::Instant>,
+    /// When the running call must stop; `None` for an entry, which has no deadline.
+    pub deadline: Option<Deadline>,
     /// The chain of the call running now, and the calls of it that arrive while it waits.
     pub chain: ChainState,
+    /// Calls the guest started and has not waited for yet.
+    pub started: StartedCalls,
     /// The guest's stdout and stderr, line by line.
     pub output: [GuestOutput; 2],
+}
+
+/// When the running call must stop, and whose limit that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// When the guest is interrupted.
+    pub at: Instant,
+    /// True when `at` is the time the call's caller gave it (running out is a timeout);
+    /// false when it is the peer's own `--deadline` (running out is a `deadline` trap).
+    pub from_caller: bool,
+    /// When the call started.
+    pub started: Instant,
+}
+
+impl Deadline {
+    /// The deadline of a call starting now: the peer's `limit` or the `caller`'s, whichever
+    /// comes first; `None` when there is neither.
+    pub fn of_call(limit: Option<Duration>, caller: Option<Instant>) -> Option<Deadline> {
+        let started = Instant::now();
+        let own = limit.map(|limit| Deadline {
+            at: started + limit,
+            from_caller: false,
+            started,
+        });
+        let callers = caller.map(|at| Deadline {
+            at,
+            from_caller: true,
+            started,
+        });
+        match (own, callers) {
+            (Some(own), Some(callers)) => Some(if callers.at < own.at { callers } else { own }),
+            (own, callers) => own.or(callers),
+        }
+    }
+
+    /// This deadline, or the `caller`'s if that comes first (a call nested in this one).
+    pub fn or_earlier(self, caller: Option<Instant>) -> Deadline {
+        match caller {
+            Some(at) if at < self.at => Deadline {
+                at,
+                from_caller: true,
+                started: Instant::now(),
+            },
+            _ => self,
+        }
+    }
+
+    /// How long until it passes (zero once it has).
+    pub fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
 }
 
 /// Refuses memory growth past the peer's cap. The guest sees `memory.grow` fail (its allocator
@@ -111,6 +166,7 @@ impl HostState {
             memory_refused: false,
             deadline: None,
             chain: ChainState::new(),
+            started: StartedCalls::default(),
             output,
         })
     }

@@ -57,12 +57,22 @@ impl Worker {
     async fn serve(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Task>>>) {
         loop {
             // Idle workers wait in turn; the first takes the next call.
-            let Some(task) = queue.lock().await.recv().await else {
+            let Some(mut task) = queue.lock().await.recv().await else {
                 return;
             };
-            let Task { job, chain, reply } = task;
+            if !task.start() {
+                // Its time ran out while it was queued: it never runs.
+                continue;
+            }
+            let Task {
+                job,
+                chain,
+                deadline,
+                reply,
+                ..
+            } = task;
             let export = job.export().to_string();
-            let result = self.live.run(job, chain).await;
+            let result = self.live.run(job, chain, deadline).await;
             if let Err(failure) = &result {
                 self.replace(&export, failure).await;
             }
@@ -77,10 +87,12 @@ impl Worker {
         } else {
             String::new()
         };
+        let what = match failure {
+            GuestFailure::Trap { .. } => "trapped",
+            GuestFailure::TimedOut { .. } => "was stopped",
+        };
         tracing::warn!(
-            "{export} trapped ({}: {}); replacing the instance{worker}: its state was reset",
-            failure.kind,
-            failure.message
+            "{export} {what} ({failure}); replacing the instance{worker}: its state was reset"
         );
         let started = std::time::Instant::now();
         match instance::instantiate(&self.pre, &self.env).await {

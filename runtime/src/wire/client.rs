@@ -2,16 +2,23 @@
 //! calls at once, matched to their replies by request id.
 //!
 //! Owns outgoing connections and the table of calls waiting for a reply. It turns every way a
-//! call can fail (unreachable peer, timeout, connection lost, frame too large) into a
-//! [`CallError`] naming the peer; it never decides what a function is or runs one.
+//! call can fail into a [`CallError`] naming the peer: unreachable (nothing was sent), a
+//! timeout naming its stage (connecting, or waiting for the reply; the callee names the queued
+//! and running stages itself), the outcome unknown (the connection was lost after the call was
+//! sent), a frame too large. A call is sent at most once: never again after its connection is
+//! lost. It never decides what a function is or runs one.
+//!
+//! A call carries the time it has left. The caller keeps a margin of it ([`time_to_give`]), so
+//! that a callee that runs out of time answers, naming where it was, before the caller stops
+//! waiting.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netrun_abi::peer_id;
-use netrun_abi::{CallError, Contract, Outcome};
+use netrun_abi::peer_id::{self, PeerAddress};
+use netrun_abi::{CallError, Contract, Outcome, TimeoutStage};
 use tokio::sync::oneshot;
 
 use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
@@ -20,6 +27,9 @@ use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, Me
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// Most of the time a caller keeps for itself when it gives a call its time (see
+/// [`time_to_give`]).
+const REPLY_MARGIN: Duration = Duration::from_millis(100);
 
 /// Where a call goes: the address to dial and the name to show people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +44,38 @@ impl Target {
     /// The target a peer id names.
     pub fn from_peer_id(id: &str) -> Result<Target, CallError> {
         let address = peer_id::decode(id)?;
-        Ok(Target {
+        Ok(Target::from_address(&address))
+    }
+
+    /// The peer at `address`.
+    pub fn from_address(address: &PeerAddress) -> Target {
+        Target {
             address: socket_address(&address.host, address.port),
             display: address.to_string(),
-        })
+        }
+    }
+
+    /// A peer id, or `host:port` (`[v6]:port`) for a peer whose group is not known yet.
+    pub fn parse(text: &str) -> Result<Target, CallError> {
+        let by_id = Target::from_peer_id(text);
+        if by_id.is_ok() {
+            return by_id;
+        }
+        let host_port = text.rsplit_once(':').and_then(|(host, port)| {
+            let port: u16 = port.parse().ok()?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            (!host.is_empty()).then(|| socket_address(host, port))
+        });
+        match host_port {
+            Some(address) => Ok(Target {
+                display: address.clone(),
+                address,
+            }),
+            None => Err(CallError::InvalidPeerId {
+                id: text.to_string(),
+                reason: "neither a peer id nor HOST:PORT".to_string(),
+            }),
+        }
     }
 }
 
@@ -61,7 +99,11 @@ pub struct Request<'a> {
     pub contract: Option<Contract>,
 }
 
-type Pending = HashMap<u64, oneshot::Sender<Outcome>>;
+/// What a call's waiter gets: the reply's outcome, or why the connection was lost after the
+/// call was sent.
+type Answer = Result<Outcome, String>;
+
+type Pending = HashMap<u64, oneshot::Sender<Answer>>;
 
 /// The connection to one address, if any; its async lock is held only while connecting.
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
@@ -80,7 +122,7 @@ impl Link {
     }
 
     /// Registers a call; `None` if the connection is already gone.
-    fn register(&self) -> Option<(u64, oneshot::Receiver<Outcome>)> {
+    fn register(&self) -> Option<(u64, oneshot::Receiver<Answer>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -98,8 +140,9 @@ impl Link {
     }
 }
 
-/// Reads replies until the connection ends, then fails every call still waiting.
-async fn read_replies(link: Arc<Link>, mut reader: MessageReader, display: String) {
+/// Reads replies until the connection ends, then tells every call still waiting that its
+/// outcome is unknown.
+async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
     let reason = loop {
         match reader.next().await {
             Ok(Message::Reply(reply)) => {
@@ -110,7 +153,7 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader, display: Strin
                     .as_mut()
                     .and_then(|p| p.remove(&reply.id));
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(reply.outcome);
+                    let _ = waiter.send(Ok(reply.outcome));
                 }
             }
             Ok(other) => {
@@ -137,10 +180,7 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader, display: Strin
         .take()
         .unwrap_or_default();
     for (_, waiter) in orphans {
-        let _ = waiter.send(Outcome::Error(CallError::PeerUnreachable {
-            peer: display.clone(),
-            reason: reason.clone(),
-        }));
+        let _ = waiter.send(Err(reason.clone()));
     }
 }
 
@@ -162,39 +202,40 @@ impl Client {
         }
     }
 
-    /// Calls `request.function` on `target`, waiting at most `timeout` for connection and reply.
+    /// Calls `request.function` on `target`, waiting at most `timeout` for connection and
+    /// reply, and giving the call what is left of it (less a margin, see [`time_to_give`]).
     pub async fn call(&self, target: &Target, request: Request<'_>, timeout: Duration) -> Outcome {
         let started = Instant::now();
-        let function = request.function.to_string();
-        match tokio::time::timeout(timeout, self.call_inner(target, request)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Error(CallError::Timeout {
+        let deadline = started + timeout;
+        let timed_out = |stage| {
+            Outcome::Error(CallError::Timeout {
                 peer: target.display.clone(),
-                function,
+                function: request.function.to_string(),
                 after_ms: started.elapsed().as_millis() as u64,
-            }),
-        }
-    }
-
-    async fn call_inner(&self, target: &Target, request: Request<'_>) -> Outcome {
-        let link = match self.link(target).await {
-            Ok(link) => link,
-            Err(e) => return Outcome::Error(e),
+                stage,
+            })
+        };
+        let link = match tokio::time::timeout_at(deadline.into(), self.link(target)).await {
+            Ok(Ok(link)) => link,
+            Ok(Err(e)) => return Outcome::Error(e),
+            Err(_) => return timed_out(TimeoutStage::Connecting),
         };
         let Some((id, reply)) = link.register() else {
             return unreachable_now(target, "the connection closed");
         };
+        // Dropped (timeout) or finished: either way the table must not keep the entry.
+        let _forget = ForgetOnDrop { link: &link, id };
+        let function = request.function;
         let call = Message::Call(Call {
             id,
             chain: request.chain,
             kind: request.kind,
-            function: request.function.to_string(),
+            function: function.to_string(),
             encoding: request.encoding,
             args: request.args,
             contract: request.contract,
+            time_left_ms: Some(time_to_give(deadline).as_millis() as u64),
         });
-        // Dropped (timeout) or finished: either way the table must not keep the entry.
-        let _forget = ForgetOnDrop { link: &link, id };
         match link.sender.send(&call).await {
             Ok(()) => {}
             Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
@@ -205,9 +246,14 @@ impl Client {
             }
             Err(e) => return unreachable_now(target, &e.to_string()),
         }
-        reply
-            .await
-            .unwrap_or_else(|_| unreachable_now(target, "the connection closed"))
+        match tokio::time::timeout_at(deadline.into(), reply).await {
+            // The callee's own timeout, measured here: from the caller's start.
+            Ok(Ok(Ok(Outcome::Error(CallError::Timeout { stage, .. })))) => timed_out(stage),
+            Ok(Ok(Ok(outcome))) => outcome,
+            Ok(Ok(Err(reason))) => lost(target, function, reason),
+            Ok(Err(_)) => lost(target, function, "the connection closed".to_string()),
+            Err(_) => timed_out(TimeoutStage::Reply),
+        }
     }
 
     /// The live connection to `target`, connecting if there is none.
@@ -229,7 +275,7 @@ impl Client {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(read_replies(link.clone(), reader, target.display.clone()));
+        tokio::spawn(read_replies(link.clone(), reader));
         *slot = Some(link.clone());
         Ok(link)
     }
@@ -244,6 +290,23 @@ impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
         self.link.forget(self.id);
     }
+}
+
+/// What a call may be given of the time until `deadline`: all but a margin of a tenth, at most
+/// 100 ms, so that the callee's answer when it runs out (naming whether the call was
+/// queued or running) reaches the caller before the caller's own deadline.
+pub fn time_to_give(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    left - (left / 10).min(REPLY_MARGIN)
+}
+
+/// The connection to `target` was lost after `function` was sent.
+fn lost(target: &Target, function: &str, reason: String) -> Outcome {
+    Outcome::Error(CallError::OutcomeUnknown {
+        peer: target.display.clone(),
+        function: function.to_string(),
+        reason,
+    })
 }
 
 fn unreachable_now(target: &Target, reason: &str) -> Outcome {
@@ -276,5 +339,34 @@ mod tests {
         let v6 = Target::from_peer_id(&peer_id::encode("::1", 3011, "g")).unwrap();
         assert_eq!(v6.address, "[::1]:3011");
         assert!(v6.address.parse::<std::net::SocketAddr>().is_ok());
+    }
+
+    #[test]
+    fn targets_are_peer_ids_or_host_port() {
+        let id = peer_id::encode("127.0.0.1", 3012, "hubs");
+        assert_eq!(Target::parse(&id).unwrap().address, "127.0.0.1:3012");
+        let plain = Target::parse("127.0.0.1:3010").unwrap();
+        assert_eq!(
+            (plain.address.as_str(), plain.display.as_str()),
+            ("127.0.0.1:3010", "127.0.0.1:3010")
+        );
+        assert_eq!(Target::parse("[::1]:3010").unwrap().address, "[::1]:3010");
+        for bad in ["nonsense", "host:port", ":3010", "127.0.0.1:99999"] {
+            let Err(CallError::InvalidPeerId { id, reason }) = Target::parse(bad) else {
+                panic!("{bad} parsed");
+            };
+            assert_eq!(
+                (id.as_str(), reason.as_str()),
+                (bad, "neither a peer id nor HOST:PORT")
+            );
+        }
+    }
+
+    #[test]
+    fn a_call_is_given_its_time_less_a_margin() {
+        let given = |ms: u64| time_to_give(Instant::now() + Duration::from_millis(ms)).as_millis();
+        assert!((850..=900).contains(&given(1000)), "{}", given(1000));
+        assert!((29_850..=29_900).contains(&given(30_000)));
+        assert_eq!(time_to_give(Instant::now()), Duration::ZERO);
     }
 }

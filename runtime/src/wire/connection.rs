@@ -153,7 +153,8 @@ pub async fn connect(
         remote
             .check_compatible()
             .map_err(ConnectionError::Handshake)?;
-        Ok((reader, spawn_writer(write_half, max_frame), remote))
+        let sender = spawn_writer(write_half, remote.send_limit(max_frame));
+        Ok((reader, sender, remote))
     })
     .await
 }
@@ -186,7 +187,8 @@ pub async fn accept(
         frame::write_all_frames(&mut write_half, &framed)
             .await
             .map_err(MessageError::from)?;
-        Ok((reader, spawn_writer(write_half, max_frame), remote))
+        let sender = spawn_writer(write_half, remote.send_limit(max_frame));
+        Ok((reader, sender, remote))
     })
     .await
 }

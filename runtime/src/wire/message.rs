@@ -14,7 +14,7 @@ use crate::wire::frame::{self, FrameError};
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct Hello {
     /// SHA-256 of the module, hex; empty for a client that runs no module.
     pub module_hash: String,
     pub runtime_version: String,
+    /// The largest frame this side accepts: the other side sends nothing larger (it refuses
+    /// such a call or reply itself, with `FrameTooLarge`).
+    pub max_frame: u64,
 }
 
 /// How a call's arguments and result are encoded.
@@ -64,6 +67,10 @@ pub struct Call {
     #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
     pub contract: Option<Contract>,
+    /// The time the caller gives the call, in milliseconds from its arrival: the receiver
+    /// refuses it at 0, drops it if it is still queued when the time runs out, and stops the
+    /// guest running it then. `None`: only the receiver's own limits apply.
+    pub time_left_ms: Option<u64>,
 }
 
 /// The answer to the [`Call`] with the same id.
@@ -93,8 +100,9 @@ pub enum MessageError {
 }
 
 impl Hello {
-    /// The hello of something that is not a peer (CLI, probe).
-    pub fn client() -> Self {
+    /// The hello of something that is not a peer (CLI, probe) accepting frames up to
+    /// `max_frame` bytes.
+    pub fn client(max_frame: usize) -> Self {
         Hello {
             protocol_version: PROTOCOL_VERSION,
             peer_id: None,
@@ -102,7 +110,13 @@ impl Hello {
             hub: false,
             module_hash: String::new(),
             runtime_version: RUNTIME_VERSION.to_string(),
+            max_frame: max_frame as u64,
         }
+    }
+
+    /// The largest frame to send to the side that said this hello, whose own limit is `ours`.
+    pub fn send_limit(&self, ours: usize) -> usize {
+        ours.min(usize::try_from(self.max_frame).unwrap_or(usize::MAX))
     }
 
     /// Checks that the other side speaks our protocol.
@@ -159,6 +173,7 @@ mod tests {
                 fingerprint: 1,
                 signature: "(String) -> String".into(),
             }),
+            time_left_ms: Some(950),
         });
         let frame = call.to_frame(frame::DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(Message::decode(&frame[frame::HEADER_LEN..]).unwrap(), call);
@@ -180,7 +195,7 @@ mod tests {
 
     #[test]
     fn version_mismatch_is_explained() {
-        let mut hello = Hello::client();
+        let mut hello = Hello::client(1024);
         hello.protocol_version = 99;
         let reason = hello.check_compatible().unwrap_err();
         assert!(
