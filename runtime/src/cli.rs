@@ -65,6 +65,20 @@ pub struct NetOptions {
     pub port_range: u16,
 }
 
+/// The peers to join the cluster through.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SeedOptions {
+    /// A peer to join the cluster through, HOST:PORT (repeat for several, or comma-separated
+    /// in NET_SEEDS). A DNS name may stand for several peers; it is resolved again every 10 s
+    #[arg(
+        long = "seed",
+        env = "NET_SEEDS",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub seeds: Vec<String>,
+}
+
 /// Limits of outgoing calls.
 #[derive(Debug, Clone, Args)]
 pub struct CallOptions {
@@ -156,6 +170,13 @@ pub struct RunArgs {
     /// netrun's own value
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// The address other peers reach this one at, in its id and every listing [default: the
+    /// bound address; bound to 0.0.0.0 or ::, that of the interface toward the first seed,
+    /// else of the first interface that is not loopback]
+    #[arg(long, env = "NET_ADVERTISE", value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+    #[command(flatten)]
+    pub seeds: SeedOptions,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]
@@ -164,7 +185,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct PeersArgs {
-    /// Only peers on this host (the scan covers only this host for now, so this is always true)
+    /// Only peers on this host
     #[arg(long)]
     pub on_host: bool,
     /// Only peers in this group (repeat for several)
@@ -176,6 +197,8 @@ pub struct PeersArgs {
     /// Print JSON: {"peers": {ID: {host, port, group, hub}}, GROUP: [ID, …]}
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub seeds: SeedOptions,
     #[command(flatten)]
     pub net: NetOptions,
 }
@@ -207,6 +230,8 @@ pub struct CallArgs {
     pub group: Option<String>,
     #[command(flatten)]
     pub call: CallOptions,
+    #[command(flatten)]
+    pub seeds: SeedOptions,
     #[command(flatten)]
     pub net: NetOptions,
 }

@@ -2,6 +2,7 @@
 //! which exit code it deserves. `main` only parses and maps.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use netrun_abi::manifest::{Record, Subscription};
@@ -9,14 +10,17 @@ use netrun_abi::names::flag;
 use netrun_abi::{Outcome, PeerQuery};
 use serde_json::{Value, json};
 
-use crate::cli::{CallArgs, Callee, InfoArgs, InspectArgs, PeersArgs, RunArgs};
-use crate::cluster::discovery::Discovery;
+use crate::cli::{
+    CallArgs, Callee, InfoArgs, InspectArgs, NetOptions, PeersArgs, RunArgs, SeedOptions,
+};
+use crate::cluster::discovery::{self, Discovery};
 use crate::cluster::group_call::{self, Rotation};
 use crate::guest::config::Grants;
 use crate::guest::module;
 use crate::guest::module_cache::ModuleCache;
 use crate::peer::{self, PeerConfig};
 use crate::wire::client::{Client, Request, Target};
+use crate::wire::frame::DEFAULT_MAX_FRAME;
 use crate::wire::message::{CallKind, Encoding, Hello};
 
 /// A command's failure and the exit code it maps to.
@@ -70,6 +74,8 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     }
     let config = PeerConfig {
         host: args.net.host,
+        advertise: args.advertise,
+        seeds: args.seeds.seeds.clone(),
         port: args.net.port,
         port_range: args.net.port_range,
         group: args.group,
@@ -168,7 +174,10 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         values.push(value);
     }
     let json = serde_json::to_vec(&values).expect("JSON values serialize");
-    let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame);
+    let client = Arc::new(Client::new(
+        Hello::client(args.call.max_frame),
+        args.call.max_frame,
+    ));
     let request = |args: Vec<u8>| json_request(&function, args);
     let (outcome, peer) = match callee {
         Callee::Peer(peer) => {
@@ -177,11 +186,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
             (outcome, target.display)
         }
         Callee::AnyOf(group) => {
-            let discovery = Discovery::new(
-                &args.net.host.to_string(),
-                peer::port_range(args.net.port, args.net.port_range),
-                None,
-            );
+            let discovery = cli_discovery(&args.net, &args.seeds, client.clone());
             let make = || request(json.clone());
             let (outcome, served_by) = group_call::call_any(
                 &client,
@@ -250,17 +255,33 @@ fn json_result(outcome: Outcome, peer: &str, function: &str) -> Result<Value, Fa
     }
 }
 
-/// `netrun peers`: scan the port range and list the peers.
+/// Where the CLI looks for peers: the port range on `--host`, what the seeds list, and, with
+/// `--host` beyond loopback, the LAN.
+fn cli_discovery(net: &NetOptions, seeds: &SeedOptions, client: Arc<Client>) -> Discovery {
+    Discovery::for_client(
+        &net.host.to_string(),
+        discovery::port_range(net.port, net.port_range),
+        client,
+    )
+    .with_seeds(seeds.seeds.clone())
+    .with_lan(net.host)
+}
+
+/// `netrun peers`: scan the port range, ask the seeds, and list the peers.
 pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
     let host = args.net.host.to_string();
-    let ports = peer::port_range(args.net.port, args.net.port_range);
+    let ports = discovery::port_range(args.net.port, args.net.port_range);
     let query = PeerQuery {
         on_host: args.on_host,
         groups: args.groups,
         hubs_only: args.hubs_only,
         refresh: true,
     };
-    let found = Discovery::new(&host, ports.clone(), None)
+    let client = Arc::new(Client::new(
+        Hello::client(DEFAULT_MAX_FRAME),
+        DEFAULT_MAX_FRAME,
+    ));
+    let found = cli_discovery(&args.net, &args.seeds, client)
         .peers(&query)
         .await;
     if args.json {
@@ -284,8 +305,14 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         println!("{}", Value::Object(out));
     } else if found.is_empty() {
         eprintln!(
-            "no peers found on {host} ports {}..{}",
-            ports.start, ports.end
+            "no peers found on {host} ports {}..{}{}",
+            ports.start,
+            ports.end,
+            if args.seeds.seeds.is_empty() {
+                String::new()
+            } else {
+                format!(" or through seeds {}", args.seeds.seeds.join(", "))
+            }
         );
     } else {
         let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);

@@ -15,11 +15,14 @@ use netrun_abi::peer_id::PeerAddress;
 use netrun_abi::{CallError, Outcome};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::cluster::address;
 use crate::cluster::context::PeerContext;
-use crate::cluster::discovery::Discovery;
+use crate::cluster::discovery::{self, Discovery};
 use crate::cluster::events::Events;
 use crate::cluster::group_call::Rotation;
 use crate::cluster::identity::Identity;
+use crate::cluster::lan::Lan;
+use crate::cluster::membership::{MemberId, Membership};
 use crate::cluster::registrations::Registrations;
 use crate::cluster::router::Router;
 use crate::guest::config::{Grants, GuestConfig, Limits};
@@ -34,7 +37,12 @@ use crate::wire::client::Client;
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
+    /// The address to bind.
     pub host: IpAddr,
+    /// The address to advertise, when it is not the bound one (`--advertise`).
+    pub advertise: Option<IpAddr>,
+    /// Peers to join the cluster through (`--seed`, `NET_SEEDS`).
+    pub seeds: Vec<String>,
     /// First port of the range (`NET_PORT`).
     pub port: u16,
     /// Number of ports in the range (`NET_PORT_RANGE`).
@@ -62,13 +70,8 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// The ports this peer may bind, and that discovery scans.
     pub fn ports(&self) -> std::ops::Range<u16> {
-        port_range(self.port, self.port_range)
+        discovery::port_range(self.port, self.port_range)
     }
-}
-
-/// `NET_PORT..NET_PORT + NET_PORT_RANGE`, as in app-net (5 ports by default), clamped at 65535.
-pub fn port_range(start: u16, count: u16) -> std::ops::Range<u16> {
-    start..start.saturating_add(count)
 }
 
 /// Why no port could be bound.
@@ -118,20 +121,50 @@ pub struct Peer {
     pub identity: Identity,
     pub scheduler: Arc<Scheduler>,
     context: Arc<PeerContext>,
+    membership: Arc<Membership>,
+    lan: Option<Lan>,
     registrations: Arc<Registrations>,
     registering: tokio::task::JoinHandle<()>,
 }
 
 impl Peer {
     /// Leaves cleanly: stops registering subscriptions, unregisters them from their
-    /// publishers, and delivers what this peer's events still have queued, each within
-    /// `limit`.
+    /// publishers, delivers what this peer's events still have queued, and tells the cluster
+    /// it leaves, each within `limit`.
     pub async fn stop(self, limit: Duration) {
         self.registering.abort();
         let unsubscribe = self.registrations.unsubscribe_all(&self.context, limit);
-        let (_, undelivered) = tokio::join!(unsubscribe, self.context.events.drain(limit));
+        let leave = self.membership.leave(limit);
+        let (_, undelivered, ()) =
+            tokio::join!(unsubscribe, self.context.events.drain(limit), leave);
         if undelivered > 0 {
             tracing::warn!("stopping with {undelivered} event deliveries not done");
+        }
+        if let Some(lan) = self.lan {
+            let _ = tokio::task::spawn_blocking(move || lan.stop()).await;
+        }
+    }
+}
+
+/// Publishes this peer (at `address`) on the LAN of its bound interfaces and hands every peer
+/// found there to `membership`. Failing is not fatal: the peer goes on without LAN discovery.
+fn publish_on_lan(
+    config: &PeerConfig,
+    address: SocketAddr,
+    module_hash: &str,
+    membership: &Arc<Membership>,
+) -> Option<Lan> {
+    let started = Lan::on(config.host).and_then(|mut lan| {
+        lan.publish(address, &config.group, config.hub, module_hash)?;
+        let membership = membership.clone();
+        lan.browse(move |found| membership.announce(found))?;
+        Ok(lan)
+    });
+    match started {
+        Ok(lan) => Some(lan),
+        Err(e) => {
+            tracing::warn!("{e}; going on without LAN discovery");
+            None
         }
     }
 }
@@ -147,9 +180,9 @@ pub async fn start(
     sandbox::tick_epochs(&engine);
     let pre = sandbox::prepare(&engine, app, config.module_cache.as_ref())?;
     let (listener, port) = bind(config)?;
-    let host = config.host.to_string();
+    let host = address::advertised(config.host, config.advertise, &config.seeds);
     let identity = Identity::new(
-        PeerAddress::new(host.as_str(), port, config.group.as_str()),
+        PeerAddress::new(host.to_string(), port, config.group.as_str()),
         config.hub,
         app.hash.clone(),
     );
@@ -157,6 +190,28 @@ pub async fn start(
         identity.hello(config.max_frame),
         config.max_frame,
     ));
+    let gives_up = client.clone();
+    let membership = Membership::start(
+        MemberId::new(SocketAddr::new(host, port), &config.group, config.hub),
+        SocketAddr::new(config.host, port),
+        config.seeds.clone(),
+        move |down: SocketAddr| {
+            gives_up.give_up(
+                &down.to_string(),
+                "the failure detector declared the peer down",
+            )
+        },
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the gossip socket udp {}:{port}: {e}",
+            config.host
+        )
+    })?;
+    let lan = address::beyond_loopback(config.host)
+        .then(|| publish_on_lan(config, SocketAddr::new(host, port), &app.hash, &membership))
+        .flatten();
     let events = Events::new(
         identity.address.to_string(),
         app.manifest.events.clone(),
@@ -168,7 +223,10 @@ pub async fn start(
     let context = Arc::new(PeerContext {
         me: identity.info(),
         client,
-        discovery: Discovery::new(&host, config.ports(), Some(port)),
+        discovery: Arc::new(
+            Discovery::new(&host.to_string(), config.ports(), Some(port))
+                .with_membership(membership.clone()),
+        ),
         call_timeout: config.call_timeout,
         events: events.clone(),
         rotation: Rotation::default(),
@@ -188,6 +246,7 @@ pub async fn start(
     let registrations = Registrations::new(app.manifest.subscriptions.values());
     let router = Arc::new(Router::new(
         &identity,
+        context.discovery.clone(),
         app.manifest.clone(),
         scheduler.clone(),
         events,
@@ -205,6 +264,8 @@ pub async fn start(
         identity,
         scheduler,
         context,
+        membership,
+        lan,
         registrations,
         registering,
     })

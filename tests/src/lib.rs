@@ -21,6 +21,9 @@
 //!   killed when its owner is dropped, also when the
 //!   test panics, and gets SIGKILL when the thread that started it ends, so a killed test run
 //!   leaves nothing behind (`PR_SET_PDEATHSIG`; start a test's processes on its own thread).
+//! - Hosts: [`netns::TestNet`] builds networks of namespaces (subnets, hosts, a router) for
+//!   the cross-host tests, and removes them; [`TestPeer::start_on`] and [`netrun_on`] run on a
+//!   host.
 //! - Faults: [`TestPeer::freeze`] (SIGSTOP until dropped), and [`Proxy`], a loopback proxy that
 //!   cuts the connections it carries on demand.
 //! - Fixtures: [`Scratch`] files removed on drop, and hand-made wasm modules in [`wasm`].
@@ -233,6 +236,8 @@ struct Spec<'a> {
     env: &'a [(&'a str, &'a str)],
     /// Variables removed after the block's and `env` are set (a test of a default).
     unset: &'a [&'a str],
+    /// The network namespace to run it in (a host of a [`netns::TestNet`]); `None`: this one.
+    netns: Option<&'a str>,
 }
 
 impl<'a> Spec<'a> {
@@ -242,13 +247,15 @@ impl<'a> Spec<'a> {
             args,
             env,
             unset: &[],
+            netns: None,
         }
     }
 
     /// The command line, for messages.
     fn what(&self) -> String {
+        let host = self.netns.map(|ns| format!("[{ns}] ")).unwrap_or_default();
         format!(
-            "{} {}",
+            "{host}{} {}",
             self.program.unwrap_or("netrun"),
             self.args.join(" ")
         )
@@ -258,9 +265,17 @@ impl<'a> Spec<'a> {
 /// The program of `spec` (by default `netrun`), run in the workspace root with the block's
 /// environment on top of `spec.env`, none of the caller's `NET_*`, and `spec.unset` removed.
 fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
-    let mut cmd = match spec.program {
-        None => Command::new(netrun_bin()),
-        Some(program) => Command::new(program),
+    let program = match spec.program {
+        None => netrun_bin().into_os_string(),
+        Some(program) => program.into(),
+    };
+    let mut cmd = match spec.netns {
+        None => Command::new(program),
+        Some(ns) => {
+            let mut ip = Command::new("ip");
+            ip.args(["netns", "exec", ns]).arg(program);
+            ip
+        }
     };
     cmd.args(spec.args).current_dir(root());
     for (key, _) in std::env::vars_os() {
@@ -397,7 +412,8 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let label = format!(
-            "{} {}",
+            "{}{} {}",
+            spec.netns.map(|ns| format!("{ns} ")).unwrap_or_default(),
             spec.program
                 .or(spec.args.first().copied())
                 .unwrap_or("netrun"),
@@ -528,6 +544,25 @@ impl TestPeer {
         let spec = Spec {
             unset,
             ..Spec::netrun(all, env)
+        };
+        TestPeer::start_spec(ports, &spec, Input::Null)
+    }
+
+    /// [`TestPeer::start`] on `host`, a network namespace of a [`netns::TestNet`].
+    pub fn start_on(
+        ports: &Ports,
+        host: &netns::Host,
+        app: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestPeer {
+        let all: Vec<&str> = ["run", arg(app)]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let spec = Spec {
+            netns: Some(&host.namespace),
+            ..Spec::netrun(&all, env)
         };
         TestPeer::start_spec(ports, &spec, Input::Null)
     }
@@ -872,6 +907,20 @@ pub fn netrun_unset(
     run_to_end(ports, &spec)
 }
 
+/// [`netrun`] on `host`, a network namespace of a [`netns::TestNet`].
+pub fn netrun_on(
+    ports: &Ports,
+    host: &netns::Host,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliOutput {
+    let spec = Spec {
+        netns: Some(&host.namespace),
+        ..Spec::netrun(args, env)
+    };
+    run_to_end(ports, &spec)
+}
+
 /// Runs `make ARGS…` in the workspace root, in `ports` (the peers it starts bind the block's
 /// ports, through the `NET_*` variables), to completion.
 pub fn make(ports: &Ports, args: &[&str]) -> CliOutput {
@@ -1002,6 +1051,8 @@ impl Drop for Scratch {
 
 /// Hand-made files for the bad-input tests, written byte by byte so they do not depend on the
 /// SDK or the runtime being right.
+pub mod netns;
+
 pub mod wasm {
     /// The smallest valid module: magic and version, nothing else (so no netrun manifest).
     pub const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";

@@ -45,13 +45,17 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
         .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Decodes one `T` from the front of `bytes`; returns it and how many bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
+        other => CodecError::Decode(other.to_string()),
+    })
+}
+
 /// Decodes a whole buffer into a `T`; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| match e {
-            bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
-            other => CodecError::Decode(other.to_string()),
-        })?;
+    let (value, used) = decode_prefix(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }

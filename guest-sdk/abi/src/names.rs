@@ -113,15 +113,19 @@ pub mod builtin {
     pub const PASS_THROUGH: &str = "pass_through";
     /// Answers the [`crate::names::flag::NULL`] flag.
     pub const NULL: &str = "null";
+    /// The peers this peer lists, itself first: a `Vec<PeerInfo>` (what `netrun peers --seed`
+    /// asks a seed).
+    pub const MEMBERS: &str = "members";
     /// Registers the calling peer's handler for one of this peer's events: a
     /// [`crate::SubscribeRequest`]; answers `true` if it was new.
     pub const SUBSCRIBE: &str = "subscribe";
     /// Removes what [`SUBSCRIBE`] registered (same request); answers `true` if it was there.
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// All built-ins, sorted.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         CONNECTIONS,
         INFO,
+        MEMBERS,
         NULL,
         PASS_THROUGH,
         SUBSCRIBE,

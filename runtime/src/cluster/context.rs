@@ -24,7 +24,7 @@ use crate::wire::message::{CallKind, ChainId, Encoding};
 pub struct PeerContext {
     pub me: PeerInfo,
     pub client: Arc<Client>,
-    pub discovery: Discovery,
+    pub discovery: Arc<Discovery>,
     /// Default limit on an outgoing call, connection and reply included.
     pub call_timeout: Duration,
     pub events: Arc<Events>,

@@ -8,10 +8,13 @@
 //! Uses the wire and guest layers; must not import the root (the assembly of a peer and the
 //! CLI).
 
+pub mod address;
 pub mod context;
 pub mod discovery;
 pub mod events;
 pub mod group_call;
 pub mod identity;
+pub mod lan;
+pub mod membership;
 pub mod registrations;
 pub mod router;

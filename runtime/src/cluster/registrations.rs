@@ -20,7 +20,7 @@ use netrun_abi::{
 };
 
 use crate::cluster::context::PeerContext;
-use crate::cluster::discovery;
+use crate::cluster::discovery::{self, Discovery};
 use crate::wire::client::{Request, Target};
 use crate::wire::message::{CallKind, Encoding};
 
@@ -108,7 +108,7 @@ impl Registrations {
         let mut calls = tokio::task::JoinSet::new();
         let mut seen = Vec::new();
         for handler in &self.handlers {
-            let publishers = publishers(handler, &found).await;
+            let publishers = publishers(handler, &peer.discovery, &found).await;
             if publishers.is_empty() {
                 let name = &handler.record.name;
                 tracing::debug!("subscription {name}: no matching peer yet; looking again");
@@ -224,7 +224,7 @@ impl Registrations {
 
 /// The peers `handler` subscribes on: its explicit peers (probed, so that a `host:port` gets
 /// its id, and only live peers count), or the discovered ones its filters keep.
-async fn publishers(handler: &Handler, found: &[PeerInfo]) -> Vec<PeerInfo> {
+async fn publishers(handler: &Handler, discovery: &Discovery, found: &[PeerInfo]) -> Vec<PeerInfo> {
     if let Some(addresses) = &handler.addresses {
         let mut out = Vec::new();
         for address in addresses {
@@ -241,7 +241,7 @@ async fn publishers(handler: &Handler, found: &[PeerInfo]) -> Vec<PeerInfo> {
         hubs_only: subscription.hubs_only,
         refresh: false,
     };
-    discovery::filter(found.to_vec(), &query)
+    discovery.filter(found.to_vec(), &query)
 }
 
 /// The address of an explicit peer: a peer id, or `host:port` (`[v6]:port`).

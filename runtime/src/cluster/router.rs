@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, builtin, flag};
-use netrun_abi::{CallError, Outcome, PeerDetails, SubscribeRequest, TimeoutStage, codec};
+use netrun_abi::{
+    CallError, Outcome, PeerDetails, PeerInfo, PeerQuery, SubscribeRequest, TimeoutStage, codec,
+};
 use serde::Serialize;
 
+use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
 use crate::cluster::identity::Identity;
 use crate::cluster::registrations::Registrations;
@@ -29,6 +32,10 @@ use crate::wire::server::Dispatch;
 pub struct Router {
     /// What `info` answers, but for the subscription lists, which change.
     details: PeerDetails,
+    /// This peer as listings show it, first in what `members` answers.
+    me: PeerInfo,
+    /// What `members` lists after it.
+    discovery: Arc<Discovery>,
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
@@ -41,6 +48,7 @@ impl Router {
     /// The router of the peer `identity` serving `manifest`.
     pub fn new(
         identity: &Identity,
+        discovery: Arc<Discovery>,
         manifest: Manifest,
         scheduler: Arc<Scheduler>,
         events: Arc<Events>,
@@ -48,6 +56,8 @@ impl Router {
     ) -> Router {
         Router {
             details: identity.details(&manifest),
+            me: identity.info(),
+            discovery,
             display: identity.address.to_string(),
             manifest,
             scheduler,
@@ -61,6 +71,9 @@ impl Router {
     pub async fn route(&self, call: Call, caller: Option<&str>) -> Outcome {
         let (table, kind) = match call.kind {
             CallKind::Function => {
+                if call.function == builtin::MEMBERS {
+                    return self.members(call.encoding).await;
+                }
                 if let Some(outcome) = self.builtin(&call, caller) {
                     return outcome;
                 }
@@ -148,6 +161,17 @@ impl Router {
             _ => return None,
         };
         Some(outcome)
+    }
+
+    /// `members`: this peer, then every peer it lists (its host rescanned).
+    async fn members(&self, encoding: Encoding) -> Outcome {
+        let mut members = vec![self.me.clone()];
+        let fresh = PeerQuery {
+            refresh: true,
+            ..Default::default()
+        };
+        members.extend(self.discovery.peers(&fresh).await);
+        encode(encoding, &members)
     }
 
     /// `info`: the fixed details and the current subscription lists.

@@ -114,6 +114,8 @@ struct Link {
     /// Calls waiting for a reply; `None` once the connection is gone.
     pending: Mutex<Option<Pending>>,
     next_id: AtomicU64,
+    /// The task reading replies, stopped when the link is given up.
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Link {
@@ -137,6 +139,29 @@ impl Link {
         if let Some(pending) = self.pending.lock().expect("pending lock").as_mut() {
             pending.remove(&id);
         }
+    }
+
+    /// Gives the connection up: stops reading replies and tells every call still waiting that
+    /// its outcome is unknown, because of `reason`.
+    fn close(&self, reason: &str) {
+        if let Some(reader) = self.reader.lock().expect("reader lock").take() {
+            reader.abort();
+        }
+        fail_waiting(self, reason);
+    }
+}
+
+/// Tells every call still waiting on `link` that its outcome is unknown, because of `reason`;
+/// no call can be registered on it after.
+fn fail_waiting(link: &Link, reason: &str) {
+    let orphans = link
+        .pending
+        .lock()
+        .expect("pending lock")
+        .take()
+        .unwrap_or_default();
+    for (_, waiter) in orphans {
+        let _ = waiter.send(Err(reason.to_string()));
     }
 }
 
@@ -173,15 +198,7 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
             Err(e) => break format!("the connection failed: {e}"),
         }
     };
-    let orphans = link
-        .pending
-        .lock()
-        .expect("pending lock")
-        .take()
-        .unwrap_or_default();
-    for (_, waiter) in orphans {
-        let _ = waiter.send(Err(reason.clone()));
-    }
+    fail_waiting(&link, &reason);
 }
 
 /// Persistent, multiplexed connections to other peers, shared by everything that calls out.
@@ -274,10 +291,28 @@ impl Client {
             sender,
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
+            reader: Mutex::new(None),
         });
-        tokio::spawn(read_replies(link.clone(), reader));
+        let reading = tokio::spawn(read_replies(link.clone(), reader));
+        *link.reader.lock().expect("reader lock") = Some(reading.abort_handle());
         *slot = Some(link.clone());
         Ok(link)
+    }
+
+    /// Gives up the connection to `address` (`host:port`), if there is one: the peer there was
+    /// declared down, and a connection to it may be dead without knowing it. Calls waiting on
+    /// it learn that their outcome is unknown; the next call connects afresh.
+    pub fn give_up(&self, address: &str, reason: &str) {
+        let slot = self.links.lock().expect("links lock").remove(address);
+        let Some(slot) = slot else {
+            return;
+        };
+        // A slot being connected holds no link yet.
+        if let Ok(link) = slot.try_lock()
+            && let Some(link) = link.as_ref()
+        {
+            link.close(reason);
+        }
     }
 }
 
