@@ -14,10 +14,15 @@ NETRUN      := target/release/netrun
 
 .PHONY: setup build runtime apps run test bench fmt lint clean
 
-## setup: install what the build needs (the wasm32-wasip1 target)
+## setup: install what the build and the tests need (the wasm32-wasip1 target; iproute2, whose
+## `ip` builds the cross-host tests' networks of namespaces)
 setup:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@command -v ip >/dev/null || command -v /usr/sbin/ip >/dev/null || { \
+		echo "installing iproute2 (the cross-host tests build networks with ip)"; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq iproute2; }
 
 ## build: target/release/netrun and target/apps/<app>.wasm
 build: runtime apps

@@ -34,7 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve APP as a peer (and run one of its entry points with --entry)
     Run(RunArgs),
-    /// List the peers found by scanning the port range
+    /// List the peers: this host's port range, the LAN (with --host beyond loopback), and the
+    /// cluster as seeds and the peers found know it
     Peers(PeersArgs),
     /// Call a function on a peer with JSON arguments and print its JSON result
     Call(CallArgs),
@@ -49,7 +50,8 @@ pub enum Command {
 /// Where peers live: the host and the port range.
 #[derive(Debug, Clone, Args)]
 pub struct NetOptions {
-    /// Address to bind (run) or scan (peers). Loopback unless you ask: joining a LAN is explicit
+    /// Address to bind (run) or scan (peers). Loopback unless you ask: beyond loopback a peer
+    /// publishes itself on that interface's LAN (mDNS) and `peers` looks there too
     #[arg(long, env = "NET_HOST", default_value = "127.0.0.1", value_name = "IP")]
     pub host: IpAddr,
     /// First port of the peer port range
@@ -68,8 +70,9 @@ pub struct NetOptions {
 /// The peers to join the cluster through.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SeedOptions {
-    /// A peer to join the cluster through, HOST:PORT (repeat for several, or comma-separated
-    /// in NET_SEEDS). A DNS name may stand for several peers; it is resolved again every 10 s
+    /// A peer of the cluster, HOST:PORT: `run` joins the cluster through it, `peers` and `call
+    /// --group` ask it who is in the cluster (repeat for several, or comma-separated in
+    /// NET_SEEDS). A DNS name may stand for several peers; a peer resolves it again every 10 s
     #[arg(
         long = "seed",
         env = "NET_SEEDS",

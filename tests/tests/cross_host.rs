@@ -238,7 +238,7 @@ fn a_seed_named_by_dns_that_stands_for_several_addresses_joins_the_cluster() {
 }
 
 #[test]
-fn a_killed_peer_fails_fast_leaves_the_listings_and_is_found_again_when_it_restarts() {
+fn a_stopped_or_killed_peer_leaves_the_listings_and_is_found_again_when_it_restarts() {
     let mut net = TestNet::new();
     let mut lan = net.subnet();
     let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
@@ -246,12 +246,24 @@ fn a_killed_peer_fails_fast_leaves_the_listings_and_is_found_again_when_it_resta
     let hub = peer_on(&ports, &hosts[0], "sandbox_probe", &["--hub"]);
     let steady = peer_on(&ports, &hosts[1], "sandbox_probe", &[]);
     let mut doomed = peer_on(&ports, &hosts[2], "sandbox_probe", &[]);
+    let mut leaving = peer_on(&ports, &hosts[2], "sandbox_probe", &[]);
+    let all = [steady.id(), doomed.id(), leaving.id()];
+    wait_for_listing(&ports, &hosts[0], &hub, &all, JOIN_LIMIT);
+    // A peer that stops cleanly says so: it leaves every listing within 10 s.
+    assert!(
+        leaving
+            .terminate(STOP_LIMIT)
+            .is_some_and(|status| status.success())
+    );
+    let stay = [steady.id(), doomed.id()];
+    wait_for_listing(&ports, &hosts[0], &hub, &stay, Duration::from_secs(10));
+    let from_steady = [hub.id(), doomed.id()];
     wait_for_listing(
         &ports,
-        &hosts[0],
-        &hub,
-        &[steady.id(), doomed.id()],
-        JOIN_LIMIT,
+        &hosts[1],
+        &steady,
+        &from_steady,
+        Duration::from_secs(10),
     );
     wait_for_subscribers(&ports, &hosts[0], &hub, 2);
     let doomed_id = doomed.id().to_string();
