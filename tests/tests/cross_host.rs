@@ -249,22 +249,16 @@ fn a_stopped_or_killed_peer_leaves_the_listings_and_is_found_again_when_it_resta
     let mut leaving = peer_on(&ports, &hosts[2], "sandbox_probe", &[]);
     let all = [steady.id(), doomed.id(), leaving.id()];
     wait_for_listing(&ports, &hosts[0], &hub, &all, JOIN_LIMIT);
-    // A peer that stops cleanly says so: it leaves every listing within 10 s.
-    assert!(
-        leaving
-            .terminate(STOP_LIMIT)
-            .is_some_and(|status| status.success())
-    );
+    // A peer that stops cleanly says so: it leaves every listing at once (the issue asks for
+    // 10 s; 5 s is less than the failure detector needs to notice a silent peer, about 8 s,
+    // so only the announcement can meet it).
+    let stopped = leaving.terminate(STOP_LIMIT);
+    assert!(stopped.is_some_and(|status| status.success()));
+    let said = Duration::from_secs(5);
     let stay = [steady.id(), doomed.id()];
-    wait_for_listing(&ports, &hosts[0], &hub, &stay, Duration::from_secs(10));
+    wait_for_listing(&ports, &hosts[0], &hub, &stay, said);
     let from_steady = [hub.id(), doomed.id()];
-    wait_for_listing(
-        &ports,
-        &hosts[1],
-        &steady,
-        &from_steady,
-        Duration::from_secs(10),
-    );
+    wait_for_listing(&ports, &hosts[1], &steady, &from_steady, said);
     wait_for_subscribers(&ports, &hosts[0], &hub, 2);
     let doomed_id = doomed.id().to_string();
     doomed.kill();
