@@ -23,7 +23,8 @@ pub const SUBCOMMANDS: [&str; 6] = ["run", "peers", "call", "info", "inspect", "
         `netrun APP.wasm [OPTIONS]` is short for `netrun run APP.wasm [OPTIONS]`.\n\n\
         Exit codes: 0 ok; 1 the call, entry or peer failed (message on stderr); \
         2 bad usage or bad input (unreadable file, invalid wasm, ABI mismatch, bad peer id, bad JSON).",
-    after_help = "Set NET_DEV to any value for debug logging."
+    after_help = "Set NET_DEV to any value for debug logging. NET_SECRET, or --secret-file, \
+                  holds the cluster secret."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -65,6 +66,53 @@ pub struct NetOptions {
         value_name = "RANGE"
     )]
     pub port_range: u16,
+}
+
+/// The cluster secret: with it every connection and every gossip datagram is authenticated and
+/// encrypted; a party without it can neither call, nor be served, nor be listed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecretOptions {
+    /// Read the cluster secret from PATH (a trailing newline is ignored). Without it, the
+    /// secret is NET_SECRET's value, if set; the secret itself is never printed
+    #[arg(long = "secret-file", value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// The environment variable that holds the cluster secret itself (not shown by `--help`).
+pub const SECRET_VARIABLE: &str = "NET_SECRET";
+
+impl SecretOptions {
+    /// The keys of the secret `--secret-file` or `NET_SECRET` gives (the file wins); `None`
+    /// without either. An unreadable or empty secret is an error that names its source, never
+    /// its content.
+    pub fn key(&self) -> Result<Option<crate::wire::secure::ClusterKey>, String> {
+        let (secret, source) = match &self.secret_file {
+            Some(path) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                    if bytes.last() == Some(&b'\r') {
+                        bytes.pop();
+                    }
+                }
+                (bytes, format!("the secret file {}", path.display()))
+            }
+            None => match std::env::var_os(SECRET_VARIABLE) {
+                Some(value) => (
+                    value.into_encoded_bytes(),
+                    format!("the {SECRET_VARIABLE} variable"),
+                ),
+                None => return Ok(None),
+            },
+        };
+        if secret.is_empty() {
+            return Err(format!(
+                "{source} is empty: a cluster secret needs at least one byte"
+            ));
+        }
+        Ok(Some(crate::wire::secure::ClusterKey::from_secret(&secret)))
+    }
 }
 
 /// The peers to join the cluster through.
@@ -181,6 +229,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub seeds: SeedOptions,
     #[command(flatten)]
+    pub secret: SecretOptions,
+    /// Do not warn when the peer is bound beyond loopback without a cluster secret
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]
     pub call: CallOptions,
@@ -202,6 +255,8 @@ pub struct PeersArgs {
     pub json: bool,
     #[command(flatten)]
     pub seeds: SeedOptions,
+    #[command(flatten)]
+    pub secret: SecretOptions,
     #[command(flatten)]
     pub net: NetOptions,
 }
@@ -235,6 +290,8 @@ pub struct CallArgs {
     pub call: CallOptions,
     #[command(flatten)]
     pub seeds: SeedOptions,
+    #[command(flatten)]
+    pub secret: SecretOptions,
     #[command(flatten)]
     pub net: NetOptions,
 }
@@ -278,6 +335,8 @@ pub struct InfoArgs {
     pub peer: String,
     #[command(flatten)]
     pub call: CallOptions,
+    #[command(flatten)]
+    pub secret: SecretOptions,
 }
 
 #[derive(Debug, Args)]

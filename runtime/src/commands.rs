@@ -22,6 +22,7 @@ use crate::peer::{self, PeerConfig};
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::frame::DEFAULT_MAX_FRAME;
 use crate::wire::message::{CallKind, Encoding, Hello};
+use crate::wire::secure::ClusterKey;
 
 /// A command's failure and the exit code it maps to.
 #[derive(Debug)]
@@ -72,7 +73,10 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             }
         )));
     }
+    let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
     let config = PeerConfig {
+        key,
+        insecure: args.insecure,
         host: args.net.host,
         advertise: args.advertise,
         seeds: args.seeds.seeds.clone(),
@@ -174,9 +178,11 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         values.push(value);
     }
     let json = serde_json::to_vec(&values).expect("JSON values serialize");
+    let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
     let client = Arc::new(Client::new(
         Hello::client(args.call.max_frame),
         args.call.max_frame,
+        key.clone(),
     ));
     let request = |args: Vec<u8>| json_request(&function, args);
     let (outcome, peer) = match callee {
@@ -186,7 +192,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
             (outcome, target.display)
         }
         Callee::AnyOf(group) => {
-            let discovery = cli_discovery(&args.net, &args.seeds, client.clone());
+            let discovery = cli_discovery(&args.net, &args.seeds, client.clone(), key);
             let make = || request(json.clone());
             let (outcome, served_by) = group_call::call_any(
                 &client,
@@ -215,7 +221,8 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
 pub async fn info(args: InfoArgs) -> Result<(), Failure> {
     let target = Target::parse(&args.peer).map_err(bad_input)?;
     let function = netrun_abi::names::builtin::INFO;
-    let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame);
+    let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
+    let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame, key);
     let request = json_request(function, b"[]".to_vec());
     let outcome = client.call(&target, request, args.call.timeout).await;
     let result = json_result(outcome, &target.display, function)?;
@@ -257,7 +264,12 @@ fn json_result(outcome: Outcome, peer: &str, function: &str) -> Result<Value, Fa
 
 /// Where the CLI looks for peers: the port range on `--host`, what the seeds list, and, with
 /// `--host` beyond loopback, the LAN.
-fn cli_discovery(net: &NetOptions, seeds: &SeedOptions, client: Arc<Client>) -> Discovery {
+fn cli_discovery(
+    net: &NetOptions,
+    seeds: &SeedOptions,
+    client: Arc<Client>,
+    key: Option<ClusterKey>,
+) -> Discovery {
     Discovery::for_client(
         &net.host.to_string(),
         discovery::port_range(net.port, net.port_range),
@@ -265,6 +277,7 @@ fn cli_discovery(net: &NetOptions, seeds: &SeedOptions, client: Arc<Client>) -> 
     )
     .with_seeds(seeds.seeds.clone())
     .with_lan(net.host)
+    .with_key(key)
 }
 
 /// `netrun peers`: scan the port range, ask the seeds, and list the peers.
@@ -277,11 +290,13 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         hubs_only: args.hubs_only,
         refresh: true,
     };
+    let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
     let client = Arc::new(Client::new(
         Hello::client(DEFAULT_MAX_FRAME),
         DEFAULT_MAX_FRAME,
+        key.clone(),
     ));
-    let found = cli_discovery(&args.net, &args.seeds, client)
+    let found = cli_discovery(&args.net, &args.seeds, client, key)
         .peers(&query)
         .await;
     if args.json {

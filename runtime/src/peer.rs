@@ -33,10 +33,15 @@ use crate::guest::scheduler::{Job, Scheduler};
 use crate::guest::state::InstanceEnv;
 use crate::guest::workers;
 use crate::wire::client::Client;
+use crate::wire::secure::ClusterKey;
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
+    /// The cluster secret's keys: every connection and gossip datagram is secured with them.
+    pub key: Option<ClusterKey>,
+    /// Bound beyond loopback without a secret, do not warn (`--insecure`).
+    pub insecure: bool,
     /// The address to bind.
     pub host: IpAddr,
     /// The address to advertise, when it is not the bound one (`--advertise`).
@@ -186,15 +191,23 @@ pub async fn start(
         config.hub,
         app.hash.clone(),
     );
+    if address::beyond_loopback(config.host) && config.key.is_none() && !config.insecure {
+        tracing::warn!(
+            "bound to {} without a cluster secret: anyone who can reach port {port} can call every function, list the cluster and read the traffic; set NET_SECRET or --secret-file (or --insecure to silence this)",
+            config.host
+        );
+    }
     let client = Arc::new(Client::new(
         identity.hello(config.max_frame),
         config.max_frame,
+        config.key.clone(),
     ));
     let gives_up = client.clone();
     let membership = Membership::start(
         MemberId::new(SocketAddr::new(host, port), &config.group, config.hub),
         SocketAddr::new(config.host, port),
         config.seeds.clone(),
+        config.key.clone(),
         move |down: SocketAddr| {
             gives_up.give_up(
                 &down.to_string(),
@@ -225,7 +238,8 @@ pub async fn start(
         client,
         discovery: Arc::new(
             Discovery::new(&host.to_string(), config.ports(), Some(port))
-                .with_membership(membership.clone()),
+                .with_membership(membership.clone())
+                .with_key(config.key.clone()),
         ),
         call_timeout: config.call_timeout,
         events: events.clone(),
@@ -257,6 +271,7 @@ pub async fn start(
         identity.hello(config.max_frame),
         router,
         config.max_frame,
+        config.key.clone(),
         shutdown,
     ));
     let registering = tokio::spawn(registrations.clone().run(context.clone()));

@@ -746,6 +746,8 @@ pub struct Proxy {
     port: u16,
     stop: Arc<AtomicBool>,
     carried: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// Every byte it carried, both ways.
+    seen: Arc<Mutex<Vec<u8>>>,
     accepting: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -761,12 +763,13 @@ impl Proxy {
             .expect("a nonblocking listener");
         let stop = Arc::new(AtomicBool::new(false));
         let carried = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let accepting = {
-            let (stop, carried) = (stop.clone(), carried.clone());
+            let (stop, carried, seen) = (stop.clone(), carried.clone(), seen.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
-                        Ok((client, _)) => Proxy::carry(client, to, &carried),
+                        Ok((client, _)) => Proxy::carry(client, to, &carried, &seen),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(10));
                         }
@@ -779,12 +782,18 @@ impl Proxy {
             port,
             stop,
             carried,
+            seen,
             accepting: Some(accepting),
         }
     }
 
     /// Connects `client` to `HOST:to` and copies bytes both ways, each on a thread of its own.
-    fn carry(client: std::net::TcpStream, to: u16, carried: &Mutex<Vec<std::net::TcpStream>>) {
+    fn carry(
+        client: std::net::TcpStream,
+        to: u16,
+        carried: &Mutex<Vec<std::net::TcpStream>>,
+        seen: &Arc<Mutex<Vec<u8>>>,
+    ) {
         client.set_nonblocking(false).expect("a blocking stream");
         let Ok(server) = std::net::TcpStream::connect((HOST, to)) else {
             return;
@@ -795,12 +804,35 @@ impl Proxy {
                 from.try_clone().expect("a stream clone"),
                 into.try_clone().expect("a stream clone"),
             );
+            let seen = seen.clone();
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut from, &mut into);
+                use std::io::Write;
+                let mut chunk = [0u8; 16 * 1024];
+                while let Ok(n) = from.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock()
+                        .expect("seen lock")
+                        .extend_from_slice(&chunk[..n]);
+                    if into.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                }
                 let _ = into.shutdown(std::net::Shutdown::Both);
             });
         }
         list.extend([client, server]);
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every byte it carried so far, both ways.
+    pub fn seen(&self) -> Vec<u8> {
+        self.seen.lock().expect("seen lock").clone()
     }
 
     /// `HOST:PORT` of the proxy, which `netrun call` and `netrun info` take as a peer.

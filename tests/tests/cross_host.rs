@@ -521,3 +521,53 @@ fn forty_eight_peers_on_four_routed_hosts_join_through_one_seed_and_drop_the_dea
     let dropped = wait_for_convergence(&ports, &survivors, Duration::from_secs(30));
     eprintln!("scale: the survivors dropped the 4 killed peers after {dropped:?}");
 }
+
+#[test]
+fn with_a_cluster_secret_only_its_holders_find_each_other_on_the_lan() {
+    let mut net = TestNet::new();
+    let mut lan = net.subnet();
+    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
+    let ports = Ports::new();
+    let secret = [("NET_SECRET", "a cluster secret"), ("NET_DEV", "1")];
+    let start = |host: &Host, env: &[(&str, &str)]| {
+        TestPeer::start_on(
+            &ports,
+            host,
+            &app("sandbox_probe"),
+            &["--host", "0.0.0.0"],
+            env,
+        )
+    };
+    let (first, second, outsider) = (
+        start(&hosts[0], &secret),
+        start(&hosts[1], &secret),
+        start(&hosts[2], &[]),
+    );
+    // The holders find each other (mDNS hints, sealed gossip, secured calls)…
+    let members = |host: &Host, peer: &TestPeer, env: &[(&str, &str)]| {
+        let out = netrun_on(&ports, host, &["call", peer.id(), "members"], env);
+        out.stdout
+    };
+    let found = wait_until(JOIN_LIMIT, || {
+        members(&hosts[0], &first, &secret).contains(second.id())
+    });
+    assert!(found, "{}", first.report());
+    // …and never the outsider, which finds nobody: it sees their mDNS records and tries to
+    // join them, but its gossip is dropped unopened (their log says so) and it cannot shake
+    // hands with them.
+    let tried = format!("dropping a datagram from {}", hosts[2].address);
+    assert!(
+        first.wait_for_stderr(&tried, JOIN_LIMIT),
+        "{}",
+        first.report()
+    );
+    for (host, peer) in [(&hosts[0], &first), (&hosts[1], &second)] {
+        assert!(!members(host, peer, &secret).contains(outsider.id()));
+    }
+    let seen = members(&hosts[2], &outsider, &[]);
+    assert!(seen.contains(outsider.id()), "{seen}");
+    assert!(
+        !seen.contains(first.id()) && !seen.contains(second.id()),
+        "{seen}"
+    );
+}

@@ -26,6 +26,7 @@ use crate::cluster::membership::Membership;
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::connection;
 use crate::wire::message::{CallKind, Encoding, Hello};
+use crate::wire::secure::ClusterKey;
 
 /// How long one probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -60,6 +61,8 @@ pub struct Discovery {
     /// The bound address on whose interfaces to look for peers over mDNS (a peer's membership
     /// does that for it).
     lan: Option<std::net::IpAddr>,
+    /// The cluster secret's keys, to probe with: a peer without the secret is not found.
+    key: Option<ClusterKey>,
 }
 
 impl Discovery {
@@ -74,7 +77,14 @@ impl Discovery {
             client: None,
             seeds: Vec::new(),
             lan: None,
+            key: None,
         }
+    }
+
+    /// Probes (and, for a client, asks) with the cluster secret's keys.
+    pub fn with_key(mut self, key: Option<ClusterKey>) -> Discovery {
+        self.key = key;
+        self
     }
 
     /// Discovery for a client that is not a peer (the CLI), which asks peers what they list
@@ -156,12 +166,19 @@ impl Discovery {
         }
     }
 
+    /// Shakes hands with whatever listens at `address`, as [`probe`] does with this discovery's
+    /// keys.
+    pub async fn probe(&self, address: &str) -> Option<PeerInfo> {
+        probe(address, self.key.as_ref()).await
+    }
+
     /// Probes every port of the range at once; returns the peers that answered, by port.
     pub async fn scan(&self) -> Vec<PeerInfo> {
         let mut probes = tokio::task::JoinSet::new();
         for port in self.ports.clone().filter(|p| Some(*p) != self.own_port) {
             let address = crate::wire::client::socket_address(&self.host, port);
-            probes.spawn(async move { probe(&address).await });
+            let key = self.key.clone();
+            probes.spawn(async move { probe(&address, key.as_ref()).await });
         }
         let mut found = Vec::new();
         while let Some(result) = probes.join_next().await {
@@ -262,13 +279,15 @@ async fn ask_members(addresses: Vec<SocketAddr>, client: &Arc<Client>) -> Vec<Pe
     found
 }
 
-/// Shakes hands with whatever listens at `address`; a netrun peer answers with who it is.
-pub async fn probe(address: &str) -> Option<PeerInfo> {
+/// Shakes hands with whatever listens at `address` (securing the connection with `key`); a
+/// netrun peer answers with who it is.
+pub async fn probe(address: &str, key: Option<&ClusterKey>) -> Option<PeerInfo> {
     let (_, _, hello) = connection::connect(
         address,
         &Hello::client(PROBE_MAX_FRAME),
         PROBE_TIMEOUT,
         PROBE_MAX_FRAME,
+        key,
     )
     .await
     .ok()?;

@@ -332,7 +332,7 @@ mod tests {
         Events::new(
             "127.0.0.1:3010 -> None".into(),
             BTreeMap::from([("news".to_string(), news)]),
-            Arc::new(Client::new(Hello::client(1024), 1024)),
+            Arc::new(Client::new(Hello::client(1024), 1024, None)),
             Duration::from_secs(1),
             5,
         )

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::wire::secure::ClusterKey;
+
 /// How often seeds are resolved again and announced to.
 pub const SEED_EVERY: Duration = Duration::from_secs(10);
 /// The cluster size the failure detector's timings are tuned for.
@@ -190,14 +192,16 @@ impl Membership {
         me: MemberId,
         bind: SocketAddr,
         seeds: Vec<String>,
+        key: Option<ClusterKey>,
         on_down: impl Fn(SocketAddr) + Send + 'static,
     ) -> std::io::Result<Arc<Membership>> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let (input, inputs) = mpsc::unbounded_channel();
         let view = Arc::new(Mutex::new(View::default()));
-        tokio::spawn(receive(socket.clone(), input.clone()));
+        tokio::spawn(receive(socket.clone(), input.clone(), key.clone()));
         let state = Gossip {
             socket,
+            key,
             input: input.clone(),
             view: view.clone(),
             on_down: Box::new(on_down),
@@ -241,16 +245,30 @@ impl Membership {
     }
 }
 
-/// Hands every datagram that arrives to the gossip task.
-async fn receive(socket: Arc<UdpSocket>, input: mpsc::UnboundedSender<Input>) {
+/// Hands every datagram that arrives to the gossip task; with `key`, only those sealed with
+/// the same secret, opened.
+async fn receive(
+    socket: Arc<UdpSocket>,
+    input: mpsc::UnboundedSender<Input>,
+    key: Option<ClusterKey>,
+) {
     let mut buf = vec![0u8; MAX_PACKET * 2];
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((len, _)) => {
-                if input
-                    .send(Input::Data(Bytes::copy_from_slice(&buf[..len])))
-                    .is_err()
-                {
+            Ok((len, from)) => {
+                let data = match &key {
+                    None => Bytes::copy_from_slice(&buf[..len]),
+                    Some(key) => match key.open_datagram(&buf[..len]) {
+                        Some(opened) => Bytes::from(opened),
+                        None => {
+                            tracing::debug!(
+                                "gossip: dropping a datagram from {from} not sealed with the cluster secret"
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if input.send(Input::Data(data)).is_err() {
                     return;
                 }
             }
@@ -301,6 +319,8 @@ fn config() -> Config {
 /// What the gossip task works with besides the SWIM state.
 struct Gossip {
     socket: Arc<UdpSocket>,
+    /// The cluster secret's keys: every datagram is sealed with them.
+    key: Option<ClusterKey>,
     /// Where timers it schedules come back.
     input: mpsc::UnboundedSender<Input>,
     view: Arc<Mutex<View>>,
@@ -327,7 +347,11 @@ async fn gossip(me: MemberId, state: Gossip, mut inputs: mpsc::UnboundedReceiver
             tracing::debug!("gossip: {e}");
         }
         while let Some((to, data)) = runtime.to_send() {
-            if let Err(e) = state.socket.send_to(&data, to.addr).await {
+            let sealed = match &state.key {
+                Some(key) => Bytes::from(key.seal_datagram(&data)),
+                None => data,
+            };
+            if let Err(e) = state.socket.send_to(&sealed, to.addr).await {
                 tracing::debug!("gossip: cannot send to {}: {e}", to.addr);
             }
         }

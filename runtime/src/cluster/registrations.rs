@@ -20,7 +20,7 @@ use netrun_abi::{
 };
 
 use crate::cluster::context::PeerContext;
-use crate::cluster::discovery::{self, Discovery};
+use crate::cluster::discovery::Discovery;
 use crate::wire::client::{Request, Target};
 use crate::wire::message::{CallKind, Encoding};
 
@@ -228,7 +228,7 @@ async fn publishers(handler: &Handler, discovery: &Discovery, found: &[PeerInfo]
     if let Some(addresses) = &handler.addresses {
         let mut out = Vec::new();
         for address in addresses {
-            out.extend(discovery::probe(address).await);
+            out.extend(discovery.probe(address).await);
         }
         return out;
     }

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
+use crate::wire::secure::ClusterKey;
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -205,16 +206,19 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
 pub struct Client {
     hello: Hello,
     max_frame: usize,
+    /// The cluster secret's keys: every connection is secured with them.
+    key: Option<ClusterKey>,
     /// One slot per address.
     links: Mutex<HashMap<String, Slot>>,
 }
 
 impl Client {
-    /// A client that introduces itself with `hello`.
-    pub fn new(hello: Hello, max_frame: usize) -> Client {
+    /// A client that introduces itself with `hello` and, with `key`, secures every connection.
+    pub fn new(hello: Hello, max_frame: usize, key: Option<ClusterKey>) -> Client {
         Client {
             hello,
             max_frame,
+            key,
             links: Mutex::new(HashMap::new()),
         }
     }
@@ -283,10 +287,15 @@ impl Client {
         if let Some(link) = slot.as_ref().filter(|link| link.is_alive()) {
             return Ok(link.clone());
         }
-        let (reader, sender, _remote) =
-            connection::connect(&target.address, &self.hello, CONNECT_LIMIT, self.max_frame)
-                .await
-                .map_err(|e| connect_error(target, e))?;
+        let (reader, sender, _remote) = connection::connect(
+            &target.address,
+            &self.hello,
+            CONNECT_LIMIT,
+            self.max_frame,
+            self.key.as_ref(),
+        )
+        .await
+        .map_err(|e| connect_error(target, e))?;
         let link = Arc::new(Link {
             sender,
             pending: Mutex::new(Some(HashMap::new())),

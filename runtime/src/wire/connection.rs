@@ -7,20 +7,26 @@
 //! Writes go through one task per connection, so many tasks can send on the same connection
 //! without a lock, and frames queued together leave in one `write` and one flush.
 
+use std::io::Cursor;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::wire::frame::{self, FrameError};
 use crate::wire::message::{Hello, Message, MessageError};
+use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
 
 /// Frames waiting for the writer task, per connection.
 const WRITE_QUEUE: usize = 1024;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
+
+/// The reading half of a connection: plaintext, or opened from records.
+type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection: plaintext, or sealed into records.
+type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Why a connection could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -31,20 +37,39 @@ pub enum ConnectionError {
     TimedOut(Duration),
     #[error("handshake failed: {0}")]
     Handshake(String),
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     #[error("refused: {0}")]
     Refused(String),
     #[error(transparent)]
     Message(#[from] MessageError),
 }
 
+impl From<SecureError> for ConnectionError {
+    fn from(e: SecureError) -> Self {
+        match e {
+            SecureError::Authentication(why) => ConnectionError::Authentication(why),
+            SecureError::Io(io) => ConnectionError::Message(MessageError::Frame(io.into())),
+        }
+    }
+}
+
 /// The reading half of a connection, with its reuse buffer.
 pub struct MessageReader {
-    reader: BufReader<OwnedReadHalf>,
+    reader: BufReader<ByteReader>,
     buf: Vec<u8>,
     max_frame: usize,
 }
 
 impl MessageReader {
+    fn new(reader: ByteReader, max_frame: usize) -> MessageReader {
+        MessageReader {
+            reader: BufReader::with_capacity(READ_BUFFER, reader),
+            buf: Vec::new(),
+            max_frame,
+        }
+    }
+
     /// Reads the next message; `Err(Frame(Closed))` when the other side closed cleanly.
     pub async fn next(&mut self) -> Result<Message, MessageError> {
         frame::read_frame(&mut self.reader, &mut self.buf, self.max_frame).await?;
@@ -81,10 +106,10 @@ impl FrameSender {
 
 /// Starts the writer task of a connection. It drains the queue into a buffered writer and
 /// flushes only when the queue is empty, so frames sent together leave together.
-fn spawn_writer(write_half: OwnedWriteHalf, max_frame: usize) -> FrameSender {
+fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     tokio::spawn(async move {
-        let mut writer = BufWriter::with_capacity(READ_BUFFER, write_half);
+        let mut writer = BufWriter::with_capacity(READ_BUFFER, writer);
         while let Some(framed) = rx.recv().await {
             if writer.write_all(&framed).await.is_err() {
                 return;
@@ -103,17 +128,6 @@ fn spawn_writer(write_half: OwnedWriteHalf, max_frame: usize) -> FrameSender {
     FrameSender { tx, max_frame }
 }
 
-fn split(stream: TcpStream, max_frame: usize) -> (MessageReader, OwnedWriteHalf) {
-    let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
-    let reader = MessageReader {
-        reader: BufReader::with_capacity(READ_BUFFER, read_half),
-        buf: Vec::new(),
-        max_frame,
-    };
-    (reader, write_half)
-}
-
 async fn within<T>(
     limit: Duration,
     fut: impl Future<Output = Result<T, ConnectionError>>,
@@ -123,52 +137,147 @@ async fn within<T>(
         .map_err(|_| ConnectionError::TimedOut(limit))?
 }
 
-/// Connects to `address` and says hello; returns the reader, the sender and the other side's
-/// hello. The whole exchange is bounded by `limit`.
+/// Writes one message as a frame and flushes.
+async fn write_message(
+    writer: &mut ByteWriter,
+    message: &Message,
+    max_frame: usize,
+) -> Result<(), ConnectionError> {
+    let framed = message.to_frame(max_frame)?;
+    frame::write_all_frames(writer, &framed)
+        .await
+        .map_err(MessageError::from)?;
+    Ok(())
+}
+
+/// Connects to `address` and says hello (with `key`, over a secured channel); returns the
+/// reader, the sender and the other side's hello. The whole exchange is bounded by `limit`.
 pub async fn connect(
     address: &str,
     hello: &Hello,
     limit: Duration,
     max_frame: usize,
+    key: Option<&ClusterKey>,
 ) -> Result<(MessageReader, FrameSender, Hello), ConnectionError> {
     within(limit, async {
-        let stream = TcpStream::connect(address)
+        let mut stream = TcpStream::connect(address)
             .await
             .map_err(ConnectionError::Connect)?;
-        let (mut reader, mut write_half) = split(stream, max_frame);
-        let framed = Message::Hello(hello.clone()).to_frame(max_frame)?;
-        frame::write_all_frames(&mut write_half, &framed)
-            .await
-            .map_err(MessageError::from)?;
-        let remote = match reader.next().await? {
-            Message::Hello(remote) => remote,
-            Message::Refused(reason) => return Err(ConnectionError::Refused(reason)),
-            other => {
+        let _ = stream.set_nodelay(true);
+        let secured = match key {
+            Some(key) => match secure::initiate(&mut stream, key).await? {
+                Initiated::Secured(transport) => Some(transport),
+                // It answered in plaintext: it has no secret, and says why it refuses.
+                Initiated::Plaintext(header) => {
+                    return Err(plaintext_refusal(stream, header).await);
+                }
+            },
+            None => None,
+        };
+        let (read_half, write_half) = stream.into_split();
+        let (reader, mut writer): (ByteReader, ByteWriter) = match secured {
+            Some(transport) => (
+                Box::new(Opener::new(read_half, transport.clone())),
+                Box::new(Sealer::new(write_half, transport)),
+            ),
+            None => (Box::new(read_half), Box::new(write_half)),
+        };
+        let mut reader = MessageReader::new(reader, max_frame);
+        write_message(&mut writer, &Message::Hello(hello.clone()), max_frame).await?;
+        let remote = match reader.next().await {
+            Ok(Message::Hello(remote)) => remote,
+            Ok(Message::Refused(reason)) => return Err(ConnectionError::Refused(reason)),
+            Ok(other) => {
                 return Err(ConnectionError::Handshake(format!(
                     "expected a hello, got {}",
                     describe(&other)
                 )));
             }
+            // A peer with a secret closes on a plaintext hello after saying why; one that
+            // closes without a word is not a netrun peer.
+            Err(e) => return Err(e.into()),
         };
         remote
             .check_compatible()
             .map_err(ConnectionError::Handshake)?;
-        let sender = spawn_writer(write_half, remote.send_limit(max_frame));
+        let sender = spawn_writer(writer, remote.send_limit(max_frame));
         Ok((reader, sender, remote))
     })
     .await
 }
 
-/// Serves the handshake of an accepted connection: reads the caller's hello, refuses an
-/// incompatible one (telling it why), and answers with `hello`.
+/// What a peer without a secret answered a secured hello with: its refusal, whose frame
+/// starts with `header`, as an error.
+async fn plaintext_refusal(mut stream: TcpStream, header: [u8; 4]) -> ConnectionError {
+    /// A refusal is a sentence; a longer "frame" is something else.
+    const LONGEST: usize = 4096;
+    let len = u32::from_be_bytes(header) as usize;
+    let mut payload = vec![0u8; len.min(LONGEST)];
+    let read = tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut payload));
+    match read.await {
+        Ok(Ok(_)) if len <= LONGEST => match Message::decode(&payload) {
+            Ok(Message::Refused(reason)) => ConnectionError::Authentication(
+                reason
+                    .strip_prefix("authentication failed: ")
+                    .unwrap_or(&reason)
+                    .to_string(),
+            ),
+            _ => not_secured(),
+        },
+        _ => not_secured(),
+    }
+}
+
+fn not_secured() -> ConnectionError {
+    ConnectionError::Authentication(
+        "the peer did not answer the secured handshake: it has no cluster secret".into(),
+    )
+}
+
+/// Serves the handshake of an accepted connection: secures it when it starts with the secured
+/// magic and this side has `key` (refusing, with the reason in plaintext, when only one side
+/// has a secret), reads the caller's hello, refuses an incompatible one (telling it why), and
+/// answers with `hello`.
 pub async fn accept(
     stream: TcpStream,
     hello: &Hello,
     limit: Duration,
     max_frame: usize,
+    key: Option<&ClusterKey>,
 ) -> Result<(MessageReader, FrameSender, Hello), ConnectionError> {
     within(limit, async {
-        let (mut reader, mut write_half) = split(stream, max_frame);
+        let mut stream = stream;
+        let _ = stream.set_nodelay(true);
+        let mut first = [0u8; 4];
+        stream
+            .read_exact(&mut first)
+            .await
+            .map_err(|e| MessageError::Frame(e.into()))?;
+        let secured = match (first == SECURE_MAGIC, key) {
+            (true, Some(key)) => Some(secure::respond(&mut stream, key).await?),
+            (false, None) => None,
+            (true, None) => {
+                let why = "authentication failed: the caller has a cluster secret and this peer has none: give both the same secret, or neither";
+                return Err(refuse_in_plaintext(stream, why, max_frame).await);
+            }
+            (false, Some(_)) => {
+                let why = "authentication failed: this peer requires the cluster secret (--secret-file or NET_SECRET)";
+                return Err(refuse_in_plaintext(stream, why, max_frame).await);
+            }
+        };
+        let (read_half, write_half) = stream.into_split();
+        let (reader, mut writer): (ByteReader, ByteWriter) = match secured {
+            Some(transport) => (
+                Box::new(Opener::new(read_half, transport.clone())),
+                Box::new(Sealer::new(write_half, transport)),
+            ),
+            // The four bytes read are the start of the plaintext hello's frame.
+            None => (
+                Box::new(Cursor::new(first).chain(read_half)),
+                Box::new(write_half),
+            ),
+        };
+        let mut reader = MessageReader::new(reader, max_frame);
         let remote = match reader.next().await? {
             Message::Hello(remote) => remote,
             other => {
@@ -179,18 +288,28 @@ pub async fn accept(
             }
         };
         if let Err(reason) = remote.check_compatible() {
-            let framed = Message::Refused(reason.clone()).to_frame(max_frame)?;
-            let _ = frame::write_all_frames(&mut write_half, &framed).await;
+            let _ = write_message(&mut writer, &Message::Refused(reason.clone()), max_frame).await;
             return Err(ConnectionError::Handshake(reason));
         }
-        let framed = Message::Hello(hello.clone()).to_frame(max_frame)?;
-        frame::write_all_frames(&mut write_half, &framed)
-            .await
-            .map_err(MessageError::from)?;
-        let sender = spawn_writer(write_half, remote.send_limit(max_frame));
+        write_message(&mut writer, &Message::Hello(hello.clone()), max_frame).await?;
+        let sender = spawn_writer(writer, remote.send_limit(max_frame));
         Ok((reader, sender, remote))
     })
     .await
+}
+
+/// Tells the caller in plaintext why it is refused, and closes; the error to log.
+async fn refuse_in_plaintext(
+    mut stream: TcpStream,
+    why: &str,
+    max_frame: usize,
+) -> ConnectionError {
+    if let Ok(framed) = Message::Refused(why.to_string()).to_frame(max_frame) {
+        let _ = stream.write_all(&framed).await;
+        let _ = stream.shutdown().await;
+    }
+    let why = why.strip_prefix("authentication failed: ").unwrap_or(why);
+    ConnectionError::Authentication(why.to_string())
 }
 
 /// A message's kind, for error messages.

@@ -11,4 +11,5 @@ pub mod client;
 pub mod connection;
 pub mod frame;
 pub mod message;
+pub mod secure;
 pub mod server;

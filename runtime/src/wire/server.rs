@@ -6,16 +6,19 @@
 //! A connection that breaks the protocol (oversized frame, garbage, a reply where a call was
 //! expected) is closed; the peer keeps serving the others.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netrun_abi::{CallError, Outcome};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::wire::connection::{self, FrameSender};
+use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, Hello, Message, MessageError, Reply};
+use crate::wire::secure::ClusterKey;
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -36,10 +39,12 @@ pub async fn run<D: Dispatch>(
     hello: Hello,
     router: Arc<D>,
     max_frame: usize,
+    key: Option<ClusterKey>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let hello = Arc::new(hello);
+    let refusals = Arc::new(Refusals::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -57,9 +62,25 @@ pub async fn run<D: Dispatch>(
             },
             () = &mut shutdown => return,
         };
-        let (hello, router) = (hello.clone(), router.clone());
+        let (hello, router, key) = (hello.clone(), router.clone(), key.clone());
+        let refusals = refusals.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &hello, router, max_frame).await {
+            let accepted =
+                connection::accept(stream, &hello, HANDSHAKE_LIMIT, max_frame, key.as_ref()).await;
+            let served = match accepted {
+                Ok((reader, sender, caller)) => serve_calls(reader, sender, caller, router).await,
+                Err(ConnectionError::Authentication(why)) => {
+                    if refusals.first_from(remote.ip()) {
+                        tracing::warn!(
+                            "refusing connections from {}: authentication failed: {why}",
+                            remote.ip()
+                        );
+                    }
+                    Err(format!("authentication failed: {why}"))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = served {
                 tracing::debug!("connection from {remote} ended: {e}");
             }
             drop(permit);
@@ -67,16 +88,32 @@ pub async fn run<D: Dispatch>(
     }
 }
 
-async fn serve_connection<D: Dispatch>(
-    stream: TcpStream,
-    hello: &Hello,
+/// The addresses refused for authentication, each logged once (forgotten past [`REFUSALS`]).
+#[derive(Default)]
+struct Refusals(Mutex<HashSet<IpAddr>>);
+
+/// Addresses remembered as refused before the list starts over.
+const REFUSALS: usize = 4096;
+
+impl Refusals {
+    /// Whether this is the first refusal of `ip` (to log it once).
+    fn first_from(&self, ip: IpAddr) -> bool {
+        let mut seen = self.0.lock().expect("refusals lock");
+        if seen.len() >= REFUSALS {
+            seen.clear();
+        }
+        seen.insert(ip)
+    }
+}
+
+/// Reads the calls of one connection that shook hands, hands each to `router` and sends its
+/// reply, until the connection ends.
+async fn serve_calls<D: Dispatch>(
+    mut reader: MessageReader,
+    sender: FrameSender,
+    remote: Hello,
     router: Arc<D>,
-    max_frame: usize,
 ) -> Result<(), String> {
-    let (mut reader, sender, remote) =
-        connection::accept(stream, hello, HANDSHAKE_LIMIT, max_frame)
-            .await
-            .map_err(|e| e.to_string())?;
     let caller: Option<Arc<str>> = remote.peer_id.map(Arc::from);
     loop {
         match reader.next().await {

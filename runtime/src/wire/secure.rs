@@ -1,0 +1,446 @@
+//! The cluster secret, and what it secures: every TCP connection is mutually authenticated and
+//! encrypted with Noise (`Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, from the `snow` crate), keyed
+//! by the secret; every gossip datagram is sealed with XChaCha20-Poly1305 (RustCrypto). No
+//! cryptography is written here: this module derives keys, runs the handshake and frames the
+//! encrypted records.
+//!
+//! A secured connection starts with [`SECURE_MAGIC`], so a side without the secret can tell at
+//! once and refuse it clearly (a plaintext connection starts with a frame header). After the
+//! two handshake messages, the byte stream is a sequence of records: a `u16` big-endian length
+//! and a Noise transport message of at most 65535 bytes. [`Opener`] and [`Sealer`] turn the
+//! halves of a connection into plaintext streams, so frames read and write as they do without
+//! a secret.
+//!
+//! A party with another secret fails the handshake: NNpsk0 mixes the key into the first
+//! message, which the responder cannot then decrypt. The secret never appears in `Debug`
+//! output, errors or logs.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use snow::StatelessTransportState;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// What a secured connection starts with.
+pub const SECURE_MAGIC: [u8; 4] = *b"NRTS";
+/// The Noise protocol of every secured connection.
+const NOISE: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+/// Largest Noise message, and the tag each carries.
+const MAX_RECORD: usize = 65535;
+const TAG: usize = 16;
+/// Largest plaintext in one record.
+const MAX_PLAIN: usize = MAX_RECORD - TAG;
+/// What the gossip's datagrams are sealed with as associated data.
+const GOSSIP_CONTEXT: &[u8] = b"netrun gossip 1";
+
+/// Keys derived from the cluster secret. Cheap to clone; never shows the secret.
+#[derive(Clone)]
+pub struct ClusterKey {
+    /// The Noise pre-shared key.
+    psk: [u8; 32],
+    /// The gossip's datagram key.
+    gossip: Arc<XChaCha20Poly1305>,
+}
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(<redacted>)")
+    }
+}
+
+impl ClusterKey {
+    /// The keys of `secret` (its bytes as given: a file's trailing newline is removed by the
+    /// caller). Each key is SHA-256 of a label and the secret.
+    pub fn from_secret(secret: &[u8]) -> ClusterKey {
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut hash = Sha256::new();
+            hash.update(label);
+            hash.update(secret);
+            hash.finalize().into()
+        };
+        let gossip = derive(b"netrun cluster secret 1: gossip");
+        ClusterKey {
+            psk: derive(b"netrun cluster secret 1: noise psk"),
+            gossip: Arc::new(XChaCha20Poly1305::new(&gossip.into())),
+        }
+    }
+
+    /// Seals a gossip datagram: a random nonce, then the ciphertext.
+    pub fn seal_datagram(&self, plain: &[u8]) -> Vec<u8> {
+        let nonce: [u8; 24] = rand::random();
+        let sealed = self
+            .gossip
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: GOSSIP_CONTEXT,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encrypts any datagram");
+        let mut out = Vec::with_capacity(nonce.len() + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a datagram [`ClusterKey::seal_datagram`] sealed with the same secret; `None` for
+    /// anything else.
+    pub fn open_datagram(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, sealed) = datagram.split_at_checked(24)?;
+        self.gossip
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: GOSSIP_CONTEXT,
+                },
+            )
+            .ok()
+    }
+
+    fn builder(&self) -> Result<snow::Builder<'_>, io::Error> {
+        snow::Builder::new(NOISE.parse().map_err(noise_error)?)
+            .psk(0, &self.psk)
+            .map_err(noise_error)
+    }
+}
+
+/// Why a secured handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecureError {
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn noise_error(e: snow::Error) -> io::Error {
+    io::Error::other(format!("noise: {e}"))
+}
+
+/// How an initiated handshake went.
+pub enum Initiated {
+    /// Both sides have the secret: the channel is secured.
+    Secured(Arc<StatelessTransportState>),
+    /// The answer does not start with the magic: the other side has no secret and answered in
+    /// plaintext; these are its first four bytes (a frame's length).
+    Plaintext([u8; 4]),
+}
+
+/// The initiator's side of the handshake, after it wrote nothing yet: sends the magic and the
+/// first message, reads the answer.
+pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &ClusterKey,
+) -> Result<Initiated, SecureError> {
+    let mut noise = key.builder()?.build_initiator().map_err(noise_error)?;
+    let mut message = vec![0u8; MAX_RECORD];
+    let len = noise
+        .write_message(&[], &mut message)
+        .map_err(noise_error)?;
+    let mut first = SECURE_MAGIC.to_vec();
+    first.extend_from_slice(&(len as u16).to_be_bytes());
+    first.extend_from_slice(&message[..len]);
+    stream.write_all(&first).await?;
+    stream.flush().await?;
+    let mut magic = [0u8; 4];
+    match stream.read_exact(&mut magic).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(SecureError::Authentication(
+                "the peer closed the connection during the handshake: it has another cluster secret".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if magic != SECURE_MAGIC {
+        return Ok(Initiated::Plaintext(magic));
+    }
+    let answer = read_record(stream).await?;
+    let mut payload = vec![0u8; MAX_RECORD];
+    noise
+        .read_message(&answer, &mut payload)
+        .map_err(|_| SecureError::Authentication("the peer's answer does not verify".into()))?;
+    let transport = noise.into_stateless_transport_mode().map_err(noise_error)?;
+    Ok(Initiated::Secured(Arc::new(transport)))
+}
+
+/// The responder's side, after it read the magic: reads the first message, answers with the
+/// magic and the second. Fails when the initiator has another secret.
+pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &ClusterKey,
+) -> Result<Arc<StatelessTransportState>, SecureError> {
+    let mut noise = key.builder()?.build_responder().map_err(noise_error)?;
+    let first = read_record(stream).await?;
+    let mut payload = vec![0u8; MAX_RECORD];
+    noise.read_message(&first, &mut payload).map_err(|_| {
+        SecureError::Authentication(
+            "the caller's handshake does not verify: it has another cluster secret".into(),
+        )
+    })?;
+    let mut message = vec![0u8; MAX_RECORD];
+    let len = noise
+        .write_message(&[], &mut message)
+        .map_err(noise_error)?;
+    let mut answer = SECURE_MAGIC.to_vec();
+    answer.extend_from_slice(&(len as u16).to_be_bytes());
+    answer.extend_from_slice(&message[..len]);
+    stream.write_all(&answer).await?;
+    stream.flush().await?;
+    let transport = noise.into_stateless_transport_mode().map_err(noise_error)?;
+    Ok(Arc::new(transport))
+}
+
+/// Reads one record: a `u16` length and that many bytes.
+async fn read_record<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut record = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut record).await?;
+    Ok(record)
+}
+
+/// The reading half of a secured connection, as a plaintext stream.
+pub struct Opener<R> {
+    inner: R,
+    transport: Arc<StatelessTransportState>,
+    nonce: u64,
+    /// The record being read: its length prefix, then its bytes.
+    record: Vec<u8>,
+    /// How many bytes of `record` (or of the prefix) are in; how many are wanted.
+    filled: usize,
+    wanted: usize,
+    in_prefix: bool,
+    /// Decrypted bytes not yet handed out, from `pos`.
+    plain: Vec<u8>,
+    pos: usize,
+}
+
+impl<R> Opener<R> {
+    pub fn new(inner: R, transport: Arc<StatelessTransportState>) -> Opener<R> {
+        Opener {
+            inner,
+            transport,
+            nonce: 0,
+            record: vec![0u8; 2],
+            filled: 0,
+            wanted: 2,
+            in_prefix: true,
+            plain: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Opener<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.pos < this.plain.len() {
+                let n = out.remaining().min(this.plain.len() - this.pos);
+                out.put_slice(&this.plain[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            while this.filled < this.wanted {
+                let mut buf = ReadBuf::new(&mut this.record[this.filled..this.wanted]);
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf))?;
+                let n = buf.filled().len();
+                if n == 0 {
+                    // A clean end between records is the end of the stream.
+                    return Poll::Ready(if this.in_prefix && this.filled == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::ErrorKind::UnexpectedEof.into())
+                    });
+                }
+                this.filled += n;
+            }
+            if this.in_prefix {
+                this.wanted = usize::from(u16::from_be_bytes([this.record[0], this.record[1]]));
+                this.record.resize(this.wanted.max(2), 0);
+                this.filled = 0;
+                this.in_prefix = false;
+                continue;
+            }
+            this.plain.resize(this.wanted, 0);
+            let len = this
+                .transport
+                .read_message(this.nonce, &this.record[..this.wanted], &mut this.plain)
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a record does not verify")
+                })?;
+            this.plain.truncate(len);
+            this.pos = 0;
+            this.nonce += 1;
+            this.filled = 0;
+            this.wanted = 2;
+            this.in_prefix = true;
+        }
+    }
+}
+
+/// The writing half of a secured connection, as a plaintext stream: each write becomes one
+/// record (at most [`MAX_PLAIN`] bytes of it), written out before the next is made.
+pub struct Sealer<W> {
+    inner: W,
+    transport: Arc<StatelessTransportState>,
+    nonce: u64,
+    /// A sealed record not yet written, from `written`.
+    out: Vec<u8>,
+    written: usize,
+}
+
+impl<W> Sealer<W> {
+    pub fn new(inner: W, transport: Arc<StatelessTransportState>) -> Sealer<W> {
+        Sealer {
+            inner,
+            transport,
+            nonce: 0,
+            out: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sealer<W> {
+    /// Writes out what is sealed and not yet written.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.out.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Sealer<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        let take = buf.len().min(MAX_PLAIN);
+        this.out.resize(2 + take + TAG, 0);
+        let len = this
+            .transport
+            .write_message(this.nonce, &buf[..take], &mut this.out[2..])
+            .map_err(noise_error)?;
+        this.out.truncate(2 + len);
+        this.out[..2].copy_from_slice(&(len as u16).to_be_bytes());
+        this.nonce += 1;
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_same_secret_talks_and_the_bytes_on_the_wire_are_not_the_text() {
+        let key = ClusterKey::from_secret(b"sesame");
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let responder = tokio::spawn(async move {
+            let mut magic = [0u8; 4];
+            b.read_exact(&mut magic).await.unwrap();
+            assert_eq!(magic, SECURE_MAGIC);
+            let transport = respond(&mut b, &ClusterKey::from_secret(b"sesame"))
+                .await
+                .unwrap();
+            let mut opened = Opener::new(b, transport);
+            let mut text = vec![0u8; 100_000];
+            opened.read_exact(&mut text).await.unwrap();
+            text
+        });
+        let Initiated::Secured(transport) = initiate(&mut a, &key).await.unwrap() else {
+            panic!("not secured");
+        };
+        let (tap_read, tap_write) = tokio::io::duplex(1 << 20);
+        // Everything sealed goes through a tap first, to see what crosses the wire.
+        let mut sealer = Sealer::new(tap_write, transport);
+        let text: Vec<u8> = b"the plain text of a call "
+            .iter()
+            .copied()
+            .cycle()
+            .take(100_000)
+            .collect();
+        sealer.write_all(&text).await.unwrap();
+        sealer.shutdown().await.unwrap();
+        let mut wire = Vec::new();
+        let mut tap_read = tap_read;
+        tap_read.read_to_end(&mut wire).await.unwrap();
+        assert!(
+            !wire.windows(20).any(|w| w == &text[..20]),
+            "plain text on the wire"
+        );
+        a.write_all(&wire).await.unwrap();
+        drop(a);
+        assert_eq!(responder.await.unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn another_secret_fails_the_handshake_on_both_sides() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let responder = tokio::spawn(async move {
+            let mut magic = [0u8; 4];
+            b.read_exact(&mut magic).await.unwrap();
+            respond(&mut b, &ClusterKey::from_secret(b"right"))
+                .await
+                .map(|_| ())
+        });
+        let initiator = initiate(&mut a, &ClusterKey::from_secret(b"wrong")).await;
+        let Err(SecureError::Authentication(why)) = responder.await.unwrap() else {
+            panic!("the responder accepted another secret");
+        };
+        assert!(why.contains("another cluster secret"), "{why}");
+        assert!(matches!(initiator, Err(SecureError::Authentication(_))));
+    }
+
+    #[test]
+    fn gossip_datagrams_open_only_with_the_same_secret() {
+        let key = ClusterKey::from_secret(b"sesame");
+        let sealed = key.seal_datagram(b"member 10.0.0.1 is up");
+        assert_eq!(
+            key.open_datagram(&sealed).as_deref(),
+            Some(&b"member 10.0.0.1 is up"[..])
+        );
+        assert!(
+            ClusterKey::from_secret(b"other")
+                .open_datagram(&sealed)
+                .is_none()
+        );
+        assert!(key.open_datagram(b"member 10.0.0.1 is up").is_none());
+        assert_eq!(format!("{key:?}"), "ClusterKey(<redacted>)");
+    }
+}
