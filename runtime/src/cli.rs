@@ -68,6 +68,43 @@ pub struct NetOptions {
     pub port_range: u16,
 }
 
+/// How much a serving peer takes on, and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionOptions {
+    /// Seconds a new connection has to finish its handshake (a silent or dribbling client is
+    /// dropped then)
+    #[arg(long, env = "NET_HANDSHAKE_TIMEOUT", default_value = "10", value_name = "SECS", value_parser = parse_secs)]
+    pub handshake_timeout: Duration,
+    /// Seconds a connection with no call in flight may stay silent before it is closed
+    #[arg(long, env = "NET_IDLE_TIMEOUT", default_value = "300", value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait
+    #[arg(long, env = "NET_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Connections served at once from one address; more are closed
+    #[arg(long, env = "NET_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Calls served at once on one connection; more wait, unread, for a slot
+    #[arg(long, env = "NET_MAX_CALLS_PER_CONNECTION", default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_connection: u32,
+    /// Serve only peers running this peer's module (clients such as the CLI, which run none,
+    /// are served)
+    #[arg(long)]
+    pub require_same_module: bool,
+}
+
+impl ConnectionOptions {
+    pub fn limits(&self) -> crate::wire::server::ConnectionLimits {
+        crate::wire::server::ConnectionLimits {
+            handshake: self.handshake_timeout,
+            idle: self.idle_timeout,
+            connections: self.max_connections as usize,
+            connections_per_address: self.max_connections_per_address as usize,
+            calls_per_connection: self.max_calls_per_connection as usize,
+        }
+    }
+}
+
 /// The cluster secret: with it every connection and every gossip datagram is authenticated and
 /// encrypted; a party without it can neither call, nor be served, nor be listed.
 #[derive(Debug, Clone, Default, Args)]
@@ -233,6 +270,8 @@ pub struct RunArgs {
     /// Do not warn when the peer is bound beyond loopback without a cluster secret
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
     #[command(flatten)]
     pub net: NetOptions,
     #[command(flatten)]

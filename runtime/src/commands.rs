@@ -77,6 +77,8 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let config = PeerConfig {
         key,
         insecure: args.insecure,
+        connection_limits: args.connections.limits(),
+        require_same_module: args.connections.require_same_module,
         host: args.net.host,
         advertise: args.advertise,
         seeds: args.seeds.seeds.clone(),

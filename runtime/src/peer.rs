@@ -34,6 +34,7 @@ use crate::guest::state::InstanceEnv;
 use crate::guest::workers;
 use crate::wire::client::Client;
 use crate::wire::secure::ClusterKey;
+use crate::wire::server::{Admission, ConnectionLimits};
 
 /// How a peer is set up (from flags and environment; see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct PeerConfig {
     pub key: Option<ClusterKey>,
     /// Bound beyond loopback without a secret, do not warn (`--insecure`).
     pub insecure: bool,
+    /// How much the server takes on, and for how long.
+    pub connection_limits: ConnectionLimits,
+    /// Serve only peers running the same module (`--require-same-module`).
+    pub require_same_module: bool,
     /// The address to bind.
     pub host: IpAddr,
     /// The address to advertise, when it is not the bound one (`--advertise`).
@@ -270,8 +275,12 @@ pub async fn start(
         listener,
         identity.hello(config.max_frame),
         router,
-        config.max_frame,
-        config.key.clone(),
+        Admission {
+            limits: config.connection_limits,
+            max_frame: config.max_frame,
+            key: config.key.clone(),
+            same_module: config.require_same_module.then(|| app.hash.clone()),
+        },
         shutdown,
     ));
     let registering = tokio::spawn(registrations.clone().run(context.clone()));

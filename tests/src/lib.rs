@@ -654,14 +654,24 @@ impl TestPeer {
     /// The most memory the process has had resident so far (`VmHWM` of
     /// `/proc/<pid>/status`), in KiB.
     pub fn peak_memory_kib(&self) -> u64 {
+        self.status_kib("VmHWM")
+    }
+
+    /// Its resident memory now (`VmRSS`), in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/PID/status`.
+    fn status_kib(&self, field: &str) -> u64 {
         let path = format!("/proc/{}/status", self.process.child.id());
         let status = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {path}: {e}\n{}", self.report()));
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmHWM line in {path}:\n{status}"))
+            .unwrap_or_else(|| panic!("no {field} line in {path}:\n{status}"))
     }
 
     /// Its stdin, when started with [`Input::Piped`] (once).

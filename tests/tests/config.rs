@@ -29,12 +29,19 @@ fn help_shows_the_defaults_of_host_port_and_range() {
                 "[env: NET_PORT_RANGE=] [default: 5]",
             ),
         ] {
-            let line = out
-                .stdout
-                .lines()
-                .find(|l| l.trim_start().starts_with(flag))
+            // The flag's entry: its line, and the description under it when clap puts it
+            // there (it does once any option's help is long).
+            let lines: Vec<&str> = out.stdout.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(flag))
                 .unwrap_or_else(|| panic!("no {flag} line\n{out}"));
-            assert!(line.ends_with(default), "{command}: {line:?}\n{out}");
+            let entry = if lines[at].contains("[default:") {
+                lines[at]
+            } else {
+                lines.get(at + 1).copied().unwrap_or_default()
+            };
+            assert!(entry.ends_with(default), "{command}: {entry:?}\n{out}");
         }
     }
 }

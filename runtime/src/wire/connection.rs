@@ -18,8 +18,9 @@ use crate::wire::frame::{self, FrameError};
 use crate::wire::message::{Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
 
-/// Frames waiting for the writer task, per connection.
-const WRITE_QUEUE: usize = 1024;
+/// Frames waiting for the writer task, per connection: with the server's calls in flight per
+/// connection, this bounds what a client that never reads its replies makes a peer hold.
+const WRITE_QUEUE: usize = 256;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -236,14 +237,15 @@ fn not_secured() -> ConnectionError {
 
 /// Serves the handshake of an accepted connection: secures it when it starts with the secured
 /// magic and this side has `key` (refusing, with the reason in plaintext, when only one side
-/// has a secret), reads the caller's hello, refuses an incompatible one (telling it why), and
-/// answers with `hello`.
+/// has a secret), reads the caller's hello, refuses an incompatible one, or one running
+/// another module than `same_module` (telling it why), and answers with `hello`.
 pub async fn accept(
     stream: TcpStream,
     hello: &Hello,
     limit: Duration,
     max_frame: usize,
     key: Option<&ClusterKey>,
+    same_module: Option<&str>,
 ) -> Result<(MessageReader, FrameSender, Hello), ConnectionError> {
     within(limit, async {
         let mut stream = stream;
@@ -287,7 +289,18 @@ pub async fn accept(
                 )));
             }
         };
-        if let Err(reason) = remote.check_compatible() {
+        let refusal = remote.check_compatible().err().or_else(|| {
+            let ours = same_module?;
+            let theirs = &remote.module_hash;
+            (!theirs.is_empty() && theirs != ours).then(|| {
+                format!(
+                    "this peer serves only peers running its own module (--require-same-module): it runs {}, the caller runs {}",
+                    short_hash(ours),
+                    short_hash(theirs)
+                )
+            })
+        });
+        if let Some(reason) = refusal {
             let _ = write_message(&mut writer, &Message::Refused(reason.clone()), max_frame).await;
             return Err(ConnectionError::Handshake(reason));
         }
@@ -296,6 +309,11 @@ pub async fn accept(
         Ok((reader, sender, remote))
     })
     .await
+}
+
+/// The first 12 hex digits of a module hash, for messages.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// Tells the caller in plaintext why it is refused, and closes; the error to log.

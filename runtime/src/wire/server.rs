@@ -1,12 +1,13 @@
 //! The serving side of a peer: accept connections, shake hands, read calls, hand each to a
 //! [`Dispatch`] and send its reply on the same connection.
 //!
-//! Owns the accept loop, the bound on open connections and the per-connection read loop. Calls
-//! on one connection run concurrently and their replies go back as they finish, matched by id.
-//! A connection that breaks the protocol (oversized frame, garbage, a reply where a call was
-//! expected) is closed; the peer keeps serving the others.
+//! Owns the accept loop, the limits of what it admits ([`Admission`]: connections in total and
+//! per address, the handshake's time, idle connections, calls in flight per connection) and
+//! the per-connection read loop. Calls on one connection run concurrently and their replies go
+//! back as they finish, matched by id. A connection that breaks the protocol (oversized frame,
+//! garbage, a reply where a call was expected) is closed; the peer keeps serving the others.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,10 +21,47 @@ use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, Hello, Message, MessageError, Reply};
 use crate::wire::secure::ClusterKey;
 
-/// Connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// How long a new connection has to say hello.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
+/// How much a peer's server takes on, and for how long: each is a flag of `netrun run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A connection that has not finished its handshake by then is dropped: a client silent,
+    /// or dribbling its hello a byte at a time.
+    pub handshake: Duration,
+    /// A connection with no call in flight and nothing received for this long is closed.
+    pub idle: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub connections: usize,
+    /// Connections served at once from one address; more are closed at once.
+    pub connections_per_address: usize,
+    /// Calls served at once on one connection; the next waits (unread) for a slot, so a
+    /// client that sends calls without reading replies cannot grow this peer's memory.
+    pub calls_per_connection: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+            connections: 1024,
+            connections_per_address: 256,
+            calls_per_connection: 256,
+        }
+    }
+}
+
+/// What a peer's server admits.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub limits: ConnectionLimits,
+    /// Largest frame accepted (and sent).
+    pub max_frame: usize,
+    /// The cluster secret's keys: every connection must be secured with them.
+    pub key: Option<ClusterKey>,
+    /// This peer's module hash, when it serves only peers running the same module
+    /// (`--require-same-module`; clients that run no module are served).
+    pub same_module: Option<String>,
+}
 
 /// What the server hands each arriving call to, and waits on for the reply. The server owns
 /// sockets and ids; what a call runs is the dispatcher's business.
@@ -33,18 +71,20 @@ pub trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, call: Call, caller: Option<&str>) -> impl Future<Output = Outcome> + Send;
 }
 
-/// Accepts and serves connections until `shutdown` resolves, handing calls to `router`.
+/// Accepts and serves connections within `admission` until `shutdown` resolves, handing
+/// calls to `router`.
 pub async fn run<D: Dispatch>(
     listener: TcpListener,
     hello: Hello,
     router: Arc<D>,
-    max_frame: usize,
-    key: Option<ClusterKey>,
+    admission: Admission,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = Arc::new(Semaphore::new(admission.limits.connections));
+    let admission = Arc::new(admission);
     let hello = Arc::new(hello);
     let refusals = Arc::new(Refusals::default());
+    let per_address = Arc::new(PerAddress::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -62,13 +102,32 @@ pub async fn run<D: Dispatch>(
             },
             () = &mut shutdown => return,
         };
-        let (hello, router, key) = (hello.clone(), router.clone(), key.clone());
+        let most = admission.limits.connections_per_address;
+        let Some(counted) = per_address.admit(remote.ip(), most) else {
+            if refusals.first_from(remote.ip()) {
+                tracing::warn!(
+                    "refusing connections from {} beyond {most} at once (--max-connections-per-address)",
+                    remote.ip()
+                );
+            }
+            continue;
+        };
+        let (hello, router, admission) = (hello.clone(), router.clone(), admission.clone());
         let refusals = refusals.clone();
         tokio::spawn(async move {
-            let accepted =
-                connection::accept(stream, &hello, HANDSHAKE_LIMIT, max_frame, key.as_ref()).await;
+            let accepted = connection::accept(
+                stream,
+                &hello,
+                admission.limits.handshake,
+                admission.max_frame,
+                admission.key.as_ref(),
+                admission.same_module.as_deref(),
+            )
+            .await;
             let served = match accepted {
-                Ok((reader, sender, caller)) => serve_calls(reader, sender, caller, router).await,
+                Ok((reader, sender, caller)) => {
+                    serve_calls(reader, sender, caller, router, &admission).await
+                }
                 Err(ConnectionError::Authentication(why)) => {
                     if refusals.first_from(remote.ip()) {
                         tracing::warn!(
@@ -83,12 +142,12 @@ pub async fn run<D: Dispatch>(
             if let Err(e) = served {
                 tracing::debug!("connection from {remote} ended: {e}");
             }
-            drop(permit);
+            drop((permit, counted));
         });
     }
 }
 
-/// The addresses refused for authentication, each logged once (forgotten past [`REFUSALS`]).
+/// The addresses refused, each logged once (forgotten past [`REFUSALS`]).
 #[derive(Default)]
 struct Refusals(Mutex<HashSet<IpAddr>>);
 
@@ -106,23 +165,76 @@ impl Refusals {
     }
 }
 
+/// Connections open per address.
+#[derive(Default)]
+struct PerAddress(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its address, until dropped.
+struct Counted {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    /// Counts a connection from `ip`, unless `most` are open from it already.
+    fn admit(&self, ip: IpAddr, most: usize) -> Option<Counted> {
+        let mut open = self.0.lock().expect("per-address lock");
+        let count = open.entry(ip).or_default();
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            ip,
+            open: self.0.clone(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("per-address lock");
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Reads the calls of one connection that shook hands, hands each to `router` and sends its
-/// reply, until the connection ends.
+/// reply, at most `calls_per_connection` at once, until the connection ends or stays idle.
 async fn serve_calls<D: Dispatch>(
     mut reader: MessageReader,
     sender: FrameSender,
     remote: Hello,
     router: Arc<D>,
+    admission: &Admission,
 ) -> Result<(), String> {
     let caller: Option<Arc<str>> = remote.peer_id.map(Arc::from);
+    let most = admission.limits.calls_per_connection.max(1);
+    let slots = Arc::new(Semaphore::new(most));
     loop {
-        match reader.next().await {
+        // A slot first: a connection with all its calls running is not read meanwhile.
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let next = if slots.available_permits() == most - 1 {
+            // Nothing in flight: an idle connection ends here.
+            match tokio::time::timeout(admission.limits.idle, reader.next()).await {
+                Ok(next) => next,
+                Err(_) => return Err(format!("idle for {:?}", admission.limits.idle)),
+            }
+        } else {
+            reader.next().await
+        };
+        match next {
             Ok(Message::Call(call)) => {
                 let (router, sender, caller) = (router.clone(), sender.clone(), caller.clone());
                 tokio::spawn(async move {
                     let id = call.id;
                     let outcome = router.dispatch(call, caller.as_deref()).await;
                     send_reply(&sender, id, outcome).await;
+                    drop(slot);
                 });
             }
             Ok(other) => {
