@@ -435,6 +435,14 @@ mod tests {
         Cli::try_parse_from(args)
     }
 
+    /// `args`, which must parse as `netrun call`.
+    fn parse_call(args: &[&str]) -> CallArgs {
+        match parse(args).unwrap().command {
+            Command::Call(call) => call,
+            other => panic!("expected call, got {other:?}"),
+        }
+    }
+
     /// The error `args` are refused with: a bad value of `flag`, named in the message, which
     /// also says `why`.
     fn refused_value(args: &[&str], flag: &str, why: &str) {
@@ -465,12 +473,7 @@ mod tests {
 
     #[test]
     fn call_takes_negative_numbers_as_arguments() {
-        let Command::Call(call) = parse(&["netrun", "call", "ID", "add", "-2", "3"])
-            .unwrap()
-            .command
-        else {
-            panic!("expected call");
-        };
+        let call = parse_call(&["netrun", "call", "ID", "add", "-2", "3"]);
         assert_eq!(call.args, ["-2", "3"]);
         assert_eq!(
             call.parts().unwrap(),
@@ -480,12 +483,7 @@ mod tests {
                 vec!["-2".into(), "3".into()]
             )
         );
-        let Command::Call(call) = parse(&["netrun", "call", "ID", "f", "1", "--timeout", "2"])
-            .unwrap()
-            .command
-        else {
-            panic!("expected call");
-        };
+        let call = parse_call(&["netrun", "call", "ID", "f", "1", "--timeout", "2"]);
         assert_eq!(
             (call.args.len(), call.call.timeout),
             (1, Duration::from_secs(2))
@@ -494,12 +492,7 @@ mod tests {
 
     #[test]
     fn with_a_group_the_first_word_is_the_function() {
-        let Command::Call(call) = parse(&["netrun", "call", "--group", "g", "add", "-2", "3"])
-            .unwrap()
-            .command
-        else {
-            panic!("expected call");
-        };
+        let call = parse_call(&["netrun", "call", "--group", "g", "add", "-2", "3"]);
         assert_eq!(
             call.parts().unwrap(),
             (
@@ -508,9 +501,7 @@ mod tests {
                 vec!["-2".into(), "3".into()]
             )
         );
-        let Command::Call(call) = parse(&["netrun", "call", "ID"]).unwrap().command else {
-            panic!("expected call");
-        };
+        let call = parse_call(&["netrun", "call", "ID"]);
         let missing = call.parts().unwrap_err();
         assert!(missing.starts_with("missing FUNCTION"), "{missing}");
     }

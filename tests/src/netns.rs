@@ -107,25 +107,7 @@ impl TestNet {
         let number = subnet.hosts;
         let namespace = self.namespace(&format!("h{}-{number}", subnet.index));
         let port = format!("p{number}");
-        ip(&[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &namespace,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &subnet.switch,
-        ]);
-        in_ns(
-            &subnet.switch,
-            &["ip", "link", "set", &port, "master", "br0"],
-        );
-        in_ns(&subnet.switch, &["ip", "link", "set", &port, "up"]);
+        plug(&namespace, "eth0", &subnet.switch, &port);
         let address = Ipv4Addr::new(10, 77, subnet.index, number);
         in_ns(
             &namespace,
@@ -152,25 +134,7 @@ impl TestNet {
         for subnet in subnets {
             let leg = format!("r{}", subnet.index);
             let port = format!("up{}", subnet.index);
-            ip(&[
-                "link",
-                "add",
-                &leg,
-                "netns",
-                &router,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &subnet.switch,
-            ]);
-            in_ns(
-                &subnet.switch,
-                &["ip", "link", "set", &port, "master", "br0"],
-            );
-            in_ns(&subnet.switch, &["ip", "link", "set", &port, "up"]);
+            plug(&router, &leg, &subnet.switch, &port);
             let address = format!("10.77.{}.254/24", subnet.index);
             in_ns(&router, &["ip", "addr", "add", &address, "dev", &leg]);
             in_ns(&router, &["ip", "link", "set", &leg, "up"]);
@@ -221,6 +185,17 @@ impl Drop for TestNet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Links `namespace` to a subnet's switch: a pair of interfaces, `name` in the namespace and
+/// `port` on the switch's bridge, the port up.
+fn plug(namespace: &str, name: &str, switch: &str, port: &str) {
+    ip(&[
+        "link", "add", name, "netns", namespace, "type", "veth", "peer", "name", port, "netns",
+        switch,
+    ]);
+    in_ns(switch, &["ip", "link", "set", port, "master", "br0"]);
+    in_ns(switch, &["ip", "link", "set", port, "up"]);
 }
 
 /// Runs `ip ARGS…`; a failure fails the test with what `ip` said.

@@ -73,8 +73,7 @@ fn wait_for_listing(
 #[test]
 fn three_hosts_on_one_subnet_find_call_and_deliver_events_to_each_other() {
     let mut net = TestNet::new();
-    let mut lan = net.subnet();
-    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
+    let hosts = one_subnet(&mut net, 3);
     let ports = Ports::new();
     let hub = peer_on(
         &ports,
@@ -162,6 +161,30 @@ fn three_hosts_on_one_subnet_find_call_and_deliver_events_to_each_other() {
     assert!(acked, "{}", hub.report());
 }
 
+/// `count` hosts on one subnet.
+fn one_subnet(net: &mut TestNet, count: usize) -> Vec<Host> {
+    let mut lan = net.subnet();
+    (0..count).map(|_| net.host(&mut lan)).collect()
+}
+
+/// `count` hosts on one subnet, each running a peer, and a host on a second subnet behind a
+/// router, running nothing yet.
+fn lan_and_remote(
+    net: &mut TestNet,
+    ports: &Ports,
+    count: usize,
+) -> (Vec<Host>, Host, Vec<TestPeer>) {
+    let (mut lan, mut far) = (net.subnet(), net.subnet());
+    net.route(&[&lan, &far]);
+    let hosts: Vec<Host> = (0..count).map(|_| net.host(&mut lan)).collect();
+    let remote = net.host(&mut far);
+    let peers = hosts
+        .iter()
+        .map(|host| peer_on(ports, host, "sandbox_probe", &[]))
+        .collect();
+    (hosts, remote, peers)
+}
+
 /// `HOST:PORT` of `peer` on `host`.
 fn address_of(host: &Host, peer: &TestPeer) -> String {
     format!("{}:{}", host.address, peer.port())
@@ -170,15 +193,8 @@ fn address_of(host: &Host, peer: &TestPeer) -> String {
 #[test]
 fn a_host_on_a_routed_subnet_joins_through_one_seed() {
     let mut net = TestNet::new();
-    let (mut lan, mut far) = (net.subnet(), net.subnet());
-    net.route(&[&lan, &far]);
-    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
-    let remote = net.host(&mut far);
     let ports = Ports::new();
-    let peers: Vec<TestPeer> = hosts
-        .iter()
-        .map(|host| peer_on(&ports, host, "sandbox_probe", &[]))
-        .collect();
+    let (hosts, remote, peers) = lan_and_remote(&mut net, &ports, 3);
     // Multicast never crosses the router: the newcomer knows one seed, and learns the rest.
     let seed = address_of(&hosts[0], &peers[0]);
     let newcomer = peer_on(&ports, &remote, "sandbox_probe", &["--seed", &seed]);
@@ -210,15 +226,8 @@ fn a_host_on_a_routed_subnet_joins_through_one_seed() {
 #[test]
 fn a_seed_named_by_dns_that_stands_for_several_addresses_joins_the_cluster() {
     let mut net = TestNet::new();
-    let (mut lan, mut far) = (net.subnet(), net.subnet());
-    net.route(&[&lan, &far]);
-    let hosts: Vec<Host> = (0..2).map(|_| net.host(&mut lan)).collect();
-    let remote = net.host(&mut far);
     let ports = Ports::new();
-    let peers: Vec<TestPeer> = hosts
-        .iter()
-        .map(|host| peer_on(&ports, host, "sandbox_probe", &[]))
-        .collect();
+    let (hosts, remote, peers) = lan_and_remote(&mut net, &ports, 2);
     // The name stands for an address where nobody listens and for the second peer's: joining
     // takes every address the name resolves to.
     net.hosts_file(
@@ -240,8 +249,7 @@ fn a_seed_named_by_dns_that_stands_for_several_addresses_joins_the_cluster() {
 #[test]
 fn a_stopped_or_killed_peer_leaves_the_listings_and_is_found_again_when_it_restarts() {
     let mut net = TestNet::new();
-    let mut lan = net.subnet();
-    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
+    let hosts = one_subnet(&mut net, 3);
     let ports = Ports::new();
     let hub = peer_on(&ports, &hosts[0], "sandbox_probe", &["--hub"]);
     let steady = peer_on(&ports, &hosts[1], "sandbox_probe", &[]);
@@ -331,8 +339,7 @@ fn wait_for_subscribers(ports: &Ports, host: &Host, hub: &TestPeer, count: usize
 #[test]
 fn a_partitioned_peer_times_out_leaves_the_listings_and_comes_back_when_healed() {
     let mut net = TestNet::new();
-    let mut lan = net.subnet();
-    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
+    let hosts = one_subnet(&mut net, 3);
     let ports = Ports::new();
     let peers: Vec<TestPeer> = hosts
         .iter()
@@ -525,8 +532,7 @@ fn forty_eight_peers_on_four_routed_hosts_join_through_one_seed_and_drop_the_dea
 #[test]
 fn with_a_cluster_secret_only_its_holders_find_each_other_on_the_lan() {
     let mut net = TestNet::new();
-    let mut lan = net.subnet();
-    let hosts: Vec<Host> = (0..3).map(|_| net.host(&mut lan)).collect();
+    let hosts = one_subnet(&mut net, 3);
     let ports = Ports::new();
     let secret = [("NET_SECRET", "a cluster secret"), ("NET_DEV", "1")];
     let start = |host: &Host, env: &[(&str, &str)]| {

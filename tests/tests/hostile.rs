@@ -76,6 +76,16 @@ fn shaken(peer: &TestPeer) -> TcpStream {
     stream
 }
 
+/// A peer that gives a handshake [`HANDSHAKE`] seconds.
+fn impatient_peer(ports: &Ports) -> TestPeer {
+    TestPeer::start(
+        ports,
+        &app("core_probe"),
+        &["--handshake-timeout", HANDSHAKE],
+        &[],
+    )
+}
+
 #[track_caller]
 fn still_answers(ports: &Ports, peer: &TestPeer) {
     let out = call(
@@ -91,12 +101,7 @@ fn still_answers(ports: &Ports, peer: &TestPeer) {
 #[test]
 fn malformed_frames_and_slow_clients_close_only_their_own_connection() {
     let ports = Ports::new();
-    let peer = TestPeer::start(
-        &ports,
-        &app("core_probe"),
-        &["--handshake-timeout", HANDSHAKE],
-        &[],
-    );
+    let peer = impatient_peer(&ports);
     let mut truncated = frame(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     truncated.truncate(8);
     // A message kind the protocol does not have: an enum variant past the last.
@@ -145,12 +150,7 @@ fn malformed_frames_and_slow_clients_close_only_their_own_connection() {
 #[test]
 fn a_thousand_idle_connections_and_unread_replies_neither_stop_the_peer_nor_grow_its_memory() {
     let ports = Ports::new();
-    let peer = TestPeer::start(
-        &ports,
-        &app("core_probe"),
-        &["--handshake-timeout", HANDSHAKE],
-        &[],
-    );
+    let peer = impatient_peer(&ports);
     still_answers(&ports, &peer);
     let before = peer.resident_kib();
     // A thousand connections that say nothing, from another loopback address (the peer takes
