@@ -2,6 +2,7 @@
 #
 #   make run    builds everything and runs the simple_connection example (two peers)
 #   make test   builds everything and runs every test
+#   make fuzz   runs each fuzz target for FUZZ_SECONDS (nightly toolchain; installs cargo-fuzz)
 #
 # One cargo profile (release) serves the binary, the apps and the tests, so the runtime and
 # wasmtime are compiled once.
@@ -12,7 +13,7 @@ APPS        := simple_connection simple_subscription app_v1 app_v2 core_probe ev
 APP_DIR     := target/apps
 NETRUN      := target/release/netrun
 
-.PHONY: setup build runtime apps run test bench fmt lint clean
+.PHONY: setup build runtime apps run test bench fuzz fmt lint clean
 
 ## setup: install what the build and the tests need (the wasm32-wasip1 target; iproute2, whose
 ## `ip` builds the cross-host tests' networks of namespaces)
@@ -58,6 +59,26 @@ lint: setup
 
 bench: build
 	@echo "no benchmarks yet: the harness arrives with the performance issue"; exit 1
+
+## fuzz: the cargo-fuzz targets (frame decoder, message decoder, handshake), each for
+## FUZZ_SECONDS, from seeds written by the fuzz_seeds example; the corpus grows under
+## target/fuzz/corpus, a crash lands in target/fuzz/artifacts and fails the run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame_decoder message_decoder handshake
+FUZZ_DIR     := target/fuzz
+fuzz: setup
+	@rustup run nightly rustc --version >/dev/null 2>&1 || { \
+		echo "make fuzz needs Rust's nightly toolchain (cargo-fuzz builds with sanitizers); install it with: rustup toolchain install nightly"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || { echo "installing cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }
+	$(CARGO) run --release --quiet --example fuzz_seeds -- $(FUZZ_DIR)/seeds
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/artifacts/$$target; \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir runtime/fuzz --target-dir $(FUZZ_DIR)/build $$target \
+			$(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/artifacts/$$target/ \
+			|| { echo "fuzz: $$target failed; the input is in $(FUZZ_DIR)/artifacts/$$target"; exit 1; }; \
+	done
 
 clean:
 	$(CARGO) clean

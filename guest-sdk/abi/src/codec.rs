@@ -2,7 +2,9 @@
 //! messages are all encoded here. Nothing else calls bincode.
 //!
 //! Decoding is bounded: a length prefix larger than [`DECODE_LIMIT`] is refused before anything
-//! of that size is allocated.
+//! of that size is allocated. Bytes from another party (a frame off the network) go through
+//! [`decode_untrusted`], which also refuses a length its input could not hold, so a frame of a
+//! few bytes cannot make the reader reserve a gigabyte.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +33,8 @@ pub enum CodecError {
     Trailing(usize),
     #[error("cannot decode value: it claims more than the decode limit of {DECODE_LIMIT} bytes")]
     TooLong,
+    #[error("cannot decode value: it claims more than its {input} bytes of input could hold")]
+    Forged { input: usize },
 }
 
 /// Encodes `value` into a new buffer.
@@ -56,8 +60,55 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), Co
 /// Decodes a whole buffer into a `T`; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = decode_prefix(bytes)?;
-    if used != bytes.len() {
-        return Err(CodecError::Trailing(bytes.len() - used));
+    whole(value, used, bytes.len())
+}
+
+/// How much more memory than input bytes a well-formed value may claim while it decodes: a byte
+/// string claims what it holds, a container of small values a few times its encoding.
+const CLAIM_PER_INPUT_BYTE: usize = 32;
+
+/// Decodes a whole buffer from another party into a `T`, like [`decode`], but with the claim
+/// limit scaled to the input (see [`decode_prefix_untrusted`]).
+pub fn decode_untrusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = decode_prefix_untrusted(bytes)?;
+    whole(value, used, bytes.len())
+}
+
+/// Decodes one `T` from the front of bytes from another party, like [`decode_prefix`], but a
+/// length prefix claiming more than [`CLAIM_PER_INPUT_BYTE`] times the input is refused before
+/// anything of that size is allocated (bincode reserves a byte string's whole claimed length
+/// before reading it).
+pub fn decode_prefix_untrusted<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    /// Decodes with the limit `N`; a limit hit is `Forged` (the input could not hold it).
+    fn bounded<T: DeserializeOwned, const N: usize>(
+        bytes: &[u8],
+    ) -> Result<(T, usize), CodecError> {
+        let config = bincode::config::standard().with_limit::<N>();
+        bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
+            bincode::error::DecodeError::LimitExceeded => CodecError::Forged { input: bytes.len() },
+            other => CodecError::Decode(other.to_string()),
+        })
+    }
+    let claim = bytes.len().saturating_mul(CLAIM_PER_INPUT_BYTE);
+    if claim <= 0x1_0000 {
+        bounded::<T, 0x1_0000>(bytes)
+    } else if claim <= 0x10_0000 {
+        bounded::<T, 0x10_0000>(bytes)
+    } else if claim <= 0x100_0000 {
+        bounded::<T, 0x100_0000>(bytes)
+    } else if claim <= 0x1000_0000 {
+        bounded::<T, 0x1000_0000>(bytes)
+    } else {
+        decode_prefix(bytes)
+    }
+}
+
+/// `value` if decoding used all `len` bytes.
+fn whole<T>(value: T, used: usize, len: usize) -> Result<T, CodecError> {
+    if used != len {
+        return Err(CodecError::Trailing(len - used));
     }
     Ok(value)
 }
@@ -102,5 +153,33 @@ mod tests {
         short.extend_from_slice(b"abc");
         let ok = decode::<serde_bytes::ByteBuf>(&short).unwrap();
         assert_eq!(ok.as_slice(), b"abc");
+    }
+
+    /// A length prefix for `claimed` bytes, then `body`.
+    fn forged(claimed: u64, body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0xFDu8];
+        bytes.extend_from_slice(&claimed.to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn untrusted_input_cannot_claim_more_than_it_could_hold() {
+        // 12 bytes claiming 60 MiB: within the decode limit, so `decode` would reserve it;
+        // `decode_untrusted` refuses it from the claim alone.
+        let bytes = forged(60 << 20, b"abc");
+        let err = decode_untrusted::<serde_bytes::ByteBuf>(&bytes).unwrap_err();
+        assert!(matches!(err, CodecError::Forged { input: 12 }), "{err:?}");
+        assert!(err.to_string().contains("12 bytes of input"), "{err}");
+        // An honest claim decodes, the same at every size class.
+        for len in [3usize, 5_000, 100_000, 3 << 20] {
+            let body = vec![7u8; len];
+            let back = decode_untrusted::<serde_bytes::ByteBuf>(&forged(len as u64, &body));
+            assert_eq!(back.unwrap().into_vec(), body, "length {len}");
+        }
+        // A container of small values claims more memory than its encoding, and still decodes.
+        let strings = vec![String::new(); 10_000];
+        let back: Vec<String> = decode_untrusted(&encode(&strings).unwrap()).unwrap();
+        assert_eq!(back, strings);
     }
 }

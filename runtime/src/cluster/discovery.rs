@@ -262,7 +262,7 @@ async fn ask_members(addresses: Vec<SocketAddr>, client: &Arc<Client>) -> Vec<Pe
                 contract: None,
             };
             match client.call(&target, request, ASK_TIMEOUT).await {
-                Outcome::Value(bytes) => codec::decode::<Vec<PeerInfo>>(&bytes).ok(),
+                Outcome::Value(bytes) => codec::decode_untrusted::<Vec<PeerInfo>>(&bytes).ok(),
                 other => {
                     tracing::debug!("{} does not say what it lists: {other:?}", target.display);
                     None

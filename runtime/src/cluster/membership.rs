@@ -122,7 +122,7 @@ impl WireCodec {
     }
 
     fn take<T: serde::de::DeserializeOwned>(mut buf: impl Buf) -> Result<T, codec::CodecError> {
-        let (value, used) = codec::decode_prefix(buf.chunk())?;
+        let (value, used) = codec::decode_prefix_untrusted(buf.chunk())?;
         buf.advance(used);
         Ok(value)
     }

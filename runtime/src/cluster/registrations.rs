@@ -195,7 +195,7 @@ impl Registrations {
         let name = publisher.address();
         let no_such_event = matches!(outcome, Outcome::Error(CallError::BadArguments { .. }));
         let state = match outcome {
-            Outcome::Value(bytes) => match codec::decode::<bool>(&bytes) {
+            Outcome::Value(bytes) => match codec::decode_untrusted::<bool>(&bytes) {
                 Ok(_) => State::Registered,
                 Err(e) => State::Refused(format!("unreadable answer: {e}")),
             },

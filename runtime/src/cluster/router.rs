@@ -200,7 +200,7 @@ impl Router {
         if call.encoding != Encoding::Bincode {
             return refuse("takes a bincode SubscribeRequest, not JSON".into());
         }
-        let request: SubscribeRequest = match codec::decode(&call.args) {
+        let request: SubscribeRequest = match codec::decode_untrusted(&call.args) {
             Ok(request) => request,
             Err(e) => return refuse(format!("expected a SubscribeRequest: {e}")),
         };

@@ -8,8 +8,10 @@
 //! without a lock, and frames queued together leave in one `write` and one flush.
 
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
+use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -23,11 +25,49 @@ use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sea
 const WRITE_QUEUE: usize = 256;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
+/// The largest frame buffer a connection keeps between frames.
+const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
 
 /// The reading half of a connection: plaintext, or opened from records.
-type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
+pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection: plaintext, or sealed into records.
-type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
+pub type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A byte stream a connection runs over: TCP between peers; an in-memory pipe where the
+/// handshake is driven by a test or a fuzzer.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The stream as two owned halves, one per direction.
+    fn into_halves(self) -> (ByteReader, ByteWriter);
+}
+
+impl Stream for TcpStream {
+    fn into_halves(self) -> (ByteReader, ByteWriter) {
+        let (read, write) = self.into_split();
+        (Box::new(read), Box::new(write))
+    }
+}
+
+impl Stream for tokio::io::DuplexStream {
+    fn into_halves(self) -> (ByteReader, ByteWriter) {
+        let (read, write) = tokio::io::split(self);
+        (Box::new(read), Box::new(write))
+    }
+}
+
+/// The halves of `stream`, sealed and opened with `transport` when the link is secured.
+fn halves<S: Stream>(
+    stream: S,
+    transport: Option<Arc<StatelessTransportState>>,
+) -> (ByteReader, ByteWriter) {
+    let (read, write) = stream.into_halves();
+    match transport {
+        Some(transport) => (
+            Box::new(Opener::new(read, transport.clone())),
+            Box::new(Sealer::new(write, transport)),
+        ),
+        None => (read, write),
+    }
+}
 
 /// Why a connection could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +114,13 @@ impl MessageReader {
     /// Reads the next message; `Err(Frame(Closed))` when the other side closed cleanly.
     pub async fn next(&mut self) -> Result<Message, MessageError> {
         frame::read_frame(&mut self.reader, &mut self.buf, self.max_frame).await?;
-        Message::decode(&self.buf)
+        let message = Message::decode(&self.buf);
+        // The message owns copies of its bytes: a buffer grown for one large frame is not
+        // kept for the rest of the connection's life.
+        if self.buf.capacity() > KEPT_FRAME_BUFFER {
+            self.buf = Vec::new();
+        }
+        message
     }
 }
 
@@ -175,14 +221,7 @@ pub async fn connect(
             },
             None => None,
         };
-        let (read_half, write_half) = stream.into_split();
-        let (reader, mut writer): (ByteReader, ByteWriter) = match secured {
-            Some(transport) => (
-                Box::new(Opener::new(read_half, transport.clone())),
-                Box::new(Sealer::new(write_half, transport)),
-            ),
-            None => (Box::new(read_half), Box::new(write_half)),
-        };
+        let (reader, mut writer) = halves(stream, secured);
         let mut reader = MessageReader::new(reader, max_frame);
         write_message(&mut writer, &Message::Hello(hello.clone()), max_frame).await?;
         let remote = match reader.next().await {
@@ -209,7 +248,7 @@ pub async fn connect(
 
 /// What a peer without a secret answered a secured hello with: its refusal, whose frame
 /// starts with `header`, as an error.
-async fn plaintext_refusal(mut stream: TcpStream, header: [u8; 4]) -> ConnectionError {
+async fn plaintext_refusal(mut stream: impl Stream, header: [u8; 4]) -> ConnectionError {
     /// A refusal is a sentence; a longer "frame" is something else.
     const LONGEST: usize = 4096;
     let len = u32::from_be_bytes(header) as usize;
@@ -240,7 +279,7 @@ fn not_secured() -> ConnectionError {
 /// has a secret), reads the caller's hello, refuses an incompatible one, or one running
 /// another module than `same_module` (telling it why), and answers with `hello`.
 pub async fn accept(
-    stream: TcpStream,
+    stream: impl Stream,
     hello: &Hello,
     limit: Duration,
     max_frame: usize,
@@ -249,7 +288,6 @@ pub async fn accept(
 ) -> Result<(MessageReader, FrameSender, Hello), ConnectionError> {
     within(limit, async {
         let mut stream = stream;
-        let _ = stream.set_nodelay(true);
         let mut first = [0u8; 4];
         stream
             .read_exact(&mut first)
@@ -267,18 +305,12 @@ pub async fn accept(
                 return Err(refuse_in_plaintext(stream, why, max_frame).await);
             }
         };
-        let (read_half, write_half) = stream.into_split();
-        let (reader, mut writer): (ByteReader, ByteWriter) = match secured {
-            Some(transport) => (
-                Box::new(Opener::new(read_half, transport.clone())),
-                Box::new(Sealer::new(write_half, transport)),
-            ),
+        let plaintext = secured.is_none();
+        let (mut reader, mut writer) = halves(stream, secured);
+        if plaintext {
             // The four bytes read are the start of the plaintext hello's frame.
-            None => (
-                Box::new(Cursor::new(first).chain(read_half)),
-                Box::new(write_half),
-            ),
-        };
+            reader = Box::new(Cursor::new(first).chain(reader));
+        }
         let mut reader = MessageReader::new(reader, max_frame);
         let remote = match reader.next().await? {
             Message::Hello(remote) => remote,
@@ -318,7 +350,7 @@ fn short_hash(hash: &str) -> &str {
 
 /// Tells the caller in plaintext why it is refused, and closes; the error to log.
 async fn refuse_in_plaintext(
-    mut stream: TcpStream,
+    mut stream: impl Stream,
     why: &str,
     max_frame: usize,
 ) -> ConnectionError {

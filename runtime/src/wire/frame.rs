@@ -27,28 +27,33 @@ pub enum FrameError {
 }
 
 /// Reads one frame's payload into `buf` (replacing its contents). `Closed` on a clean end of
-/// stream between frames.
+/// stream between frames, `Truncated` on an end anywhere inside one (its header included).
+///
+/// The buffer grows with the bytes that actually arrive, not with the length the header
+/// claims: a header announcing a large frame, followed by silence, costs nothing.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), FrameError> {
     let mut header = [0u8; HEADER_LEN];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        match reader.read(&mut header[filled..]).await? {
+            0 if filled == 0 => return Err(FrameError::Closed),
+            0 => return Err(FrameError::Truncated),
+            n => filled += n,
+        }
     }
     let size = u32::from_be_bytes(header) as usize;
     if size > max {
         return Err(FrameError::TooLarge { size, max });
     }
     buf.clear();
-    buf.resize(size, 0);
-    reader.read_exact(buf).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
+    let read = reader.take(size as u64).read_to_end(buf).await?;
+    if read < size {
+        return Err(FrameError::Truncated);
+    }
     Ok(())
 }
 
@@ -123,14 +128,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reports_truncation() {
-        let mut wire = framed(b"hello", 100).unwrap();
-        wire.truncate(6);
+    async fn reports_truncation_in_the_payload_and_in_the_header() {
+        let whole = framed(b"hello", 100).unwrap();
+        for cut in [1, 3, 4, 6] {
+            let mut buf = Vec::new();
+            let read = read_frame(&mut &whole[..cut], &mut buf, 100).await;
+            assert!(
+                matches!(read, Err(FrameError::Truncated)),
+                "cut at {cut}: {read:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_length_costs_nothing_until_its_bytes_arrive() {
+        // A header claiming 60 MiB, then 3 bytes and the end: the buffer holds what came.
+        let mut wire = (60u32 << 20).to_be_bytes().to_vec();
+        wire.extend_from_slice(b"abc");
         let mut buf = Vec::new();
-        assert!(matches!(
-            read_frame(&mut &wire[..], &mut buf, 100).await,
-            Err(FrameError::Truncated)
-        ));
+        let read = read_frame(&mut &wire[..], &mut buf, 64 << 20).await;
+        assert!(matches!(read, Err(FrameError::Truncated)), "{read:?}");
+        assert!(
+            buf.capacity() < 1 << 20,
+            "reserved {} bytes",
+            buf.capacity()
+        );
     }
 
     #[test]

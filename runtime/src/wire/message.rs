@@ -152,7 +152,7 @@ impl Message {
 
     /// Decodes a frame's payload.
     pub fn decode(payload: &[u8]) -> Result<Message, MessageError> {
-        Ok(codec::decode(payload)?)
+        Ok(codec::decode_untrusted(payload)?)
     }
 }
 

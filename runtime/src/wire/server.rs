@@ -114,6 +114,7 @@ pub async fn run<D: Dispatch>(
         };
         let (hello, router, admission) = (hello.clone(), router.clone(), admission.clone());
         let refusals = refusals.clone();
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let accepted = connection::accept(
                 stream,
