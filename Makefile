@@ -9,7 +9,7 @@
 
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip1
-APPS        := simple_connection simple_subscription app_v1 app_v2 core_probe events_probe sandbox_probe
+APPS        := simple_connection simple_subscription app_v1 app_v2 core_probe events_probe sandbox_probe bench_probe
 APP_DIR     := target/apps
 NETRUN      := target/release/netrun
 
@@ -57,8 +57,10 @@ lint: setup
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(APPS)) -- -D warnings
 
+## bench: every scenario of docs/performance.md against its baseline, in one run; prints a table
+## and writes target/bench/results.json (BENCH_ROUNDS, BENCH_CALLS to change the run's size)
 bench: build
-	@echo "no benchmarks yet: the harness arrives with the performance issue"; exit 1
+	target/release/netrun-bench
 
 ## fuzz: the cargo-fuzz targets (frame decoder, message decoder, handshake), each for
 ## FUZZ_SECONDS, from seeds written by the fuzz_seeds example; the corpus grows under

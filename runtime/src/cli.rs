@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::wire::frame::DEFAULT_MAX_FRAME;
 
 /// Subcommand names; anything else in first position is an app to run.
-pub const SUBCOMMANDS: [&str; 6] = ["run", "peers", "call", "info", "inspect", "help"];
+pub const SUBCOMMANDS: [&str; 7] = ["run", "peers", "call", "info", "inspect", "bench", "help"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,9 @@ pub enum Command {
     /// Show what a module offers (functions, events, subscriptions, flags, entries, types,
     /// hash) without running it
     Inspect(InspectArgs),
+    /// Measure calls to a running peer: latency percentiles (p50, p99, mean) and calls per
+    /// second, with CONCURRENCY calls in flight on one connection
+    Bench(BenchArgs),
 }
 
 /// Where peers live: the host and the port range.
@@ -372,6 +375,31 @@ impl CallArgs {
 pub struct InfoArgs {
     /// The peer: its id or HOST:PORT
     pub peer: String,
+    #[command(flatten)]
+    pub call: CallOptions,
+    #[command(flatten)]
+    pub secret: SecretOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The peer: its id or HOST:PORT
+    pub peer: String,
+    /// Function to call, with one string argument of --size bytes
+    #[arg(default_value = "pass_through")]
+    pub function: String,
+    /// Calls to make in all
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub calls: u64,
+    /// Calls in flight at once, on one connection
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
+    /// Bytes of the string argument
+    #[arg(long, default_value_t = 16, value_name = "BYTES")]
+    pub size: usize,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub call: CallOptions,
     #[command(flatten)]

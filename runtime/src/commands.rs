@@ -10,8 +10,9 @@ use netrun_abi::names::flag;
 use netrun_abi::{Outcome, PeerQuery};
 use serde_json::{Value, json};
 
+use crate::bench::{self, Load};
 use crate::cli::{
-    CallArgs, Callee, InfoArgs, InspectArgs, NetOptions, PeersArgs, RunArgs, SeedOptions,
+    BenchArgs, CallArgs, Callee, InfoArgs, InspectArgs, NetOptions, PeersArgs, RunArgs, SeedOptions,
 };
 use crate::cluster::discovery::{self, Discovery};
 use crate::cluster::group_call::{self, Rotation};
@@ -232,6 +233,56 @@ pub async fn info(args: InfoArgs) -> Result<(), Failure> {
         "{}",
         serde_json::to_string_pretty(&result).expect("a JSON value prints")
     );
+    Ok(())
+}
+
+/// `netrun bench`: calls a function on a peer many times and prints the latency percentiles and
+/// the rate (as text, or one JSON object with `--json`); a progress line every second on
+/// stderr while it runs.
+pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
+    let target = Target::parse(&args.peer).map_err(bad_input)?;
+    let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
+    let client = Arc::new(Client::new(
+        Hello::client(args.call.max_frame),
+        args.call.max_frame,
+        key,
+    ));
+    let load = Load {
+        target,
+        function: args.function.clone(),
+        calls: args.calls as usize,
+        concurrency: args.concurrency as usize,
+        size: args.size,
+        timeout: args.call.timeout,
+    };
+    let progress = |done: usize, elapsed: std::time::Duration| {
+        let rate = done as f64 / elapsed.as_secs_f64();
+        eprintln!("{done}/{} calls, {rate:.0} calls/s", load.calls);
+    };
+    let summary = bench::run(client, &load, progress).await.map_err(failed)?;
+    if args.json {
+        let report = json!({
+            "peer": load.target.display,
+            "function": load.function,
+            "concurrency": load.concurrency,
+            "size": load.size,
+            "calls": summary.calls,
+            "p50_us": summary.p50_us,
+            "p99_us": summary.p99_us,
+            "mean_us": summary.mean_us,
+            "throughput": summary.throughput,
+        });
+        println!("{report}");
+    } else {
+        println!(
+            "{} on {}: {} calls, {} at a time, {}-byte argument",
+            load.function, load.target.display, summary.calls, load.concurrency, load.size
+        );
+        println!(
+            "p50 {:.1} µs  p99 {:.1} µs  mean {:.1} µs  {:.0} calls/s",
+            summary.p50_us, summary.p99_us, summary.mean_us, summary.throughput
+        );
+    }
     Ok(())
 }
 

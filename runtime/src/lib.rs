@@ -17,13 +17,14 @@
 //! - [`cluster`]: the peer's identity and context (the `PeerServices` implementation), the
 //!   router (the `Dispatch` implementation), discovery, events and subscription registrations.
 //! - The root: [`peer`] binds a port and assembles a peer from the parts; [`cli`] and
-//!   [`commands`] are the command line.
+//!   [`commands`] are the command line; [`bench`] is the load of `netrun bench`.
 //!
 //! A call from a guest to another peer goes, in order, through [`guest::host_api`],
 //! [`cluster::context`], [`wire::client`], [`wire::connection`] and [`wire::frame`]; on the
 //! other peer through [`wire::server`], [`cluster::router`], [`guest::scheduler`],
 //! [`guest::workers`] and [`guest::instance`], into the guest's export; and back the same way.
 
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Command::Call(args) => commands::call(args).await,
             Command::Info(args) => commands::info(args).await,
             Command::Inspect(args) => commands::inspect(args),
+            Command::Bench(args) => commands::bench(args).await,
         }
     });
     let code = match result {

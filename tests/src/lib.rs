@@ -122,6 +122,23 @@ impl Ports {
         panic!("no free block of {BLOCK} ports on {HOST} from {PORT_FLOOR} on");
     }
 
+    /// A run of `ports` free ports, for a process that needs more peers in one range than a
+    /// block holds (the benchmark's fan-out): use its `start` as `NET_PORT` and `ports` as
+    /// `NET_PORT_RANGE`. Not for tests that run in parallel: it may overlap their blocks.
+    pub fn wide(ports: u16) -> Ports {
+        let mut start = PORT_FLOOR + PORT_SPAN;
+        while let Some(end) = start.checked_add(ports) {
+            if (start..end).all(|port| std::net::TcpListener::bind((HOST, port)).is_ok()) {
+                return Ports { start };
+            }
+            start = end;
+        }
+        panic!(
+            "no {ports} free ports in a row on {HOST} above {}",
+            PORT_FLOOR + PORT_SPAN
+        );
+    }
+
     /// The environment that puts a process in this block.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -331,6 +348,15 @@ pub struct OutputCounts {
     pub bytes: u64,
 }
 
+/// Whether children's output is echoed to stderr, line by line with the child's label (a test
+/// run shows it for a failing test only; the benchmark turns it off).
+static ECHO: AtomicBool = AtomicBool::new(true);
+
+/// Turns the echo of children's output on or off, for every process started after.
+pub fn echo_output(on: bool) {
+    ECHO.store(on, Ordering::Relaxed);
+}
+
 impl Captured {
     fn spawn(mut pipe: impl Read + Send + 'static, label: String) -> Captured {
         let captured = Captured::default();
@@ -339,6 +365,7 @@ impl Captured {
             captured.counts.clone(),
             captured.closed.clone(),
         );
+        let echoed = ECHO.load(Ordering::Relaxed);
         std::thread::spawn(move || {
             let mut chunk = vec![0; 64 * 1024];
             let mut echo = Vec::new();
@@ -355,7 +382,9 @@ impl Captured {
                 let mut bytes = bytes.lock().expect("capture lock");
                 if bytes.len() < CAPTURE_LIMIT {
                     bytes.extend_from_slice(read);
-                    echo.extend_from_slice(read);
+                    if echoed {
+                        echo.extend_from_slice(read);
+                    }
                     while let Some(end) = echo.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = echo.drain(..=end).collect();
                         eprintln!("[{label}] {}", String::from_utf8_lossy(&line[..end]));

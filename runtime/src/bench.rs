@@ -1,0 +1,206 @@
+//! `netrun bench`: calls a function on a running peer many times, some at once, and reports the
+//! latency distribution and the rate, as `redis-benchmark` does for Redis.
+//!
+//! It owns the load (who calls what, how often, how many at once) and the arithmetic of the
+//! report ([`Summary`]), which the project's benchmark harness (`make bench`) reports with too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use netrun_abi::Outcome;
+use serde::Serialize;
+
+use crate::wire::client::{Client, Request, Target};
+use crate::wire::message::{CallKind, Encoding};
+
+/// Latencies and rate of a run of calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Calls measured.
+    pub calls: usize,
+    /// Median latency, in microseconds.
+    pub p50_us: f64,
+    /// 99th-percentile latency, in microseconds.
+    pub p99_us: f64,
+    pub mean_us: f64,
+    /// Calls completed per second of wall time.
+    pub throughput: f64,
+}
+
+impl Summary {
+    /// The summary of `latencies` (sorted in place) of calls that took `wall` in all.
+    ///
+    /// # Panics
+    /// On an empty list: a run measures at least one call.
+    pub fn of(latencies: &mut [Duration], wall: Duration) -> Summary {
+        assert!(!latencies.is_empty(), "a summary of no calls");
+        latencies.sort_unstable();
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        let total: Duration = latencies.iter().sum();
+        Summary {
+            calls: latencies.len(),
+            p50_us: micros(percentile(latencies, 50.0)),
+            p99_us: micros(percentile(latencies, 99.0)),
+            mean_us: micros(total) / latencies.len() as f64,
+            throughput: latencies.len() as f64 / wall.as_secs_f64().max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+/// The `p`th percentile of `sorted` (nearest rank): the smallest value that at least `p`% of
+/// the values do not exceed.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// What to measure: `calls` calls of `function` on `target`, `concurrency` at a time, each with
+/// one string argument of `size` bytes.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub target: Target,
+    pub function: String,
+    pub calls: usize,
+    pub concurrency: usize,
+    pub size: usize,
+    /// Longest wait for one call.
+    pub timeout: Duration,
+}
+
+impl Load {
+    /// The JSON arguments of every call: one string of `size` bytes.
+    fn arguments(&self) -> Vec<u8> {
+        let mut json = Vec::with_capacity(self.size + 4);
+        json.extend_from_slice(b"[\"");
+        json.resize(json.len() + self.size, b'x');
+        json.extend_from_slice(b"\"]");
+        json
+    }
+}
+
+/// Why a run stopped before its last call.
+#[derive(Debug, thiserror::Error)]
+#[error("call {number} of {calls} to {function} on peer {peer} failed: {reason}")]
+pub struct BenchError {
+    pub number: usize,
+    pub calls: usize,
+    pub function: String,
+    pub peer: String,
+    pub reason: String,
+}
+
+/// Runs `load` through `client`: `concurrency` callers share one connection and take the next
+/// call until all are made. `progress` is told every second how many calls have completed.
+/// The first failed call stops the run.
+pub async fn run(
+    client: Arc<Client>,
+    load: &Load,
+    progress: impl Fn(usize, Duration),
+) -> Result<Summary, BenchError> {
+    let args = Arc::new(load.arguments());
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..load.concurrency.clamp(1, load.calls.max(1)) {
+        let (client, load, args) = (client.clone(), load.clone(), args.clone());
+        let (next, done) = (next.clone(), done.clone());
+        callers.spawn(async move {
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < load.calls {
+                let request = Request {
+                    kind: CallKind::Function,
+                    chain: None,
+                    function: &load.function,
+                    encoding: Encoding::Json,
+                    args: args.to_vec(),
+                    contract: None,
+                };
+                let sent = Instant::now();
+                let outcome = client.call(&load.target, request, load.timeout).await;
+                latencies.push(sent.elapsed());
+                let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Err(reason) = answered(outcome) {
+                    return Err(BenchError {
+                        number: finished,
+                        calls: load.calls,
+                        function: load.function.clone(),
+                        peer: load.target.display.clone(),
+                        reason,
+                    });
+                }
+            }
+            Ok(latencies)
+        });
+    }
+    let mut latencies = Vec::with_capacity(load.calls);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            joined = callers.join_next() => match joined {
+                Some(Ok(Ok(mine))) => latencies.extend(mine),
+                Some(Ok(Err(failure))) => return Err(failure),
+                Some(Err(panic)) => std::panic::resume_unwind(panic.into_panic()),
+                None => break,
+            },
+            _ = tick.tick() => progress(done.load(Ordering::Relaxed), started.elapsed()),
+        }
+    }
+    Ok(Summary::of(&mut latencies, started.elapsed()))
+}
+
+/// A call's outcome as success or the reason it failed.
+fn answered(outcome: Outcome) -> Result<(), String> {
+    match outcome {
+        Outcome::Value(_) => Ok(()),
+        Outcome::Flag(flag) => Err(format!("it answered with flag {flag}")),
+        Outcome::Error(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let sorted = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile(&sorted, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&sorted, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&sorted, 100.0), Duration::from_millis(100));
+        assert_eq!(percentile(&ms(&[7]), 99.0), Duration::from_millis(7));
+    }
+
+    #[test]
+    fn a_summary_sorts_and_rates() {
+        let mut latencies = ms(&[30, 10, 20, 40]);
+        let summary = Summary::of(&mut latencies, Duration::from_secs(2));
+        assert_eq!(summary.calls, 4);
+        assert_eq!(summary.p50_us, 20_000.0);
+        assert_eq!(summary.p99_us, 40_000.0);
+        assert_eq!(summary.mean_us, 25_000.0);
+        assert_eq!(summary.throughput, 2.0);
+    }
+
+    #[test]
+    fn the_argument_is_one_string_of_the_size() {
+        let load = Load {
+            target: Target::parse("127.0.0.1:1").unwrap(),
+            function: "pass_through".into(),
+            calls: 1,
+            concurrency: 1,
+            size: 5,
+            timeout: Duration::from_secs(1),
+        };
+        let args: Vec<String> = serde_json::from_slice(&load.arguments()).unwrap();
+        assert_eq!(args, ["xxxxx"]);
+    }
+}
