@@ -12,7 +12,6 @@ use netrun_abi::Outcome;
 use serde::Serialize;
 
 use crate::wire::client::{Client, Request, Target};
-use crate::wire::message::{CallKind, Encoding};
 
 /// Latencies and rate of a run of calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,16 +33,39 @@ impl Summary {
     /// # Panics
     /// On an empty list: a run measures at least one call.
     pub fn of(latencies: &mut [Duration], wall: Duration) -> Summary {
-        assert!(!latencies.is_empty(), "a summary of no calls");
-        latencies.sort_unstable();
+        let spread = Spread::of(latencies);
         let micros = |d: Duration| d.as_secs_f64() * 1e6;
-        let total: Duration = latencies.iter().sum();
         Summary {
             calls: latencies.len(),
-            p50_us: micros(percentile(latencies, 50.0)),
-            p99_us: micros(percentile(latencies, 99.0)),
-            mean_us: micros(total) / latencies.len() as f64,
+            p50_us: micros(spread.p50),
+            p99_us: micros(spread.p99),
+            mean_us: micros(spread.mean),
             throughput: latencies.len() as f64 / wall.as_secs_f64().max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+/// The median, the 99th percentile and the mean of some durations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub mean: Duration,
+}
+
+impl Spread {
+    /// The spread of `samples` (sorted in place).
+    ///
+    /// # Panics
+    /// On an empty list.
+    pub fn of(samples: &mut [Duration]) -> Spread {
+        assert!(!samples.is_empty(), "a spread of no samples");
+        samples.sort_unstable();
+        let total: Duration = samples.iter().sum();
+        Spread {
+            p50: percentile(samples, 50.0),
+            p99: percentile(samples, 99.0),
+            mean: total / samples.len() as u32,
         }
     }
 }
@@ -109,14 +131,7 @@ pub async fn run(
         callers.spawn(async move {
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < load.calls {
-                let request = Request {
-                    kind: CallKind::Function,
-                    chain: None,
-                    function: &load.function,
-                    encoding: Encoding::Json,
-                    args: args.to_vec(),
-                    contract: None,
-                };
+                let request = Request::json(&load.function, args.to_vec());
                 let sent = Instant::now();
                 let outcome = client.call(&load.target, request, load.timeout).await;
                 latencies.push(sent.elapsed());

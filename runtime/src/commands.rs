@@ -22,7 +22,7 @@ use crate::guest::module_cache::ModuleCache;
 use crate::peer::{self, PeerConfig};
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::frame::DEFAULT_MAX_FRAME;
-use crate::wire::message::{CallKind, Encoding, Hello};
+use crate::wire::message::Hello;
 use crate::wire::secure::ClusterKey;
 
 /// A command's failure and the exit code it maps to.
@@ -187,7 +187,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         args.call.max_frame,
         key.clone(),
     ));
-    let request = |args: Vec<u8>| json_request(&function, args);
+    let request = |args: Vec<u8>| Request::json(&function, args);
     let (outcome, peer) = match callee {
         Callee::Peer(peer) => {
             let target = Target::parse(&peer).map_err(bad_input)?;
@@ -226,7 +226,7 @@ pub async fn info(args: InfoArgs) -> Result<(), Failure> {
     let function = netrun_abi::names::builtin::INFO;
     let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
     let client = Client::new(Hello::client(args.call.max_frame), args.call.max_frame, key);
-    let request = json_request(function, b"[]".to_vec());
+    let request = Request::json(function, b"[]".to_vec());
     let outcome = client.call(&target, request, args.call.timeout).await;
     let result = json_result(outcome, &target.display, function)?;
     println!(
@@ -284,18 +284,6 @@ pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-/// A call of `function` through the JSON bridge, with `args`, a JSON array.
-fn json_request(function: &str, args: Vec<u8>) -> Request<'_> {
-    Request {
-        kind: CallKind::Function,
-        chain: None,
-        function,
-        encoding: Encoding::Json,
-        args,
-        contract: None,
-    }
 }
 
 /// What `peer` answered `function` with, as JSON: the value, `NULL` for the NULL flag, and a

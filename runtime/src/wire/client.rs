@@ -100,6 +100,21 @@ pub struct Request<'a> {
     pub contract: Option<Contract>,
 }
 
+impl<'a> Request<'a> {
+    /// A call of `function` through the JSON bridge, with `args`, a JSON array: what the CLI
+    /// and the benchmark send.
+    pub fn json(function: &'a str, args: Vec<u8>) -> Request<'a> {
+        Request {
+            kind: CallKind::Function,
+            chain: None,
+            function,
+            encoding: Encoding::Json,
+            args,
+            contract: None,
+        }
+    }
+}
+
 /// What a call's waiter gets: the reply's outcome, or why the connection was lost after the
 /// call was sent.
 type Answer = Result<Outcome, String>;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use netrun::bench::percentile;
+use netrun::bench::Spread;
 use serde::Serialize;
 
 /// A distribution in a scenario's unit (and its rate, where it has one).
@@ -17,17 +17,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The distribution of `samples` in `unit` (`us`, `ms` or `MiB` of a duration), with
-    /// `ops` operations in `wall` for the rate, when given.
-    pub fn of(samples: &[Duration], unit: Unit, rate: Option<(usize, Duration)>) -> Stats {
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        let scale = |d: Duration| unit.of(d);
+    /// The distribution of `samples` in `unit` (`us` or `ms`), without a rate.
+    pub fn of(samples: &[Duration], unit: Unit) -> Stats {
+        let spread = Spread::of(&mut samples.to_vec());
         Stats {
-            p50: scale(percentile(&sorted, 50.0)),
-            p99: scale(percentile(&sorted, 99.0)),
-            mean: scale(sorted.iter().sum::<Duration>()) / sorted.len() as f64,
-            throughput: rate.map(|(ops, wall)| ops as f64 / wall.as_secs_f64()),
+            p50: unit.of(spread.p50),
+            p99: unit.of(spread.p99),
+            mean: unit.of(spread.mean),
+            throughput: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netrun::wire::client::{Client, Request, Target};
-use netrun::wire::message::{CallKind, Encoding, Hello};
+use netrun::wire::message::Hello;
 use netrun_abi::Outcome;
 use netrun_tests::{
     Ports, TestPeer, arg, info, netrun, netrun_bin, root, subscription_list, wait_until,
@@ -113,9 +113,9 @@ pub fn remote_calls(bench: &Bench) -> Vec<Scenario> {
             &secret,
         ));
     }
-    let floor = Stats::of(&floor, Unit::Micros, None);
-    let plain = Stats::of(&plain, Unit::Micros, None);
-    let secured = Stats::of(&secured, Unit::Micros, None);
+    let floor = Stats::of(&floor, Unit::Micros);
+    let plain = Stats::of(&plain, Unit::Micros);
+    let secured = Stats::of(&secured, Unit::Micros);
     let first = Scenario::against("remote_call_16b", Unit::Micros, plain, floor);
     let met = first.ratio.unwrap() <= 1.5;
     let second = Scenario::against("remote_call_16b_secret", Unit::Micros, secured, plain);
@@ -200,8 +200,8 @@ pub fn local(bench: &Bench) -> Scenario {
         connected.extend(nanos(&pair[0]));
         plain.extend(nanos(&pair[1]));
     }
-    let netrun = Stats::of(&connected, Unit::Micros, None);
-    let baseline = Stats::of(&plain, Unit::Micros, None);
+    let netrun = Stats::of(&connected, Unit::Micros);
+    let baseline = Stats::of(&plain, Unit::Micros);
     let scenario = Scenario::against("local_call", Unit::Micros, netrun, baseline);
     let met = scenario.ratio.unwrap() <= 1.25;
     scenario.judged("p50 <= 1.25x plain function", met)
@@ -221,8 +221,8 @@ pub fn payload(bench: &Bench) -> Scenario {
             &[],
         ));
     }
-    let netrun = Stats::of(&ours, Unit::Millis, None);
-    let floor = Stats::of(&floor, Unit::Millis, None);
+    let netrun = Stats::of(&ours, Unit::Millis);
+    let floor = Stats::of(&floor, Unit::Millis);
     // A fresh server with eight workers, so that eight echoes run at once.
     let server = bench.peer(&["--workers", "8"], &[]);
     let before = server.resident_kib();
@@ -270,8 +270,8 @@ pub fn mixed(bench: &Bench) -> Scenario {
         ];
         mixed.extend(bench.times(&caller, "time_mixed", &args, &[]));
     }
-    let netrun = Stats::of(&mixed, Unit::Micros, None);
-    let baseline = Stats::of(&alone, Unit::Micros, None);
+    let netrun = Stats::of(&mixed, Unit::Micros);
+    let baseline = Stats::of(&alone, Unit::Micros);
     let met = netrun.p99 <= 3.0 * baseline.p99;
     Scenario::against("mixed_8mib_16b", Unit::Micros, netrun, baseline)
         .with("p99_ratio", netrun.p99 / baseline.p99)
@@ -334,7 +334,7 @@ pub fn fanout(bench: &Bench) -> Scenario {
         .zip(&last)
         .map(|(s, l)| Duration::from_micros(l - s))
         .collect();
-    let netrun = Stats::of(&took, Unit::Millis, None);
+    let netrun = Stats::of(&took, Unit::Millis);
     Scenario::new("fanout_50", Unit::Millis, netrun, None, None)
         .with("app_net_ms", 27)
         .judged("p50 <= 5 ms", netrun.p50 <= 5.0)
@@ -359,7 +359,7 @@ pub fn parallel_map(bench: &Bench) -> Scenario {
             Duration::from_nanos(ns.as_u64().expect("nanoseconds"))
         })
         .collect();
-    let netrun = Stats::of(&walls, Unit::Millis, None);
+    let netrun = Stats::of(&walls, Unit::Millis);
     let ideal = Stats::single(20.0);
     let scenario = Scenario::against("parallel_map_8", Unit::Millis, netrun, ideal);
     let met = scenario.ratio.unwrap() <= 1.5;
@@ -403,14 +403,7 @@ fn time_to_first_answer(
         .expect("start netrun");
     let _peer = Started(child);
     loop {
-        let request = Request {
-            kind: CallKind::Function,
-            chain: None,
-            function: "pass_through",
-            encoding: Encoding::Json,
-            args: b"[1]".to_vec(),
-            contract: None,
-        };
+        let request = Request::json("pass_through", b"[1]".to_vec());
         let outcome = runtime.block_on(client.call(&target, request, Duration::from_secs(5)));
         if let Outcome::Value(_) = outcome {
             return started.elapsed();
@@ -452,8 +445,8 @@ pub fn warm_start(bench: &Bench) -> Scenario {
         warm.push(time_to_first_answer(bench, &client, &runtime, &warm_dir));
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let netrun = Stats::of(&warm, Unit::Millis, None);
-    let baseline = Stats::of(&cold, Unit::Millis, None);
+    let netrun = Stats::of(&warm, Unit::Millis);
+    let baseline = Stats::of(&cold, Unit::Millis);
     Scenario::against("warm_start", Unit::Millis, netrun, baseline)
         .judged("p50 <= 30 ms", netrun.p50 <= 30.0)
 }
@@ -467,14 +460,7 @@ pub fn fresh_instance(bench: &Bench) -> Scenario {
     let target = Target::parse(peer.id()).unwrap();
     let traps = bench.rounds * 20;
     for _ in 0..traps {
-        let request = Request {
-            kind: CallKind::Function,
-            chain: None,
-            function: "boom",
-            encoding: Encoding::Json,
-            args: b"[]".to_vec(),
-            contract: None,
-        };
+        let request = Request::json("boom", b"[]".to_vec());
         let outcome = runtime.block_on(client.call(&target, request, Duration::from_secs(10)));
         assert!(
             matches!(outcome, Outcome::Error(_)),
@@ -503,7 +489,7 @@ pub fn fresh_instance(bench: &Bench) -> Scenario {
         times.len(),
         peer.report()
     );
-    let netrun = Stats::of(&times, Unit::Micros, None);
+    let netrun = Stats::of(&times, Unit::Micros);
     Scenario::new("fresh_instance", Unit::Micros, netrun, None, None)
         .judged("p50 <= 20 us", netrun.p50 <= 20.0)
 }
