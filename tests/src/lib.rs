@@ -279,8 +279,22 @@ impl<'a> Spec<'a> {
     }
 }
 
+/// What `cargo test` sets for the test binary that the user's shell does not have (prefixes).
+/// A `make` run by a test must not see them: ring's build script reruns when
+/// `CARGO_MANIFEST_DIR` changes, so the `cargo build` inside would rebuild ring, snow and
+/// netrun instead of reusing the build `make test` made.
+const CARGO_TEST_RUN_VARIABLES: [&str; 6] = [
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+];
+
 /// The program of `spec` (by default `netrun`), run in the workspace root with the block's
-/// environment on top of `spec.env`, none of the caller's `NET_*`, and `spec.unset` removed.
+/// environment on top of `spec.env`, none of the caller's `NET_*` (nor what `cargo test` adds
+/// for the test binary), and `spec.unset` removed.
 fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
     let program = match spec.program {
         None => netrun_bin().into_os_string(),
@@ -296,7 +310,9 @@ fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
     };
     cmd.args(spec.args).current_dir(root());
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("NET_") {
+        let name = key.to_string_lossy();
+        if name.starts_with("NET_") || CARGO_TEST_RUN_VARIABLES.iter().any(|v| name.starts_with(v))
+        {
             cmd.env_remove(key);
         }
     }
