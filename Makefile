@@ -58,7 +58,8 @@ lint: setup
 	$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(APPS)) -- -D warnings
 
 ## bench: every scenario of docs/performance.md against its baseline, in one run; prints a table
-## and writes target/bench/results.json (BENCH_ROUNDS, BENCH_CALLS to change the run's size)
+## and writes target/bench/results.json (BENCH_ROUNDS, BENCH_CALLS to change the run's size;
+## BENCH_ONLY=remote,fresh for some of the scenarios)
 bench: build
 	target/release/netrun-bench
 

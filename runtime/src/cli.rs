@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::wire::frame::DEFAULT_MAX_FRAME;
+use crate::wire::frame::{DEFAULT_MAX_FRAME, MAX_PAYLOAD};
 
 /// Subcommand names; anything else in first position is an app to run.
 pub const SUBCOMMANDS: [&str; 7] = ["run", "peers", "call", "info", "inspect", "bench", "help"];
@@ -176,8 +176,8 @@ pub struct CallOptions {
     /// Longest wait for a call's reply, connecting included
     #[arg(long, env = "NET_TIMEOUT", default_value = "30", value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Duration,
-    /// Largest frame sent or accepted, in bytes
-    #[arg(long, env = "NET_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    /// Largest frame sent or accepted, in bytes (at most 1073741823)
+    #[arg(long, env = "NET_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES", value_parser = parse_max_frame)]
     pub max_frame: usize,
 }
 
@@ -443,6 +443,18 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_max_frame(text: &str) -> Result<usize, String> {
+    let bytes: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if bytes > MAX_PAYLOAD {
+        return Err(format!(
+            "{bytes} is over {MAX_PAYLOAD}, the largest frame the wire protocol can carry"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Arguments with `run` inserted when the first one names an app rather than a command.
 pub fn with_implicit_run(mut args: Vec<String>) -> Vec<String> {
     if let Some(first) = args.get(1)
@@ -578,5 +590,26 @@ mod tests {
             "--timeout",
             "\"soon\" is not a number of seconds",
         );
+    }
+
+    #[test]
+    fn a_frame_limit_must_fit_a_frame_header() {
+        refused_value(
+            &["netrun", "app.wasm", "--max-frame", "1073741824"],
+            "--max-frame",
+            "1073741824 is over 1073741823",
+        );
+        refused_value(
+            &["netrun", "app.wasm", "--max-frame", "big"],
+            "--max-frame",
+            "\"big\" is not a number of bytes",
+        );
+        let Command::Run(run) = parse(&["netrun", "app.wasm", "--max-frame", "1073741823"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(run.call.max_frame, 1073741823);
     }
 }

@@ -11,10 +11,7 @@ use netrun::commands::{self, Failure};
 fn main() -> ExitCode {
     let cli = Cli::parse_from(with_implicit_run(std::env::args().collect()));
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli.command) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -43,21 +40,54 @@ fn main() -> ExitCode {
     std::process::exit(code.into());
 }
 
+/// The async runtime a command runs on. A peer with one worker (the default) runs on one
+/// thread: the network, the scheduler and the instance share it, and a call is never handed
+/// across threads (each such hand-off is a futex wake-up, which cost a peer about a fifth of
+/// its CPU per call; docs/performance.md). With `--workers N`, N threads up to the CPUs, so
+/// that instances run in parallel. Guest code yields at every epoch tick, so a busy instance
+/// still lets the network run. The other commands are clients that wait on the network; one
+/// thread serves them.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    match command {
+        Command::Run(args) if args.workers > 1 => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(args.workers).min(cpus))
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
 fn report(failure: &Failure) {
     eprintln!("error: {:#}", failure.error());
 }
 
 /// Logs go to stderr: info by default, debug with `NET_DEV` set.
+///
+/// wasmtime-wasi wraps every WASI call of a guest in an info-level span (`#[instrument]`),
+/// which would format its arguments on each `clock_time_get`; its spans and events below
+/// warnings are filtered out where they are declared, so they cost nothing.
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if std::env::var_os("NET_DEV").is_some() {
         tracing::Level::DEBUG
     } else {
         tracing::Level::INFO
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("wasmtime_wasi", tracing::Level::WARN);
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
         .init();
 }

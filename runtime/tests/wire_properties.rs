@@ -162,7 +162,8 @@ fn read_all(stream: Chunked, max: usize) -> (Vec<Vec<u8>>, FrameError) {
         loop {
             let mut buf = Vec::new();
             match read_frame(&mut reader, &mut buf, max).await {
-                Ok(()) => frames.push(buf),
+                // Whole or a piece, a frame's payload is the bytes after its header.
+                Ok(_kind) => frames.push(buf),
                 Err(end) => return (frames, end),
             }
         }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
-use crate::guest::instance::{self, GuestExports};
+use crate::guest::instance;
 use crate::guest::reentry;
 use crate::guest::started::Started;
 use crate::guest::state::HostState;
@@ -274,10 +274,27 @@ async fn run_flag_handler(
     let args = codec::encode(&(request.function.as_str(), answered_by))
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
     let export = names::export(ExportKind::Flag, &handler.name);
-    let func = instance::export_func(caller, &export)?;
-    GuestExports::of_caller(caller)?
+    let func = instance::function_of(caller, &export)?;
+    instance::buffers_of(caller)?
         .call(&mut *caller, func, &args)
         .await
+}
+
+/// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place; traps if it is out of bounds.
+fn with_guest_bytes<T>(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    import: &str,
+    read: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
+) -> wasmtime::Result<T> {
+    let memory = instance::buffers_of(caller)?.memory();
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    let bytes = memory
+        .data(&caller)
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| format_err!("net.{import}: buffer {start}+{len} is outside guest memory"))?;
+    read(bytes)
 }
 
 /// Copies the guest buffer `[ptr, ptr + len)`; traps if it is out of bounds.
@@ -287,23 +304,20 @@ fn read_bytes(
     len: i32,
     import: &str,
 ) -> wasmtime::Result<Vec<u8>> {
-    let memory = instance::memory_of(caller)?;
-    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    memory
-        .data(&caller)
-        .get(start..start.saturating_add(len))
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| format_err!("net.{import}: buffer {start}+{len} is outside guest memory"))
+    with_guest_bytes(caller, ptr, len, import, |bytes| Ok(bytes.to_vec()))
 }
 
+/// Decodes the guest buffer `[ptr, ptr + len)` where it lies, without copying it first.
 fn read_value<T: DeserializeOwned>(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
     import: &str,
 ) -> wasmtime::Result<T> {
-    let bytes = read_bytes(caller, ptr, len, import)?;
-    codec::decode(&bytes).map_err(|e| format_err!("net.{import}: bad request from the guest: {e}"))
+    with_guest_bytes(caller, ptr, len, import, |bytes| {
+        codec::decode(bytes)
+            .map_err(|e| format_err!("net.{import}: bad request from the guest: {e}"))
+    })
 }
 
 /// Encodes `value` into a buffer allocated by the guest and returns it packed.
@@ -317,7 +331,7 @@ async fn write_value<T: Serialize>(
 
 /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns it packed.
 async fn write_bytes(caller: &mut Caller<'_, HostState>, bytes: &[u8]) -> wasmtime::Result<i64> {
-    let (ptr, len) = GuestExports::of_caller(caller)?
+    let (ptr, len) = instance::buffers_of(caller)?
         .give(&mut *caller, bytes)
         .await?;
     Ok(names::pack(ptr as u32, len as u32))

@@ -1,20 +1,18 @@
 //! One instance of the module: creating it, running a call in it, and naming what went wrong
 //! when the guest trapped.
 //!
-//! Owns the call convention of the exports (buffers in, packed buffer out) and the limits of
-//! one call; it does not know about the network, about which function a name means, or about
+//! Owns the limits of one call and finding an instance's exports through its
+//! [`ExportCache`](crate::guest::exports::ExportCache); it does not know about the network, about which function a name means, or about
 //! how many instances a peer has (see [`crate::guest::workers`]).
 
 use std::time::Instant;
 
 use netrun_abi::names;
-use netrun_abi::{Outcome, TimeoutStage, codec};
-use wasmtime::{
-    AsContextMut, Caller, Instance, InstancePre, Memory, Store, StoreContextMut, TypedFunc,
-    UpdateDeadline,
-};
+use netrun_abi::{Outcome, TimeoutStage};
+use wasmtime::{Caller, Instance, InstancePre, Store, StoreContextMut, TypedFunc, UpdateDeadline};
 
 use crate::guest::config::Limits;
+use crate::guest::exports::{ExportFunc, GuestExports, export_func};
 use crate::guest::scheduler::{GuestFailure, Job};
 use crate::guest::state::{Deadline, HostState, InstanceEnv};
 use crate::wire::message::ChainId;
@@ -26,111 +24,24 @@ pub struct Live {
     exports: GuestExports,
 }
 
-/// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
-pub type ExportFunc = TypedFunc<(i32, i32), i64>;
-
-/// The exports through which buffers cross into and out of an instance.
-#[derive(Clone)]
-pub struct GuestExports {
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    free: TypedFunc<(i32, i32), ()>,
-}
-
-impl GuestExports {
-    fn of_instance(store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self> {
-        Ok(GuestExports {
-            memory: instance
-                .get_memory(&mut *store, names::EXPORT_MEMORY)
-                .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?,
-            alloc: instance.get_typed_func(&mut *store, names::EXPORT_ALLOC)?,
-            free: instance.get_typed_func(&mut *store, names::EXPORT_FREE)?,
-        })
-    }
-
-    /// The exports of the instance a host import was called from.
-    pub fn of_caller(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Self> {
-        Ok(GuestExports {
-            memory: memory_of(caller)?,
-            alloc: export_func(caller, names::EXPORT_ALLOC)?,
-            free: export_func(caller, names::EXPORT_FREE)?,
-        })
-    }
-
-    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns `(ptr, len)`.
-    /// The buffer then belongs to the guest.
-    pub async fn give(
-        &self,
-        mut ctx: impl AsContextMut<Data = HostState>,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(i32, i32)> {
-        let len = i32::try_from(bytes.len())
-            .map_err(|_| wasmtime::format_err!("{} bytes do not fit guest memory", bytes.len()))?;
-        let ptr = self.alloc.call_async(&mut ctx, len).await?;
-        self.memory
-            .write(&mut ctx, ptr as u32 as usize, bytes)
-            .map_err(|_| {
-                wasmtime::format_err!(
-                    "{} returned a buffer outside guest memory",
-                    names::EXPORT_ALLOC
-                )
-            })?;
-        Ok((ptr, len))
-    }
-
-    /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest
-    /// buffer, and returns the outcome it answers.
-    pub async fn call(
-        &self,
-        mut ctx: impl AsContextMut<Data = HostState>,
-        func: ExportFunc,
-        args: &[u8],
-    ) -> wasmtime::Result<Outcome> {
-        let (ptr, len) = self.give(&mut ctx, args).await?;
-        let packed = func.call_async(&mut ctx, (ptr, len)).await?;
-        self.read_outcome(ctx, packed).await
-    }
-
-    /// Reads and frees the outcome buffer an export returned.
-    async fn read_outcome(
-        &self,
-        mut ctx: impl AsContextMut<Data = HostState>,
-        packed: i64,
-    ) -> wasmtime::Result<Outcome> {
-        let (ptr, len) = names::unpack(packed);
-        let mut bytes = vec![0; len as usize];
-        self.memory.read(&ctx, ptr as usize, &mut bytes)?;
-        self.free
-            .call_async(&mut ctx, (ptr as i32, len as i32))
-            .await?;
-        codec::decode::<Outcome>(&bytes)
-            .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
+/// The buffer exports of the instance a host import was called from: kept in its store once
+/// it is initialized, looked up by name while `_initialize` runs.
+pub fn buffers_of(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<GuestExports> {
+    match caller.data().exports.buffers() {
+        Some(exports) => Ok(exports.clone()),
+        None => GuestExports::of_caller(caller),
     }
 }
 
-/// The memory of the instance a host import was called from.
-pub fn memory_of(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
-    caller
-        .get_export(names::EXPORT_MEMORY)
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| {
-            wasmtime::format_err!(
-                "the module exports no memory named {:?}",
-                names::EXPORT_MEMORY
-            )
-        })
-}
-
-/// The export `name` of the instance a host import was called from, as a typed function.
-pub fn export_func<Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>(
-    caller: &mut Caller<'_, HostState>,
-    name: &str,
-) -> wasmtime::Result<TypedFunc<Params, Results>> {
-    caller
-        .get_export(name)
-        .and_then(|e| e.into_func())
-        .ok_or_else(|| wasmtime::format_err!("the module exports no function {name:?}"))?
-        .typed(&*caller)
+/// The `(ptr, len) -> packed` export `name` of the instance a host import was called from,
+/// looked up by name the first time only.
+pub fn function_of(caller: &mut Caller<'_, HostState>, name: &str) -> wasmtime::Result<ExportFunc> {
+    if let Some(func) = caller.data().exports.function(name) {
+        return Ok(func);
+    }
+    let func = export_func(caller, name)?;
+    caller.data_mut().exports.keep_function(name, func.clone());
+    Ok(func)
 }
 
 /// Creates an instance, running `_initialize` when the module has one.
@@ -148,6 +59,7 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
             .map_err(|e| anyhow::anyhow!("_initialize trapped: {e:#}"))?;
     }
     let exports = GuestExports::of_instance(&mut store, &instance).map_err(wasm)?;
+    store.data_mut().exports.keep_buffers(exports.clone());
     Ok(Live {
         store,
         instance,
@@ -219,7 +131,7 @@ impl Live {
             Job::Export { export, args } => {
                 arm(&mut self.store, &limits, deadline)
                     .map_err(|e| wasmtime::format_err!("{e}"))?;
-                let func = self.instance.get_typed_func(&mut self.store, &export)?;
+                let func = self.function(&export)?;
                 self.exports.call(&mut self.store, func, &args).await
             }
             Job::Entry { export } => {
@@ -235,6 +147,21 @@ impl Live {
                 self.exports.read_outcome(&mut self.store, packed).await
             }
         }
+    }
+}
+
+impl Live {
+    /// The `(ptr, len) -> packed` export `name`, looked up by name the first time only.
+    fn function(&mut self, name: &str) -> wasmtime::Result<ExportFunc> {
+        if let Some(func) = self.store.data().exports.function(name) {
+            return Ok(func);
+        }
+        let func: ExportFunc = self.instance.get_typed_func(&mut self.store, name)?;
+        self.store
+            .data_mut()
+            .exports
+            .keep_function(name, func.clone());
+        Ok(func)
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod exports;
 pub mod host_api;
 pub mod instance;
 pub mod module;

@@ -21,7 +21,7 @@
 
 use wasmtime::Caller;
 
-use crate::guest::instance::{self, GuestExports};
+use crate::guest::instance;
 use crate::guest::scheduler::{GuestFailure, Job, Task};
 use crate::guest::state::{Deadline, HostState};
 
@@ -81,8 +81,8 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
         Some(outer) => Some(outer.or_earlier(task.deadline)),
     };
     let run = async {
-        let func = instance::export_func(caller, export)?;
-        GuestExports::of_caller(caller)?
+        let func = instance::function_of(caller, export)?;
+        instance::buffers_of(caller)?
             .call(&mut *caller, func, args)
             .await
     };

@@ -15,6 +15,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::guest::chain::ChainState;
 use crate::guest::config::GuestConfig;
+use crate::guest::exports::ExportCache;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
 use crate::guest::scheduler::Scheduler;
 use crate::guest::services::PeerServices;
@@ -50,6 +51,8 @@ pub struct HostState {
     pub started: StartedCalls,
     /// The guest's stdout and stderr, line by line.
     pub output: [GuestOutput; 2],
+    /// The exports this instance's calls used, found once.
+    pub exports: ExportCache,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -168,6 +171,7 @@ impl HostState {
             chain: ChainState::new(),
             started: StartedCalls::default(),
             output,
+            exports: ExportCache::default(),
         })
     }
 }

@@ -11,7 +11,9 @@
 //! deadlocking, and why a callback sees the state of the call it belongs to. What is still in
 //! its hands when its call ends goes back to the queue.
 //!
-//! A worker whose instance traps replaces it with a fresh one, which the log says.
+//! A worker whose instance traps replaces it with a fresh one, which the log says. The fresh
+//! one is made ahead of need (a spare per worker, made while the worker waits for calls), so
+//! the replacement is a swap and the trapped call's caller hears of the trap before it.
 
 use std::sync::Arc;
 
@@ -22,8 +24,8 @@ use crate::guest::instance::{self, Live};
 use crate::guest::scheduler::{GuestFailure, Queue, Task};
 use crate::guest::state::{HostState, InstanceEnv};
 
-/// Creates the configured number of instances (running `_initialize` in each) and starts
-/// their tasks, which take calls from `queue`.
+/// Creates the configured number of instances (running `_initialize` in each), with a spare
+/// for each, and starts their tasks, which take calls from `queue`.
 pub async fn start(
     pre: InstancePre<HostState>,
     env: InstanceEnv,
@@ -32,11 +34,13 @@ pub async fn start(
     let queue = Arc::new(tokio::sync::Mutex::new(queue.0));
     for number in 1..=env.config.workers.max(1) {
         let live = instance::instantiate(&pre, &env).await?;
+        let spare = Some(Spare::prepare(&pre, &env, None));
         let worker = Worker {
             number,
             pre: pre.clone(),
             env: env.clone(),
             live,
+            spare,
         };
         tokio::spawn(worker.serve(queue.clone()));
     }
@@ -50,6 +54,38 @@ struct Worker {
     pre: InstancePre<HostState>,
     env: InstanceEnv,
     live: Live,
+    /// The instance that takes over when `live` traps (`None` only while it does).
+    spare: Option<Spare>,
+}
+
+/// A fresh instance made ahead of need, so that replacing a trapped one is a swap: it is
+/// made by a task of its own, which runs while the worker waits for calls.
+struct Spare(tokio::task::JoinHandle<anyhow::Result<Live>>);
+
+impl Spare {
+    /// Starts making a fresh instance, after dropping `trapped` (the instance it replaces, if
+    /// any: dropping one resets its memory, which is off the worker's path here, and frees its
+    /// pool slot first, so a worker holds at most two).
+    fn prepare(pre: &InstancePre<HostState>, env: &InstanceEnv, trapped: Option<Live>) -> Spare {
+        let (pre, env) = (pre.clone(), env.clone());
+        Spare(tokio::spawn(async move {
+            drop(trapped);
+            let started = std::time::Instant::now();
+            let made = instance::instantiate(&pre, &env).await;
+            tracing::debug!(
+                "spare instance made in {} µs",
+                started.elapsed().as_micros()
+            );
+            made
+        }))
+    }
+
+    /// The fresh instance, once it is made.
+    async fn take(self) -> anyhow::Result<Live> {
+        self.0
+            .await
+            .map_err(|e| anyhow::anyhow!("making a spare instance failed: {e}"))?
+    }
 }
 
 impl Worker {
@@ -73,14 +109,16 @@ impl Worker {
             } = task;
             let export = job.export().to_string();
             let result = self.live.run(job, chain, deadline).await;
-            if let Err(failure) = &result {
-                self.replace(&export, failure).await;
-            }
+            let failure = result.as_ref().err().cloned();
+            // The caller hears of the trap at once; the next call waits for the replacement.
             let _ = reply.send(result);
+            if let Some(failure) = failure {
+                self.replace(&export, &failure).await;
+            }
         }
     }
 
-    /// Replaces the instance after a trap.
+    /// Replaces the instance after a trap with the spare, then starts the next spare.
     async fn replace(&mut self, export: &str, failure: &GuestFailure) {
         let worker = if self.env.config.workers > 1 {
             format!(" of worker {}", self.number)
@@ -95,15 +133,32 @@ impl Worker {
             "{export} {what} ({failure}); replacing the instance{worker}: its state was reset"
         );
         let started = std::time::Instant::now();
-        match instance::instantiate(&self.pre, &self.env).await {
+        let spare = match self.spare.take() {
+            Some(spare) => spare.take().await,
+            None => Err(anyhow::anyhow!("none was started")),
+        };
+        let fresh = match spare {
+            Ok(fresh) => Ok(fresh),
+            // The spare could not be made (it says why): one more try, now.
+            Err(e) => {
+                tracing::debug!("no spare instance{worker}: {e:#}");
+                instance::instantiate(&self.pre, &self.env).await
+            }
+        };
+        let trapped = match fresh {
             Ok(fresh) => {
-                self.live = fresh;
+                let trapped = std::mem::replace(&mut self.live, fresh);
                 tracing::debug!(
                     "fresh instance{worker} ready in {} µs",
                     started.elapsed().as_micros()
                 );
+                Some(trapped)
             }
-            Err(e) => tracing::error!("cannot create a fresh instance{worker}: {e:#}"),
-        }
+            Err(e) => {
+                tracing::error!("cannot create a fresh instance{worker}: {e:#}");
+                None
+            }
+        };
+        self.spare = Some(Spare::prepare(&self.pre, &self.env, trapped));
     }
 }

@@ -5,8 +5,10 @@
 //! ([`crate::wire::server`]) use it. It owns sockets and bytes, not calls: it never looks
 //! inside a [`Call`](crate::wire::message::Call).
 //! Writes go through one task per connection, so many tasks can send on the same connection
-//! without a lock, and frames queued together leave in one `write` and one flush.
+//! without a lock, and frames queued together leave in one `write` and one flush; that task
+//! also sends large messages in pieces, with the other frames between them.
 
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::wire::frame::{self, FrameError};
+use crate::wire::frame::{self, FrameError, FrameKind, HEADER_LEN};
 use crate::wire::message::{Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
 
@@ -27,6 +29,9 @@ const WRITE_QUEUE: usize = 256;
 const READ_BUFFER: usize = 64 * 1024;
 /// The largest frame buffer a connection keeps between frames.
 const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
+/// A message larger than this goes out in pieces of this size, so that a small frame queued
+/// behind it waits for one piece to be written, not for the whole message.
+pub const PIECE_SIZE: usize = 128 * 1024;
 
 /// The reading half of a connection: plaintext, or opened from records.
 pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -95,10 +100,12 @@ impl From<SecureError> for ConnectionError {
     }
 }
 
-/// The reading half of a connection, with its reuse buffer.
+/// The reading half of a connection, with its reuse buffer and the buffer in which the
+/// pieces of a large message come together.
 pub struct MessageReader {
     reader: BufReader<ByteReader>,
     buf: Vec<u8>,
+    pieces: Vec<u8>,
     max_frame: usize,
 }
 
@@ -107,21 +114,60 @@ impl MessageReader {
         MessageReader {
             reader: BufReader::with_capacity(READ_BUFFER, reader),
             buf: Vec::new(),
+            pieces: Vec::new(),
             max_frame,
         }
     }
 
-    /// Reads the next message; `Err(Frame(Closed))` when the other side closed cleanly.
+    /// Reads the next message, whole or put together from its pieces (the frames between
+    /// them are returned as they come); `Err(Frame(Closed))` when the other side closed
+    /// cleanly.
     pub async fn next(&mut self) -> Result<Message, MessageError> {
-        frame::read_frame(&mut self.reader, &mut self.buf, self.max_frame).await?;
-        let message = Message::decode(&self.buf);
-        // The message owns copies of its bytes: a buffer grown for one large frame is not
-        // kept for the rest of the connection's life.
-        if self.buf.capacity() > KEPT_FRAME_BUFFER {
-            self.buf = Vec::new();
+        loop {
+            let header = match frame::read_header(&mut self.reader).await {
+                // Closed between the pieces of a message: it never came whole.
+                Err(FrameError::Closed) if !self.pieces.is_empty() => {
+                    return Err(FrameError::Truncated.into());
+                }
+                header => header?,
+            };
+            match header.kind {
+                FrameKind::Whole => {
+                    let size = header.size;
+                    if size > self.max_frame {
+                        let max = self.max_frame;
+                        return Err(FrameError::TooLarge { size, max }.into());
+                    }
+                    self.buf.clear();
+                    frame::read_payload(&mut self.reader, size, &mut self.buf).await?;
+                    return decode_and_let_go(&mut self.buf);
+                }
+                FrameKind::Piece { last } => {
+                    let size = self.pieces.len() + header.size;
+                    if size > self.max_frame {
+                        let max = self.max_frame;
+                        return Err(FrameError::TooLarge { size, max }.into());
+                    }
+                    frame::read_payload(&mut self.reader, header.size, &mut self.pieces).await?;
+                    if last {
+                        let message = decode_and_let_go(&mut self.pieces);
+                        self.pieces.clear();
+                        return message;
+                    }
+                }
+            }
         }
-        message
     }
+}
+
+/// Decodes the message in `buf`. The message owns copies of its bytes: a buffer grown for one
+/// large message is let go rather than kept for the rest of the connection's life.
+fn decode_and_let_go(buf: &mut Vec<u8>) -> Result<Message, MessageError> {
+    let message = Message::decode(buf);
+    if buf.capacity() > KEPT_FRAME_BUFFER {
+        *buf = Vec::new();
+    }
+    message
 }
 
 /// Queues frames for a connection's writer task. Cheap to clone.
@@ -152,18 +198,37 @@ impl FrameSender {
 }
 
 /// Starts the writer task of a connection. It drains the queue into a buffered writer and
-/// flushes only when the queue is empty, so frames sent together leave together.
+/// flushes only when the queue is empty, so frames sent together leave together. A message
+/// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
+/// was queued meanwhile going out between them.
 fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     tokio::spawn(async move {
         let mut writer = BufWriter::with_capacity(READ_BUFFER, writer);
-        while let Some(framed) = rx.recv().await {
-            if writer.write_all(&framed).await.is_err() {
-                return;
+        let mut large = VecDeque::new();
+        loop {
+            if large.is_empty() {
+                let Some(framed) = rx.recv().await else {
+                    break;
+                };
+                if queue_or_write(&mut writer, &mut large, framed)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
             while let Ok(more) = rx.try_recv() {
-                if writer.write_all(&more).await.is_err() {
+                if queue_or_write(&mut writer, &mut large, more).await.is_err() {
                     return;
+                }
+            }
+            if let Some(pieces) = large.front_mut() {
+                if pieces.write_next(&mut writer).await.is_err() {
+                    return;
+                }
+                if pieces.is_done() {
+                    large.pop_front();
                 }
             }
             if writer.flush().await.is_err() {
@@ -173,6 +238,46 @@ fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
         let _ = writer.shutdown().await;
     });
     FrameSender { tx, max_frame }
+}
+
+/// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
+async fn queue_or_write(
+    writer: &mut BufWriter<ByteWriter>,
+    large: &mut VecDeque<Pieces>,
+    framed: Vec<u8>,
+) -> std::io::Result<()> {
+    if framed.len() > HEADER_LEN + PIECE_SIZE {
+        large.push_back(Pieces {
+            framed,
+            at: HEADER_LEN,
+        });
+        return Ok(());
+    }
+    writer.write_all(&framed).await
+}
+
+/// A framed message going out in pieces: its payload from `at` on is still to be sent.
+struct Pieces {
+    framed: Vec<u8>,
+    at: usize,
+}
+
+impl Pieces {
+    /// Writes the next piece, with its own header.
+    async fn write_next(&mut self, writer: &mut BufWriter<ByteWriter>) -> std::io::Result<()> {
+        let end = (self.at + PIECE_SIZE).min(self.framed.len());
+        let last = end == self.framed.len();
+        writer
+            .write_all(&frame::Header::piece(end - self.at, last))
+            .await?;
+        writer.write_all(&self.framed[self.at..end]).await?;
+        self.at = end;
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.at == self.framed.len()
+    }
 }
 
 async fn within<T>(
@@ -369,5 +474,107 @@ pub fn describe(message: &Message) -> &'static str {
         Message::Refused(_) => "a refusal",
         Message::Call(_) => "a call",
         Message::Reply(_) => "a reply",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netrun_abi::Outcome;
+
+    use super::*;
+    use crate::wire::message::Reply;
+
+    fn reply(id: u64, size: usize) -> Message {
+        Message::Reply(Reply {
+            id,
+            outcome: Outcome::Value(vec![id as u8; size]),
+        })
+    }
+
+    /// A writer task and a reader over an in-memory pipe of `capacity` bytes.
+    fn pipe(capacity: usize, max_frame: usize) -> (FrameSender, MessageReader) {
+        let (near, far) = tokio::io::duplex(capacity);
+        let (_, write) = near.into_halves();
+        let (read, _) = far.into_halves();
+        (
+            spawn_writer(write, max_frame),
+            MessageReader::new(read, max_frame),
+        )
+    }
+
+    #[tokio::test]
+    async fn small_messages_overtake_a_large_one_which_arrives_whole() {
+        let (sender, mut reader) = pipe(64 * 1024, 64 << 20);
+        let large = reply(1, 40 * PIECE_SIZE);
+        sender.send(&large).await.unwrap();
+        let mut order = Vec::new();
+        let small = (2..12).map(|id| reply(id, 16)).collect::<Vec<_>>();
+        let read = async {
+            while order.len() < 11 {
+                order.push(reader.next().await.unwrap());
+            }
+        };
+        let send = async {
+            for message in &small {
+                sender.send(message).await.unwrap();
+            }
+        };
+        tokio::join!(read, send);
+        // Everything arrived intact, and the small ones did not wait for all 40 pieces.
+        let position = order
+            .iter()
+            .position(|m| *m == large)
+            .expect("large arrived");
+        assert!(position > 0, "no small message went out between the pieces");
+        order.remove(position);
+        assert_eq!(order, small);
+    }
+
+    /// Raw bytes written on one end, a reader with a frame limit of 100 on the other.
+    fn raw_pipe() -> (ByteWriter, MessageReader) {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let (_, write) = near.into_halves();
+        let (read, _) = far.into_halves();
+        (write, MessageReader::new(read, 100))
+    }
+
+    #[tokio::test]
+    async fn pieces_adding_up_past_the_limit_are_refused() {
+        let (mut write, mut reader) = raw_pipe();
+        for _ in 0..3 {
+            write
+                .write_all(&frame::Header::piece(40, false))
+                .await
+                .unwrap();
+            write.write_all(&[0; 40]).await.unwrap();
+        }
+        let refused = reader.next().await;
+        assert!(
+            matches!(
+                refused,
+                Err(MessageError::Frame(FrameError::TooLarge {
+                    size: 120,
+                    max: 100
+                }))
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_between_pieces_is_a_truncation() {
+        let (mut write, mut reader) = raw_pipe();
+        write
+            .write_all(&frame::Header::piece(4, false))
+            .await
+            .unwrap();
+        write.write_all(&[0; 4]).await.unwrap();
+        write.shutdown().await.unwrap();
+        drop(write);
+        let read = reader.next().await;
+        assert!(
+            matches!(read, Err(MessageError::Frame(FrameError::Truncated))),
+            "{read:?}"
+        );
     }
 }

@@ -1,9 +1,15 @@
-//! Length-prefixed frames: a `u32` big-endian payload length, then the payload.
+//! Length-prefixed frames: a `u32` big-endian header, then the payload.
+//!
+//! The header's low 30 bits are the payload's length; its top bits say what the frame is. A
+//! message goes out whole (neither bit), or, when it is large, in pieces ([`PIECE`] set on
+//! each, [`MORE`] on all but the last), so that other frames can go out between them: one
+//! 8 MiB call does not hold small calls behind it on the same connection. A side sends the
+//! pieces of one message at a time, so a reader needs one buffer to put them together.
 //!
 //! Owns the framing and the size limit, nothing else: what a payload means is
 //! [`crate::wire::message`]'s job. A frame longer than the limit is refused from its header
 //! alone, before anything of the claimed size is allocated, and the caller closes the
-//! connection.
+//! connection; so is a message whose pieces add up to more than the limit.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -12,6 +18,13 @@ pub const HEADER_LEN: usize = 4;
 
 /// Default limit on one frame's payload: an 8 MiB argument fits with room to spare.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Header bit: the frame is a piece of a message sent in pieces.
+pub const PIECE: u32 = 1 << 31;
+/// Header bit, with [`PIECE`]: more pieces of the same message follow.
+pub const MORE: u32 = 1 << 30;
+/// The largest payload a header can say: a message, even in pieces, is never larger.
+pub const MAX_PAYLOAD: usize = (MORE - 1) as usize;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -26,16 +39,51 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one frame's payload into `buf` (replacing its contents). `Closed` on a clean end of
-/// stream between frames, `Truncated` on an end anywhere inside one (its header included).
-///
-/// The buffer grows with the bytes that actually arrive, not with the length the header
-/// claims: a header announcing a large frame, followed by silence, costs nothing.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<(), FrameError> {
+/// What a frame's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The payload's length.
+    pub size: usize,
+    /// What the payload is.
+    pub kind: FrameKind,
+}
+
+/// A whole message, or a piece of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Whole,
+    /// A piece; `last` ends its message.
+    Piece {
+        last: bool,
+    },
+}
+
+impl Header {
+    fn decode(bytes: [u8; HEADER_LEN]) -> Header {
+        let word = u32::from_be_bytes(bytes);
+        let kind = match (word & PIECE != 0, word & MORE != 0) {
+            (false, _) => FrameKind::Whole,
+            (true, more) => FrameKind::Piece { last: !more },
+        };
+        // A whole frame's size is all 31 bits, so an oversized one is refused as it was.
+        let size = match kind {
+            FrameKind::Whole => word as usize,
+            FrameKind::Piece { .. } => (word & (MORE - 1)) as usize,
+        };
+        Header { size, kind }
+    }
+
+    /// The header of a piece of `size` bytes (at most [`MAX_PAYLOAD`]).
+    pub fn piece(size: usize, last: bool) -> [u8; HEADER_LEN] {
+        debug_assert!(size <= MAX_PAYLOAD);
+        let more = if last { 0 } else { MORE };
+        (PIECE | more | size as u32).to_be_bytes()
+    }
+}
+
+/// Reads the next frame's header. `Closed` on a clean end of stream before it, `Truncated`
+/// on an end inside it.
+pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Header, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
@@ -45,16 +93,40 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             n => filled += n,
         }
     }
-    let size = u32::from_be_bytes(header) as usize;
-    if size > max {
-        return Err(FrameError::TooLarge { size, max });
-    }
-    buf.clear();
+    Ok(Header::decode(header))
+}
+
+/// Appends the `size` bytes of a payload to `buf`; `Truncated` if the stream ends first.
+///
+/// The buffer grows with the bytes that actually arrive, not with the length the header
+/// claims: a header announcing a large frame, followed by silence, costs nothing.
+pub async fn read_payload<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     let read = reader.take(size as u64).read_to_end(buf).await?;
     if read < size {
         return Err(FrameError::Truncated);
     }
     Ok(())
+}
+
+/// Reads one frame, whole or a piece, putting its payload in `buf` (replacing its contents).
+/// `Closed` on a clean end of stream between frames, `Truncated` on an end anywhere inside
+/// one (its header included), `TooLarge` for a payload over `max`.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<FrameKind, FrameError> {
+    let Header { size, kind } = read_header(reader).await?;
+    if size > max {
+        return Err(FrameError::TooLarge { size, max });
+    }
+    buf.clear();
+    read_payload(reader, size, buf).await?;
+    Ok(kind)
 }
 
 /// Starts a frame in `out`: reserves the header, to be filled by [`finish_frame`] once the
@@ -68,7 +140,8 @@ pub fn begin_frame(out: &mut Vec<u8>) -> usize {
 /// Writes the header of the frame begun at `start`, checking the payload against `max`.
 pub fn finish_frame(out: &mut Vec<u8>, start: usize, max: usize) -> Result<(), FrameError> {
     let size = out.len() - start - HEADER_LEN;
-    if size > max || u32::try_from(size).is_err() {
+    let max = max.min(MAX_PAYLOAD);
+    if size > max {
         out.truncate(start);
         return Err(FrameError::TooLarge { size, max });
     }
@@ -116,13 +189,13 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_an_oversized_header_without_allocating() {
-        let wire = u32::MAX.to_be_bytes();
+        let wire = (u32::MAX >> 1).to_be_bytes();
         let mut buf = Vec::new();
         let err = read_frame(&mut &wire[..], &mut buf, 1024)
             .await
             .unwrap_err();
         assert!(
-            matches!(err, FrameError::TooLarge { size, max: 1024 } if size == u32::MAX as usize)
+            matches!(err, FrameError::TooLarge { size, max: 1024 } if size == (u32::MAX >> 1) as usize)
         );
         assert_eq!(buf.capacity(), 0);
     }
@@ -152,6 +225,33 @@ mod tests {
             buf.capacity() < 1 << 20,
             "reserved {} bytes",
             buf.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_piece_says_whether_more_follow() {
+        let mut wire = Header::piece(3, false).to_vec();
+        wire.extend_from_slice(b"abc");
+        wire.extend_from_slice(&Header::piece(2, true));
+        wire.extend_from_slice(b"de");
+        wire.extend(framed(b"whole", 100).unwrap());
+        let mut reader = &wire[..];
+        let mut buf = Vec::new();
+        let kinds = [
+            (FrameKind::Piece { last: false }, &b"abc"[..]),
+            (FrameKind::Piece { last: true }, b"de"),
+            (FrameKind::Whole, b"whole"),
+        ];
+        for (kind, payload) in kinds {
+            assert_eq!(read_frame(&mut reader, &mut buf, 100).await.unwrap(), kind);
+            assert_eq!(buf, payload);
+        }
+        // A piece over the limit is refused from its header, like a whole frame.
+        let big = Header::piece(MAX_PAYLOAD, true);
+        let read = read_frame(&mut &big[..], &mut buf, 100).await;
+        assert!(
+            matches!(read, Err(FrameError::TooLarge { max: 100, .. })),
+            "{read:?}"
         );
     }
 

@@ -4,6 +4,8 @@
 //! `BENCH_ROUNDS` (default 5) rounds of each scenario, interleaved with its baseline;
 //! `BENCH_CALLS` (default 2000) calls per round of the small-call scenarios. Absolute numbers
 //! are printed, not judged: each line says whether the ratio met the target.
+//! `BENCH_ONLY` (a comma-separated list of words) runs only the groups whose name contains one
+//! of them, e.g. `BENCH_ONLY=remote,fresh`.
 
 mod baseline;
 mod report;
@@ -38,7 +40,17 @@ fn main() {
     };
     let started = Instant::now();
     let mut results = Vec::new();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| {
+        only.is_empty()
+            || only
+                .split(',')
+                .any(|word| !word.is_empty() && name.contains(word.trim()))
+    };
     let mut measure = |name: &str, run: &dyn Fn(&[Scenario]) -> Vec<Scenario>| {
+        if !wanted(name) {
+            return;
+        }
         eprintln!("bench: {name}…");
         let done = run(&results);
         eprint!("{}", report::table(&done));
@@ -47,10 +59,14 @@ fn main() {
     measure("remote calls", &|_| scenarios::remote_calls(&bench));
     measure("pipelined", &|_| vec![scenarios::pipelined(&bench)]);
     measure("concurrent", &|so_far| {
-        let single = so_far
-            .iter()
-            .find(|s| s.name == "remote_call_16b")
-            .expect("measured first");
+        let measured;
+        let single = match so_far.iter().find(|s| s.name == "remote_call_16b") {
+            Some(single) => single,
+            None => {
+                measured = scenarios::remote_calls(&bench);
+                &measured[0]
+            }
+        };
         vec![scenarios::concurrent(&bench, single)]
     });
     measure("local call", &|_| vec![scenarios::local(&bench)]);

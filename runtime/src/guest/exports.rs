@@ -1,0 +1,173 @@
+//! The exports through which buffers and calls cross into an instance, and the cache that
+//! finds each of them once per instance.
+//!
+//! Owns the call convention of the exports (a buffer from `netrun_alloc` in, a packed outcome
+//! buffer out, freed with `netrun_free`) and [`ExportCache`]: wasmtime looks an export up by
+//! name and checks its type on every `get_export`, so an instance keeps what it found in its
+//! store and every later call of the same export skips both. It does not know which function a
+//! name means or what a call's limits are (see [`crate::guest::instance`]).
+
+use std::collections::HashMap;
+
+use netrun_abi::{Outcome, codec, names};
+use wasmtime::{AsContextMut, Caller, Instance, Memory, TypedFunc};
+
+/// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
+pub type ExportFunc = TypedFunc<(i32, i32), i64>;
+
+/// The exports through which buffers cross into and out of an instance.
+#[derive(Clone)]
+pub struct GuestExports {
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    free: TypedFunc<(i32, i32), ()>,
+}
+
+impl GuestExports {
+    /// The buffer exports of `instance`.
+    pub fn of_instance<T: 'static>(
+        mut store: impl AsContextMut<Data = T>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Self> {
+        let mut store = store.as_context_mut();
+        Ok(GuestExports {
+            memory: instance
+                .get_memory(&mut store, names::EXPORT_MEMORY)
+                .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?,
+            alloc: instance.get_typed_func(&mut store, names::EXPORT_ALLOC)?,
+            free: instance.get_typed_func(&mut store, names::EXPORT_FREE)?,
+        })
+    }
+
+    /// The buffer exports of the instance a host import was called from, looked up by name.
+    pub fn of_caller<T: 'static>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Self> {
+        Ok(GuestExports {
+            memory: memory_of(caller)?,
+            alloc: export_func(caller, names::EXPORT_ALLOC)?,
+            free: export_func(caller, names::EXPORT_FREE)?,
+        })
+    }
+
+    /// The instance's linear memory.
+    pub fn memory(&self) -> Memory {
+        self.memory
+    }
+
+    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns `(ptr, len)`.
+    /// The buffer then belongs to the guest.
+    pub async fn give<T: Send + 'static>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(i32, i32)> {
+        let len = i32::try_from(bytes.len())
+            .map_err(|_| wasmtime::format_err!("{} bytes do not fit guest memory", bytes.len()))?;
+        let ptr = self.alloc.call_async(&mut ctx, len).await?;
+        self.memory
+            .write(&mut ctx, ptr as u32 as usize, bytes)
+            .map_err(|_| {
+                wasmtime::format_err!(
+                    "{} returned a buffer outside guest memory",
+                    names::EXPORT_ALLOC
+                )
+            })?;
+        Ok((ptr, len))
+    }
+
+    /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest
+    /// buffer, and returns the outcome it answers.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        func: ExportFunc,
+        args: &[u8],
+    ) -> wasmtime::Result<Outcome> {
+        let (ptr, len) = self.give(&mut ctx, args).await?;
+        let packed = func.call_async(&mut ctx, (ptr, len)).await?;
+        self.read_outcome(ctx, packed).await
+    }
+
+    /// Decodes the outcome buffer an export returned, straight from guest memory, then frees
+    /// it.
+    pub async fn read_outcome<T: Send + 'static>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        packed: i64,
+    ) -> wasmtime::Result<Outcome> {
+        let (ptr, len) = names::unpack(packed);
+        let (start, len) = (ptr as usize, len as usize);
+        let outcome = {
+            let bytes = self
+                .memory
+                .data(&ctx)
+                .get(start..start.saturating_add(len))
+                .ok_or_else(|| {
+                    wasmtime::format_err!(
+                        "the guest returned an outcome at {start}+{len}, outside its memory"
+                    )
+                })?;
+            codec::decode::<Outcome>(bytes)
+                .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
+        };
+        self.free
+            .call_async(&mut ctx, (ptr as i32, len as i32))
+            .await?;
+        outcome
+    }
+}
+
+/// The memory of the instance a host import was called from.
+pub fn memory_of<T: 'static>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
+    caller
+        .get_export(names::EXPORT_MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "the module exports no memory named {:?}",
+                names::EXPORT_MEMORY
+            )
+        })
+}
+
+/// The export `name` of the instance a host import was called from, as a typed function.
+pub fn export_func<T: 'static, Params: wasmtime::WasmParams, Results: wasmtime::WasmResults>(
+    caller: &mut Caller<'_, T>,
+    name: &str,
+) -> wasmtime::Result<TypedFunc<Params, Results>> {
+    caller
+        .get_export(name)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| wasmtime::format_err!("the module exports no function {name:?}"))?
+        .typed(&*caller)
+}
+
+/// What one instance found among its exports: its buffer exports once it is initialized, and
+/// each `(ptr, len) -> packed` export the first time it was called. Lives in the instance's
+/// store, so it is dropped (and starts empty) with the instance.
+#[derive(Default)]
+pub struct ExportCache {
+    buffers: Option<GuestExports>,
+    functions: HashMap<String, ExportFunc>,
+}
+
+impl ExportCache {
+    /// The buffer exports, once [`ExportCache::keep_buffers`] has been told them.
+    pub fn buffers(&self) -> Option<&GuestExports> {
+        self.buffers.as_ref()
+    }
+
+    /// Remembers the buffer exports of this instance.
+    pub fn keep_buffers(&mut self, exports: GuestExports) {
+        self.buffers = Some(exports);
+    }
+
+    /// The function export `name`, if it was found before.
+    pub fn function(&self, name: &str) -> Option<ExportFunc> {
+        self.functions.get(name).cloned()
+    }
+
+    /// Remembers the function export `name`.
+    pub fn keep_function(&mut self, name: &str, func: ExportFunc) {
+        self.functions.insert(name.to_string(), func);
+    }
+}
