@@ -105,6 +105,51 @@ pub fn decode_prefix_untrusted<T: DeserializeOwned>(
     }
 }
 
+/// A `Vec<u8>` field written as a byte string (as `serde_bytes` writes it) and read back in one
+/// copy from the input: bincode's own `Vec<u8>` decoding zero-fills a buffer of the claimed
+/// length before copying into it, a second pass over every byte of a payload. Used as
+/// `#[serde(with = "netrun_abi::codec::bytes")]` on every payload field.
+pub mod bytes {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(bytes, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_bytes(Copied)
+    }
+
+    /// Takes a byte string as it is offered: borrowed from the input (bincode), owned, or as a
+    /// sequence of numbers (formats without byte strings, such as JSON).
+    struct Copied;
+
+    impl<'de> Visitor<'de> for Copied {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+}
+
 /// `value` if decoding used all `len` bytes.
 fn whole<T>(value: T, used: usize, len: usize) -> Result<T, CodecError> {
     if used != len {
@@ -117,6 +162,27 @@ fn whole<T>(value: T, used: usize, len: usize) -> Result<T, CodecError> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Payload(#[serde(with = "super::bytes")] Vec<u8>);
+
+    #[test]
+    fn a_payload_field_reads_back_what_serde_bytes_writes() {
+        for len in [0, 1, 127, 128, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let written = encode(&serde_bytes::ByteBuf::from(bytes.clone())).unwrap();
+            assert_eq!(encode(&Payload(bytes.clone())).unwrap(), written);
+            assert_eq!(decode::<Payload>(&written).unwrap(), Payload(bytes.clone()));
+            assert_eq!(
+                decode_untrusted::<Payload>(&written).unwrap(),
+                Payload(bytes)
+            );
+        }
+        // A byte string claiming more than its input holds is refused, not reserved.
+        let mut forged = encode(&Payload(vec![1; 300])).unwrap();
+        forged.truncate(100);
+        assert!(decode_untrusted::<Payload>(&forged).is_err());
+    }
 
     #[test]
     fn round_trips_nested_values() {

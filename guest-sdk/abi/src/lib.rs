@@ -20,7 +20,8 @@
 //! `ptr << 32 | len`.
 //!
 //! - The guest exports `netrun_alloc(len) -> ptr` and `netrun_free(ptr, len)`. The host writes
-//!   into guest memory only inside a buffer obtained from `netrun_alloc`.
+//!   into guest memory only inside a buffer obtained from `netrun_alloc`, and it writes all of
+//!   it before handing it on (so the guest need not zero it).
 //! - A connected function `NAME` is exported as `__netrun_fn:NAME(ptr, len) -> i64` (bincode
 //!   arguments, the tuple of the parameters) and `__netrun_json:NAME(ptr, len) -> i64` (a JSON
 //!   array of the arguments). The export takes ownership of the argument buffer and frees it;

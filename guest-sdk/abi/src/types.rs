@@ -13,7 +13,7 @@ pub struct CallRequest {
     /// Registered name of the function (its tag if it has one).
     pub function: String,
     /// Arguments: the bincode of the tuple of the parameters.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub args: Vec<u8>,
     /// The caller's view of the function's types, checked by the callee when present.
     pub contract: Option<Contract>,
@@ -75,7 +75,7 @@ pub struct Contract {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The encoded return value (bincode, or JSON text for a JSON call).
-    Value(#[serde(with = "serde_bytes")] Vec<u8>),
+    Value(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// The function answered with a flag; the caller's side resolves it.
     Flag(String),
     /// The call failed.
@@ -87,7 +87,7 @@ pub enum Outcome {
 pub struct EventTrigger {
     pub event: String,
     /// The event function's return value, bincode: the arguments of each subscriber's handler.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub value: Vec<u8>,
 }
 

@@ -12,11 +12,16 @@
 
 use netrun_abi::names;
 
-/// Allocates `len` zeroed bytes for the host to write into; exported as `netrun_alloc`.
-/// A negative `len` is taken as 0.
+/// Allocates `len` bytes for the host to write into; exported as `netrun_alloc`. A negative
+/// `len` is taken as 0.
+///
+/// The bytes are not zeroed: the host writes every one of them before the guest reads any
+/// (it allocates only to copy a buffer in), so zeroing would be a wasted pass over each
+/// argument and reply. Nothing in the guest reads the buffer until [`take`] turns it into
+/// bytes, after the host's write.
 #[unsafe(no_mangle)]
 pub extern "C" fn netrun_alloc(len: i32) -> i32 {
-    let buffer = vec![0u8; len.max(0) as usize].into_boxed_slice();
+    let buffer = Box::<[u8]>::new_uninit_slice(len.max(0) as usize);
     Box::into_raw(buffer) as *mut u8 as usize as i32
 }
 
@@ -37,7 +42,8 @@ pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
 /// # Safety
 ///
 /// Unless `len` is 0, `(ptr, len)` must be a live buffer from `netrun_alloc` (or `give`) of
-/// exactly `len` bytes, which the caller owns from now on.
+/// exactly `len` bytes, which the caller owns from now on, and (from `netrun_alloc`) whose
+/// every byte the host has written.
 pub unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
     let len = len as u32 as usize;
     if len == 0 {

@@ -64,7 +64,7 @@ pub struct Call {
     pub kind: CallKind,
     pub function: String,
     pub encoding: Encoding,
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "netrun_abi::codec::bytes")]
     pub args: Vec<u8>,
     pub contract: Option<Contract>,
     /// The time the caller gives the call, in milliseconds from its arrival: the receiver
