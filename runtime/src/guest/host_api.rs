@@ -175,8 +175,7 @@ async fn this_peer(mut caller: Caller<'_, HostState>) -> wasmtime::Result<i64> {
 /// replaced) at `level`, one of [`log_level`] (anything else is debug). Traps if the buffer is
 /// out of bounds.
 fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let text =
-        String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::LOG)?).into_owned();
+    let text = read_text(&mut caller, ptr, len, import::LOG)?;
     match level {
         log_level::ERROR => tracing::error!(target: "guest", "{text}"),
         log_level::WARN => tracing::warn!(target: "guest", "{text}"),
@@ -189,8 +188,7 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> was
 /// `net.panic(ptr, len)`: records the guest's panic message at `[ptr, ptr + len)`; the trap
 /// that follows carries it to the caller. Traps if the buffer is out of bounds.
 fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let text =
-        String::from_utf8_lossy(&read_bytes(&mut caller, ptr, len, import::PANIC)?).into_owned();
+    let text = read_text(&mut caller, ptr, len, import::PANIC)?;
     caller.data_mut().panic_message = Some(text);
     Ok(())
 }
@@ -297,14 +295,17 @@ fn with_guest_bytes<T>(
     read(bytes)
 }
 
-/// Copies the guest buffer `[ptr, ptr + len)`; traps if it is out of bounds.
-fn read_bytes(
+/// The UTF-8 text in the guest buffer `[ptr, ptr + len)` (invalid UTF-8 replaced); traps if
+/// it is out of bounds.
+fn read_text(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
     import: &str,
-) -> wasmtime::Result<Vec<u8>> {
-    with_guest_bytes(caller, ptr, len, import, |bytes| Ok(bytes.to_vec()))
+) -> wasmtime::Result<String> {
+    with_guest_bytes(caller, ptr, len, import, |bytes| {
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    })
 }
 
 /// Decodes the guest buffer `[ptr, ptr + len)` where it lies, without copying it first.

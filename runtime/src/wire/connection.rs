@@ -131,30 +131,19 @@ impl MessageReader {
                 }
                 header => header?,
             };
-            match header.kind {
+            // A whole message replaces the reuse buffer; a piece adds to the pieces so far.
+            let (buf, last) = match header.kind {
                 FrameKind::Whole => {
-                    let size = header.size;
-                    if size > self.max_frame {
-                        let max = self.max_frame;
-                        return Err(FrameError::TooLarge { size, max }.into());
-                    }
                     self.buf.clear();
-                    frame::read_payload(&mut self.reader, size, &mut self.buf).await?;
-                    return decode_and_let_go(&mut self.buf);
+                    (&mut self.buf, true)
                 }
-                FrameKind::Piece { last } => {
-                    let size = self.pieces.len() + header.size;
-                    if size > self.max_frame {
-                        let max = self.max_frame;
-                        return Err(FrameError::TooLarge { size, max }.into());
-                    }
-                    frame::read_payload(&mut self.reader, header.size, &mut self.pieces).await?;
-                    if last {
-                        let message = decode_and_let_go(&mut self.pieces);
-                        self.pieces.clear();
-                        return message;
-                    }
-                }
+                FrameKind::Piece { last } => (&mut self.pieces, last),
+            };
+            frame::read_payload(&mut self.reader, header.size, buf, self.max_frame).await?;
+            if last {
+                let message = decode_and_let_go(buf);
+                buf.clear();
+                return message;
             }
         }
     }

@@ -96,7 +96,8 @@ pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Header,
     Ok(Header::decode(header))
 }
 
-/// Appends the `size` bytes of a payload to `buf`; `Truncated` if the stream ends first.
+/// Appends the `size` bytes of a payload to `buf`; `TooLarge` (before reading any) if `buf`
+/// would hold more than `max` bytes, `Truncated` if the stream ends first.
 ///
 /// The buffer grows with the bytes that actually arrive, not with the length the header
 /// claims: a header announcing a large frame, followed by silence, costs nothing.
@@ -104,7 +105,12 @@ pub async fn read_payload<R: AsyncRead + Unpin>(
     reader: &mut R,
     size: usize,
     buf: &mut Vec<u8>,
+    max: usize,
 ) -> Result<(), FrameError> {
+    let total = buf.len().saturating_add(size);
+    if total > max {
+        return Err(FrameError::TooLarge { size: total, max });
+    }
     let read = reader.take(size as u64).read_to_end(buf).await?;
     if read < size {
         return Err(FrameError::Truncated);
@@ -121,11 +127,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<FrameKind, FrameError> {
     let Header { size, kind } = read_header(reader).await?;
-    if size > max {
-        return Err(FrameError::TooLarge { size, max });
-    }
     buf.clear();
-    read_payload(reader, size, buf).await?;
+    read_payload(reader, size, buf, max).await?;
     Ok(kind)
 }
 
