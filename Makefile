@@ -16,7 +16,8 @@ NETRUN      := target/release/netrun
 .PHONY: setup build runtime apps run test bench fuzz fmt lint clean
 
 ## setup: install what the build and the tests need (the wasm32-wasip1 target; iproute2, whose
-## `ip` builds the cross-host tests' networks of namespaces)
+## `ip` builds the cross-host tests' networks of namespaces; python3 with venv, for the app-net
+## tests' virtualenv)
 setup:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -24,6 +25,10 @@ setup:
 		echo "installing iproute2 (the cross-host tests build networks with ip)"; \
 		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq iproute2; }
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { \
+		echo "installing python3 with venv (the app-net tests run the real Python app-net in a virtualenv)"; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq python3 python3-venv; }
 
 ## build: target/release/netrun and target/apps/<app>.wasm
 build: runtime apps

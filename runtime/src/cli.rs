@@ -273,6 +273,14 @@ pub struct RunArgs {
     /// Do not warn when the peer is bound beyond loopback without a cluster secret
     #[arg(long)]
     pub insecure: bool,
+    /// Serve app-net (Python) peers and call them even with a cluster secret: app-net has no
+    /// authentication, so anyone who can reach the port can then call every function in
+    /// plaintext. Without a secret this is on already
+    #[arg(long, conflicts_with = "no_appnet")]
+    pub appnet: bool,
+    /// Neither serve app-net peers nor look for them, even without a cluster secret
+    #[arg(long)]
+    pub no_appnet: bool,
     #[command(flatten)]
     pub connections: ConnectionOptions,
     #[command(flatten)]
@@ -292,7 +300,7 @@ pub struct PeersArgs {
     /// Only hubs
     #[arg(long)]
     pub hubs_only: bool,
-    /// Print JSON: {"peers": {ID: {host, port, group, hub}}, GROUP: [ID, …]}
+    /// Print JSON: {"peers": {ID: {host, port, group, hub, appnet}}, GROUP: [ID, …]}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -76,10 +76,11 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
     }
     let key = args.secret.key().map_err(|e| bad_input(anyhow!(e)))?;
     let config = PeerConfig {
-        key,
+        key: key.clone(),
         insecure: args.insecure,
         connection_limits: args.connections.limits(),
         require_same_module: args.connections.require_same_module,
+        appnet: args.appnet || (key.is_none() && !args.no_appnet),
         host: args.net.host,
         advertise: args.advertise,
         seeds: args.seeds.seeds.clone(),
@@ -311,14 +312,18 @@ fn cli_discovery(
     client: Arc<Client>,
     key: Option<ClusterKey>,
 ) -> Discovery {
-    Discovery::for_client(
+    let found = Discovery::for_client(
         &net.host.to_string(),
         discovery::port_range(net.port, net.port_range),
-        client,
+        client.clone(),
     )
     .with_seeds(seeds.seeds.clone())
-    .with_lan(net.host)
-    .with_key(key)
+    .with_lan(net.host);
+    // Without a secret, app-net peers are found too (app-net has none).
+    match key {
+        None => found.with_appnet(client),
+        key => found.with_key(key),
+    }
 }
 
 /// `netrun peers`: scan the port range, ask the seeds, and list the peers.
@@ -347,7 +352,7 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         for peer in &found {
             by_id.insert(
                 peer.id.clone(),
-                json!({"host": peer.host, "port": peer.port, "group": peer.group, "hub": peer.hub}),
+                json!({"host": peer.host, "port": peer.port, "group": peer.group, "hub": peer.hub, "appnet": peer.appnet}),
             );
             groups
                 .entry(peer.group.clone())
@@ -373,16 +378,17 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
     } else {
         let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);
         println!(
-            "{:width$}  {:21}  {:12}  HUB",
-            "PEER ID", "ADDRESS", "GROUP"
+            "{:width$}  {:21}  {:12}  {:3}  RUNTIME",
+            "PEER ID", "ADDRESS", "GROUP", "HUB"
         );
         for p in &found {
             let address = format!("{}:{}", p.host, p.port);
             println!(
-                "{:width$}  {address:21}  {:12}  {}",
+                "{:width$}  {address:21}  {:12}  {:3}  {}",
                 p.id,
                 p.group,
-                if p.hub { "yes" } else { "no" }
+                if p.hub { "yes" } else { "no" },
+                if p.appnet { "app-net" } else { "netrun" }
             );
         }
     }

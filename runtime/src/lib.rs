@@ -10,12 +10,13 @@
 //! follows one call through every hop):
 //!
 //! - [`wire`]: frames, messages, one connection, the client pool and the server loop, which
-//!   hands calls to a [`wire::server::Dispatch`].
+//!   hands calls to a [`wire::server::Dispatch`]; app-net's wire format, on the same port.
 //! - [`guest`]: the module, the sandbox, instances and their limits, the `net` host imports,
 //!   re-entrant chains, the scheduler and the workers. It reaches the network only through
 //!   [`guest::services::PeerServices`].
 //! - [`cluster`]: the peer's identity and context (the `PeerServices` implementation), the
-//!   router (the `Dispatch` implementation), discovery, events and subscription registrations.
+//!   router (the `Dispatch` implementation), the bridge to app-net peers, discovery, events and
+//!   subscription registrations.
 //! - The root: [`peer`] binds a port and assembles a peer from the parts; [`cli`] and
 //!   [`commands`] are the command line; [`bench`] is the load of `netrun bench`.
 //!

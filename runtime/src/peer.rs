@@ -47,6 +47,9 @@ pub struct PeerConfig {
     pub connection_limits: ConnectionLimits,
     /// Serve only peers running the same module (`--require-same-module`).
     pub require_same_module: bool,
+    /// Serve app-net's requests and find app-net peers: on without a secret, and with one only
+    /// when forced (`--appnet`).
+    pub appnet: bool,
     /// The address to bind.
     pub host: IpAddr,
     /// The address to advertise, when it is not the bound one (`--advertise`).
@@ -195,18 +198,27 @@ pub async fn start(
         PeerAddress::new(host.to_string(), port, config.group.as_str()),
         config.hub,
         app.hash.clone(),
-    );
+    )
+    .with_appnet(config.appnet);
     if address::beyond_loopback(config.host) && config.key.is_none() && !config.insecure {
         tracing::warn!(
             "bound to {} without a cluster secret: anyone who can reach port {port} can call every function, list the cluster and read the traffic; set NET_SECRET or --secret-file (or --insecure to silence this)",
             config.host
         );
     }
-    let client = Arc::new(Client::new(
-        identity.hello(config.max_frame),
-        config.max_frame,
-        config.key.clone(),
-    ));
+    if config.appnet && config.key.is_some() {
+        tracing::warn!(
+            "--appnet with a cluster secret: app-net requests are served and sent in plaintext, unauthenticated; anyone who can reach port {port} can call every function"
+        );
+    }
+    let client = Arc::new(
+        Client::new(
+            identity.hello(config.max_frame),
+            config.max_frame,
+            config.key.clone(),
+        )
+        .with_appnet(config.appnet),
+    );
     let gives_up = client.clone();
     let membership = Membership::start(
         MemberId::new(SocketAddr::new(host, port), &config.group, config.hub),
@@ -238,14 +250,16 @@ pub async fn start(
         config.thread_limit,
     );
     let (scheduler, queue) = Scheduler::new();
+    let mut discovery = Discovery::new(&host.to_string(), config.ports(), Some(port))
+        .with_membership(membership.clone())
+        .with_key(config.key.clone());
+    if config.appnet {
+        discovery = discovery.with_appnet(client.clone());
+    }
     let context = Arc::new(PeerContext {
         me: identity.info(),
         client,
-        discovery: Arc::new(
-            Discovery::new(&host.to_string(), config.ports(), Some(port))
-                .with_membership(membership.clone())
-                .with_key(config.key.clone()),
-        ),
+        discovery: Arc::new(discovery),
         call_timeout: config.call_timeout,
         events: events.clone(),
         rotation: Rotation::default(),
@@ -280,6 +294,7 @@ pub async fn start(
             max_frame: config.max_frame,
             key: config.key.clone(),
             same_module: config.require_same_module.then(|| app.hash.clone()),
+            appnet: config.appnet,
         },
         shutdown,
     ));

@@ -26,6 +26,8 @@
 //!   host.
 //! - Faults: [`TestPeer::freeze`] (SIGSTOP until dropped), and [`Proxy`], a loopback proxy that
 //!   cuts the connections it carries on demand.
+//! - app-net: [`appnet`] makes a virtualenv with the real Python package and runs its peers
+//!   ([`appnet::PythonPeer`]) and scripts, on loopback only.
 //! - Fixtures: [`Scratch`] files removed on drop, and hand-made wasm modules in [`wasm`].
 //!
 //! Network rule: everything binds and calls 127.0.0.1 only. Every wait is a poll with a deadline;
@@ -1139,6 +1141,8 @@ impl Drop for Scratch {
 /// Hand-made files for the bad-input tests, written byte by byte so they do not depend on the
 /// SDK or the runtime being right.
 pub mod netns;
+
+pub mod appnet;
 
 pub mod wasm {
     /// The smallest valid module: magic and version, nothing else (so no netrun manifest).

@@ -37,7 +37,7 @@ impl Cluster {
     }
 
     fn expected_entry(peer: &TestPeer, group: &str, hub: bool) -> Value {
-        json!({"host": "127.0.0.1", "port": peer.port(), "group": group, "hub": hub})
+        json!({"host": "127.0.0.1", "port": peer.port(), "group": group, "hub": hub, "appnet": false})
     }
 }
 

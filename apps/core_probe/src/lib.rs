@@ -237,6 +237,34 @@ fn discover() -> Result<(), String> {
     Ok(())
 }
 
+/// Typed stubs against the app-net (Python) peers on this host: `tagged_name(7)` and
+/// `panic_with`, which a Python peer may offer under the same tags.
+#[net::entry]
+fn call_appnet_peers() -> Result<(), String> {
+    let query = PeerQuery {
+        on_host: true,
+        refresh: true,
+        ..Default::default()
+    };
+    let found = net::peers(query).map_err(|e| e.to_string())?;
+    let appnet: Vec<Peer> = found.into_iter().filter(|p| p.appnet).collect();
+    if appnet.is_empty() {
+        return Err("no app-net peer on this host".into());
+    }
+    for p in appnet {
+        let tagged = tagged::on(&p, 7).map_err(|e| format!("tagged_name: {e}"))?;
+        println!(
+            "app-net peer {}: tagged_name(7) = {tagged}",
+            p.display_name()
+        );
+        match panic_with::on(&p, "from the guest".into()) {
+            Err(e) => println!("app-net error: {e}"),
+            Ok(v) => return Err(format!("panic_with returned {v:?}")),
+        }
+    }
+    Ok(())
+}
+
 /// Remote errors as the guest sees them.
 #[net::entry]
 fn remote_errors() -> Result<(), String> {

@@ -13,7 +13,7 @@
 //! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
 //! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
 //!
-//! # Calling convention (ABI version 2)
+//! # Calling convention (ABI version 3; 3 added `appnet` to `PeerInfo` and `PeerDetails`)
 //!
 //! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
 //! handed across the boundary is returned packed in one `i64` by [`names::pack`]:

@@ -4,7 +4,7 @@
 /// every manifest record; the host refuses a module built for another version. Version 2: calls
 /// name a target (a peer or any member of a group), replies say who served them, timeouts name
 /// their stage, and calls can be started and waited for separately.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The wasm import module that holds every host function.
 pub const IMPORT_MODULE: &str = "net";

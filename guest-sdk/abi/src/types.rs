@@ -20,6 +20,10 @@ pub struct CallRequest {
     /// Overrides the peer's call timeout, in milliseconds. A call made while the guest runs a
     /// call gets at most what that call has left, whatever this says.
     pub timeout_ms: Option<u64>,
+    /// `args` is a JSON array and the result comes back as JSON: a call of an app-net peer
+    /// (the SDK makes it when a bincode call gets [`CallError::AppNetPeer`]). No flag handler
+    /// runs for it.
+    pub json: bool,
 }
 
 /// Where a [`CallRequest`] goes.
@@ -137,6 +141,9 @@ pub struct PeerInfo {
     pub port: u16,
     pub group: String,
     pub hub: bool,
+    /// An app-net (Python) peer: it answers calls through the JSON bridge only, and knows no
+    /// events of netrun's.
+    pub appnet: bool,
 }
 
 impl PeerInfo {
@@ -169,6 +176,8 @@ pub struct PeerDetails {
     pub module_hash: String,
     /// Version of the `netrun` runtime serving the peer.
     pub runtime_version: String,
+    /// Whether the peer serves app-net (Python) peers on its port, and looks for them.
+    pub appnet: bool,
 }
 
 /// Why a call failed. Peers are named by their readable address, `host:port -> group`.
@@ -222,6 +231,10 @@ pub enum CallError {
     FrameTooLarge { size: u64, max: u64 },
     #[error("{id:?} is not a peer id: {reason}")]
     InvalidPeerId { id: String, reason: String },
+    /// The peer is an app-net (Python) peer: it takes JSON, not bincode. The SDK calls it
+    /// again in JSON.
+    #[error("peer {peer} is an app-net (Python) peer: call {function} with JSON arguments")]
+    AppNetPeer { peer: String, function: String },
     #[error(
         "peer {peer} answered {function} with flag {flag}, which this module has no #[net::flag] handler for"
     )]
@@ -265,7 +278,8 @@ impl CallError {
             | CallError::ContractMismatch { .. }
             | CallError::BadArguments { .. }
             | CallError::FrameTooLarge { .. }
-            | CallError::InvalidPeerId { .. } => true,
+            | CallError::InvalidPeerId { .. }
+            | CallError::AppNetPeer { .. } => true,
             CallError::Timeout { stage, .. } => {
                 matches!(stage, TimeoutStage::Connecting | TimeoutStage::Queued)
             }

@@ -181,6 +181,7 @@ mod tests {
             port: 3011,
             group: "workers".into(),
             hub: false,
+            appnet: false,
         }
     }
 

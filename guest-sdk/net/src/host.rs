@@ -127,6 +127,7 @@ mod imp {
             port: 0,
             group: netrun_abi::peer_id::DEFAULT_GROUP.to_string(),
             hub: false,
+            appnet: false,
         };
         codec::encode(&nobody).expect("a peer encodes")
     }

@@ -26,6 +26,9 @@ pub struct Peer {
     pub port: u16,
     pub group: String,
     pub hub: bool,
+    /// An app-net (Python) peer, as discovery found it (`false` for a peer made from its id).
+    /// Typed stubs and [`Peer::call`] call it with JSON arguments.
+    pub appnet: bool,
 }
 
 /// A peer as the host describes it.
@@ -37,6 +40,7 @@ pub struct Peer {
 ///     port: 3010,
 ///     group: "None".into(),
 ///     hub: true,
+///     appnet: false,
 /// };
 /// assert!(net::Peer::from(info).hub);
 /// ```
@@ -48,6 +52,7 @@ impl From<PeerInfo> for Peer {
             port: info.port,
             group: info.group,
             hub: info.hub,
+            appnet: info.appnet,
         }
     }
 }
@@ -68,6 +73,7 @@ impl Peer {
             port: address.port,
             group: address.group,
             hub: false,
+            appnet: false,
         })
     }
 
@@ -142,9 +148,51 @@ pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
     args: &A,
     contract: Option<Contract>,
 ) -> Result<R, Error> {
-    let request = request(CallTarget::Peer(peer.id.clone()), function, args, contract)?;
+    let target = CallTarget::Peer(peer.id.clone());
+    let request = request(target.clone(), function, args, contract)?;
     let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
-    resolve(reply.outcome, peer, function)
+    match reply.outcome {
+        Outcome::Error(Error::AppNetPeer { .. }) => call_json(target, peer, function, args),
+        outcome => resolve(outcome, peer, function),
+    }
+}
+
+/// A call of `function` on the app-net peer `peer` (at `target`), with the arguments and the
+/// result in JSON, as app-net takes them.
+fn call_json<A: Serialize + ?Sized, R: DeserializeOwned>(
+    target: CallTarget,
+    peer: &Peer,
+    function: &str,
+    args: &A,
+) -> Result<R, Error> {
+    let bad = |message: String| Error::BadArguments {
+        function: function.to_string(),
+        message,
+    };
+    // The tuple of the arguments is a JSON array; `()` is `null`, no arguments.
+    let args = match serde_json::to_value(args).map_err(|e| bad(e.to_string()))? {
+        serde_json::Value::Null => serde_json::Value::Array(Vec::new()),
+        array @ serde_json::Value::Array(_) => array,
+        one => serde_json::Value::Array(vec![one]),
+    };
+    let request = CallRequest {
+        target,
+        function: function.to_string(),
+        args: serde_json::to_vec(&args).map_err(|e| bad(e.to_string()))?,
+        contract: None,
+        timeout_ms: None,
+        json: true,
+    };
+    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
+    match reply.outcome {
+        Outcome::Value(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Codec {
+            message: format!(
+                "cannot read the JSON result of {function} from app-net peer {} as the type expected here: {e}",
+                peer.display_name()
+            ),
+        }),
+        outcome => resolve(outcome, peer, function),
+    }
 }
 
 /// The request of a call of `function` with encoded `args` on `target`.
@@ -160,6 +208,7 @@ pub(crate) fn request<A: Serialize + ?Sized>(
         args: codec::encode(args)?,
         contract,
         timeout_ms: None,
+        json: false,
     })
 }
 

@@ -51,13 +51,18 @@ impl PeerContext {
             function,
             args,
             contract,
+            json,
             ..
         } = request;
         let request = |args: Vec<u8>| Request {
             kind: CallKind::Function,
             chain,
             function: &function,
-            encoding: Encoding::Bincode,
+            encoding: if json {
+                Encoding::Json
+            } else {
+                Encoding::Bincode
+            },
             args,
             contract: contract.clone(),
         };

@@ -23,6 +23,7 @@ use netrun_abi::{Outcome, PeerInfo, PeerQuery, codec, peer_id};
 
 use crate::cluster::lan::Lan;
 use crate::cluster::membership::Membership;
+use crate::wire::appnet;
 use crate::wire::client::{Client, Request, Target};
 use crate::wire::connection;
 use crate::wire::message::{CallKind, Encoding, Hello};
@@ -63,6 +64,9 @@ pub struct Discovery {
     lan: Option<std::net::IpAddr>,
     /// The cluster secret's keys, to probe with: a peer without the secret is not found.
     key: Option<ClusterKey>,
+    /// With app-net on: the client that notes the app-net peers found, so that calls to them
+    /// go in app-net's format.
+    appnet: Option<Arc<Client>>,
 }
 
 impl Discovery {
@@ -78,7 +82,14 @@ impl Discovery {
             seeds: Vec::new(),
             lan: None,
             key: None,
+            appnet: None,
         }
+    }
+
+    /// Also finds app-net (Python) peers, and notes them in `client`.
+    pub fn with_appnet(mut self, client: Arc<Client>) -> Discovery {
+        self.appnet = Some(client);
+        self
     }
 
     /// Probes (and, for a client, asks) with the cluster secret's keys.
@@ -131,7 +142,7 @@ impl Discovery {
             if let Some(bound) = self.lan {
                 asked.extend(look_on_lan(bound).await);
             }
-            asked.extend(found.iter().filter_map(|p| {
+            asked.extend(found.iter().filter(|p| !p.appnet).filter_map(|p| {
                 let ip = p.host.parse::<std::net::IpAddr>().ok()?;
                 Some(SocketAddr::new(ip, p.port))
             }));
@@ -169,7 +180,18 @@ impl Discovery {
     /// Shakes hands with whatever listens at `address`, as [`probe`] does with this discovery's
     /// keys.
     pub async fn probe(&self, address: &str) -> Option<PeerInfo> {
-        probe(address, self.key.as_ref()).await
+        let found = probe(address, self.key.as_ref(), self.appnet.is_some()).await?;
+        self.note(&found);
+        Some(found)
+    }
+
+    /// Notes an app-net peer found in the client that calls it.
+    fn note(&self, peer: &PeerInfo) {
+        if peer.appnet
+            && let Some(client) = &self.appnet
+        {
+            client.mark_appnet(&crate::wire::client::socket_address(&peer.host, peer.port));
+        }
     }
 
     /// Probes every port of the range at once; returns the peers that answered, by port.
@@ -177,12 +199,13 @@ impl Discovery {
         let mut probes = tokio::task::JoinSet::new();
         for port in self.ports.clone().filter(|p| Some(*p) != self.own_port) {
             let address = crate::wire::client::socket_address(&self.host, port);
-            let key = self.key.clone();
-            probes.spawn(async move { probe(&address, key.as_ref()).await });
+            let (key, appnet) = (self.key.clone(), self.appnet.is_some());
+            probes.spawn(async move { probe(&address, key.as_ref(), appnet).await });
         }
         let mut found = Vec::new();
         while let Some(result) = probes.join_next().await {
             if let Ok(Some(peer)) = result {
+                self.note(&peer);
                 found.push(peer);
             }
         }
@@ -279,9 +302,17 @@ async fn ask_members(addresses: Vec<SocketAddr>, client: &Arc<Client>) -> Vec<Pe
     found
 }
 
-/// Shakes hands with whatever listens at `address` (securing the connection with `key`); a
-/// netrun peer answers with who it is.
-pub async fn probe(address: &str, key: Option<&ClusterKey>) -> Option<PeerInfo> {
+/// Asks whatever listens at `address` who it is. With `appnet`, app-net's `info` first: app-net
+/// peers and the netrun peers serving app-net answer it. Else (or when the answer is not
+/// app-net's) a handshake, secured with `key`: a netrun peer answers with who it is.
+pub async fn probe(address: &str, key: Option<&ClusterKey>, appnet: bool) -> Option<PeerInfo> {
+    if appnet {
+        match probe_appnet(address).await {
+            AppNetProbe::Found(peer) => return Some(peer),
+            AppNetProbe::Nobody => return None,
+            AppNetProbe::NotAppNet => {}
+        }
+    }
     let (_, _, hello) = connection::connect(
         address,
         &Hello::client(PROBE_MAX_FRAME),
@@ -299,6 +330,46 @@ pub async fn probe(address: &str, key: Option<&ClusterKey>) -> Option<PeerInfo> 
         port: decoded.port,
         group: hello.group,
         hub: hello.hub,
+        appnet: false,
+    })
+}
+
+/// What app-net's `info` found at an address.
+enum AppNetProbe {
+    Found(PeerInfo),
+    /// Nothing listens, or it did not answer in time.
+    Nobody,
+    /// Something answered, but not app-net's `info`: a netrun peer not serving app-net.
+    NotAppNet,
+}
+
+/// Asks app-net's `info` at `address`.
+async fn probe_appnet(address: &str) -> AppNetProbe {
+    let request = appnet::Request::new(appnet::builtin::INFO, Vec::new());
+    let info = match appnet::call(address, &request, PROBE_TIMEOUT, PROBE_MAX_FRAME).await {
+        Ok(appnet::Reply::Value(info)) => info,
+        Ok(_) | Err(appnet::CallFailure::Lost(_)) => return AppNetProbe::NotAppNet,
+        Err(_) => return AppNetProbe::Nobody,
+    };
+    match appnet_peer(&info) {
+        Some(peer) => AppNetProbe::Found(peer),
+        None => AppNetProbe::NotAppNet,
+    }
+}
+
+/// The peer app-net's `info` describes; a netrun peer says so in `runtime`.
+fn appnet_peer(info: &serde_json::Value) -> Option<PeerInfo> {
+    let host = info.get("host")?.as_str()?;
+    let port = u16::try_from(info.get("port")?.as_u64()?).ok()?;
+    let group = info.get("group")?.as_str()?;
+    let runtime = info.get("runtime").and_then(|r| r.as_str()).unwrap_or("");
+    Some(PeerInfo {
+        id: peer_id::encode(host, port, group),
+        host: host.to_string(),
+        port,
+        group: group.to_string(),
+        hub: info.get("hub")?.as_bool()?,
+        appnet: !runtime.starts_with("netrun "),
     })
 }
 
@@ -313,6 +384,7 @@ mod tests {
             port,
             group: group.into(),
             hub,
+            appnet: false,
         }
     }
 

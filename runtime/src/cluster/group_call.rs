@@ -13,6 +13,7 @@ use netrun_abi::{CallError, Outcome, PeerInfo, PeerQuery, TimeoutStage};
 
 use crate::cluster::discovery::Discovery;
 use crate::wire::client::{Client, Request, Target};
+use crate::wire::message::Encoding;
 
 /// Where the next group call starts among the members, so calls are spread over them. It
 /// starts at a random member, so that callers that make one call each (the CLI) spread too.
@@ -50,7 +51,11 @@ pub async fn call_any<'a>(
         groups: vec![group.to_string()],
         ..Default::default()
     };
-    let members = discovery.peers(&query).await;
+    let mut members = discovery.peers(&query).await;
+    // app-net peers answer JSON calls only.
+    if make().encoding != Encoding::Json {
+        members.retain(|m| !m.appnet);
+    }
     let everyone = format!("any member of group {group}");
     if members.is_empty() {
         let error = CallError::PeerUnreachable {

@@ -20,6 +20,8 @@ pub struct Identity {
     pub hub: bool,
     /// SHA-256 of the module, hex.
     pub module_hash: String,
+    /// Whether it serves app-net peers (and looks for them).
+    pub appnet: bool,
 }
 
 impl Identity {
@@ -29,7 +31,13 @@ impl Identity {
             address,
             hub,
             module_hash,
+            appnet: false,
         }
+    }
+
+    /// The same peer, serving app-net peers or not.
+    pub fn with_appnet(self, appnet: bool) -> Identity {
+        Identity { appnet, ..self }
     }
 
     /// What this peer says first on every connection, calling or answering, accepting frames
@@ -54,6 +62,7 @@ impl Identity {
             port: self.address.port,
             group: self.address.group.clone(),
             hub: self.hub,
+            appnet: false,
         }
     }
 
@@ -77,6 +86,7 @@ impl Identity {
             flags,
             module_hash: self.module_hash.clone(),
             runtime_version: RUNTIME_VERSION.to_string(),
+            appnet: self.appnet,
         }
     }
 }

@@ -83,6 +83,7 @@ impl MemberId {
             port: address.port,
             group: address.group,
             hub: self.hub,
+            appnet: false,
         }
     }
 }

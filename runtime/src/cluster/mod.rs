@@ -1,6 +1,6 @@
 //! The cluster: this peer among the others.
 //!
-//! Owns the peer's context (what its guest reaches through
+//! Owns the bridge to app-net peers, the peer's context (what its guest reaches through
 //! [`PeerServices`](crate::guest::services::PeerServices)), routing arriving calls (the
 //! server's [`Dispatch`](crate::wire::server::Dispatch)), discovery, events and their
 //! subscribers, and registering this module's subscriptions on other peers.
@@ -9,6 +9,7 @@
 //! CLI).
 
 pub mod address;
+pub mod appnet;
 pub mod context;
 pub mod discovery;
 pub mod events;

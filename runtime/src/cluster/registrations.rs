@@ -241,7 +241,10 @@ async fn publishers(handler: &Handler, discovery: &Discovery, found: &[PeerInfo]
         hubs_only: subscription.hubs_only,
         refresh: false,
     };
-    discovery.filter(found.to_vec(), &query)
+    // app-net peers take no netrun subscriptions.
+    let mut matching = discovery.filter(found.to_vec(), &query);
+    matching.retain(|p| !p.appnet);
+    matching
 }
 
 /// The address of an explicit peer: a peer id, or `host:port` (`[v6]:port`).

@@ -9,6 +9,7 @@
 //! [`crate::cluster::events`]).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,12 +20,14 @@ use netrun_abi::{
 };
 use serde::Serialize;
 
+use crate::cluster::appnet::{self, Asked};
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
 use crate::cluster::identity::Identity;
 use crate::cluster::registrations::Registrations;
 use crate::guest::module::Manifest;
 use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
+use crate::wire::appnet::{Reply, Request};
 use crate::wire::message::{Call, CallKind, Encoding};
 use crate::wire::server::Dispatch;
 
@@ -86,6 +89,19 @@ impl Router {
             CallKind::Event => (&self.manifest.subscriptions, ExportKind::Subscriber),
         };
         self.call_module(call, table, kind).await
+    }
+
+    /// Runs the request of an app-net peer (or client) at `from`: a built-in under app-net's
+    /// name, or a function through the JSON bridge (see [`appnet`]).
+    pub async fn route_appnet(&self, request: Request, from: SocketAddr) -> Reply {
+        let details = self.details();
+        match appnet::understand(&request, &details, &self.manifest.functions) {
+            Asked::Answer(reply) => reply,
+            Asked::Run(call) => {
+                tracing::debug!("app-net call of {} from {from}", call.function);
+                appnet::reply(self.route(call, None).await)
+            }
+        }
     }
 
     /// Runs a call of one of the module's functions (or handlers), its export of `kind`, in an
@@ -236,6 +252,10 @@ impl Router {
 impl Dispatch for Router {
     fn dispatch(&self, call: Call, caller: Option<&str>) -> impl Future<Output = Outcome> + Send {
         self.route(call, caller)
+    }
+
+    fn appnet(&self, request: Request, from: SocketAddr) -> impl Future<Output = Reply> + Send {
+        self.route_appnet(request, from)
     }
 }
 

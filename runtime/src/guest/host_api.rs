@@ -61,10 +61,15 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
     let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
     let called = Called::of(&request);
+    let json = request.json;
     let services = caller.data().services.clone();
     let reply = services.call(request, caller.data().chain.id(), time_left(&caller));
     let reply = reentry::wait_serving(&mut caller, reply).await?;
-    let reply = resolve_flag(&mut caller, &called, reply).await?;
+    // A flag handler answers in bincode, which a JSON call does not read.
+    let reply = match json {
+        false => resolve_flag(&mut caller, &called, reply).await?,
+        true => reply,
+    };
     write_value(&mut caller, &reply).await
 }
 
@@ -268,6 +273,7 @@ async fn run_flag_handler(
         port: address.port,
         group: address.group,
         hub: false,
+        appnet: false,
     };
     let args = codec::encode(&(request.function.as_str(), answered_by))
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;

@@ -12,7 +12,7 @@
 //! that a callee that runs out of time answers, naming where it was, before the caller stops
 //! waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use netrun_abi::peer_id::{self, PeerAddress};
 use netrun_abi::{CallError, Contract, Outcome, TimeoutStage};
 use tokio::sync::oneshot;
 
+use crate::wire::appnet;
 use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
@@ -225,16 +226,116 @@ pub struct Client {
     key: Option<ClusterKey>,
     /// One slot per address.
     links: Mutex<HashMap<String, Slot>>,
+    /// Whether it calls app-net peers (in app-net's format, one connection per call).
+    appnet: bool,
+    /// The addresses found to speak app-net.
+    appnet_peers: Mutex<HashSet<String>>,
 }
 
 impl Client {
     /// A client that introduces itself with `hello` and, with `key`, secures every connection.
+    /// It calls app-net peers when it has no key.
     pub fn new(hello: Hello, max_frame: usize, key: Option<ClusterKey>) -> Client {
         Client {
             hello,
             max_frame,
+            appnet: key.is_none(),
             key,
             links: Mutex::new(HashMap::new()),
+            appnet_peers: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The same client, calling app-net peers or not.
+    pub fn with_appnet(self, appnet: bool) -> Client {
+        Client { appnet, ..self }
+    }
+
+    /// Whether the peer at `address` (`host:port`) was found to speak app-net.
+    fn speaks_appnet(&self, address: &str) -> bool {
+        self.appnet
+            && self
+                .appnet_peers
+                .lock()
+                .expect("app-net lock")
+                .contains(address)
+    }
+
+    /// Notes that the peer at `address` speaks app-net (discovery found it so).
+    pub fn mark_appnet(&self, address: &str) {
+        let mut peers = self.appnet_peers.lock().expect("app-net lock");
+        peers.insert(address.to_string());
+    }
+
+    /// What the app-net peer `target` offers, as its `info` lists it (nothing if it does not
+    /// answer by `deadline`).
+    async fn appnet_connections(&self, target: &Target, deadline: Instant) -> Vec<String> {
+        let info = appnet::Request::new(appnet::builtin::INFO, Vec::new());
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match appnet::call(&target.address, &info, timeout, self.max_frame).await {
+            Ok(appnet::Reply::Value(info)) => info["connections"]
+                .as_array()
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Calls `request` on the app-net peer `target` by `deadline`: a JSON call of a function,
+    /// in app-net's format, on a connection of its own.
+    async fn call_appnet(
+        &self,
+        target: &Target,
+        request: Request<'_>,
+        deadline: Instant,
+    ) -> Outcome {
+        let function = request.function;
+        let refuse = |message: &str| {
+            Outcome::Error(CallError::BadArguments {
+                function: function.to_string(),
+                message: format!("{} is an app-net (Python) peer: {message}", target.display),
+            })
+        };
+        if request.kind != CallKind::Function {
+            return refuse("it takes no netrun event deliveries");
+        }
+        if request.encoding != Encoding::Json {
+            return Outcome::Error(CallError::AppNetPeer {
+                peer: target.display.clone(),
+                function: function.to_string(),
+            });
+        }
+        let args: Vec<serde_json::Value> = match serde_json::from_slice(&request.args) {
+            Ok(args) => args,
+            Err(e) => return refuse(&format!("the arguments are not a JSON array: {e}")),
+        };
+        let call = appnet::Request::new(appnet::connection_name(function), args);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match appnet::call(&target.address, &call, timeout, self.max_frame).await {
+            Ok(appnet::Reply::Flag(flag))
+                if flag == netrun_abi::names::flag::INVALID_CONNECTION =>
+            {
+                let available = self.appnet_connections(target, deadline).await;
+                Outcome::Error(CallError::InvalidConnection {
+                    peer: target.display.clone(),
+                    function: function.to_string(),
+                    available,
+                })
+            }
+            Ok(reply) => reply.into_outcome(&target.display, function),
+            Err(appnet::CallFailure::NotSent(reason)) => unreachable_now(target, &reason),
+            Err(appnet::CallFailure::Lost(reason)) => lost(target, function, reason),
+            Err(appnet::CallFailure::TimedOut(after)) => Outcome::Error(CallError::Timeout {
+                peer: target.display.clone(),
+                function: function.to_string(),
+                after_ms: after.as_millis() as u64,
+                stage: TimeoutStage::Reply,
+            }),
         }
     }
 
@@ -251,8 +352,15 @@ impl Client {
                 stage,
             })
         };
+        if self.speaks_appnet(&target.address) {
+            return self.call_appnet(target, request, deadline).await;
+        }
         let link = match tokio::time::timeout_at(deadline.into(), self.link(target)).await {
             Ok(Ok(link)) => link,
+            // The handshake found it speaks app-net.
+            Ok(Err(_)) if self.speaks_appnet(&target.address) => {
+                return self.call_appnet(target, request, deadline).await;
+            }
             Ok(Err(e)) => return Outcome::Error(e),
             Err(_) => return timed_out(TimeoutStage::Connecting),
         };
@@ -310,7 +418,19 @@ impl Client {
             self.key.as_ref(),
         )
         .await
-        .map_err(|e| connect_error(target, e))?;
+        .map_err(|e| {
+            if matches!(e, ConnectionError::AppNet) {
+                if self.appnet {
+                    self.mark_appnet(&target.address);
+                } else {
+                    return CallError::PeerUnreachable {
+                        peer: target.display.clone(),
+                        reason: format!("{e}, and this side calls app-net peers only without a cluster secret, or with --appnet"),
+                    };
+                }
+            }
+            connect_error(target, e)
+        })?;
         let link = Arc::new(Link {
             sender,
             pending: Mutex::new(Some(HashMap::new())),

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::wire::appnet;
 use crate::wire::frame::{self, FrameError, FrameKind, HEADER_LEN};
 use crate::wire::message::{Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
@@ -87,6 +88,8 @@ pub enum ConnectionError {
     Authentication(String),
     #[error("refused: {0}")]
     Refused(String),
+    #[error("it answered in app-net's format: it is an app-net (Python) peer")]
+    AppNet,
     #[error(transparent)]
     Message(#[from] MessageError),
 }
@@ -315,9 +318,24 @@ pub async fn connect(
             },
             None => None,
         };
+        let plaintext = secured.is_none();
+        if plaintext {
+            // The hello, then a look at the answer's first byte: app-net answers in JSON.
+            let framed = Message::Hello(hello.clone()).to_frame(max_frame)?;
+            stream
+                .write_all(&framed)
+                .await
+                .map_err(|e| MessageError::Frame(e.into()))?;
+            let mut first = [0u8; 1];
+            if matches!(stream.peek(&mut first).await, Ok(1)) && appnet::is_appnet(first[0]) {
+                return Err(ConnectionError::AppNet);
+            }
+        }
         let (reader, mut writer) = halves(stream, secured);
         let mut reader = MessageReader::new(reader, max_frame);
-        write_message(&mut writer, &Message::Hello(hello.clone()), max_frame).await?;
+        if !plaintext {
+            write_message(&mut writer, &Message::Hello(hello.clone()), max_frame).await?;
+        }
         let remote = match reader.next().await {
             Ok(Message::Hello(remote)) => remote,
             Ok(Message::Refused(reason)) => return Err(ConnectionError::Refused(reason)),

@@ -14,7 +14,7 @@ use crate::wire::frame::{self, FrameError};
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! Must not import the guest or cluster layers: it moves bytes and matches replies to calls,
 //! and never decides what a call runs.
 
+pub mod appnet;
 pub mod client;
 pub mod connection;
 pub mod frame;

@@ -1,6 +1,9 @@
 //! The serving side of a peer: accept connections, shake hands, read calls, hand each to a
 //! [`Dispatch`] and send its reply on the same connection.
 //!
+//! A connection whose first byte is app-net's (`{`) is served one app-net request instead
+//! ([`crate::wire::appnet`]), through the same dispatcher.
+//!
 //! Owns the accept loop, the limits of what it admits ([`Admission`]: connections in total and
 //! per address, the handshake's time, idle connections, calls in flight per connection) and
 //! the per-connection read loop. Calls on one connection run concurrently and their replies go
@@ -8,7 +11,7 @@
 //! garbage, a reply where a call was expected) is closed; the peer keeps serving the others.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use netrun_abi::{CallError, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::wire::appnet;
 use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, Hello, Message, MessageError, Reply};
@@ -61,6 +65,9 @@ pub struct Admission {
     /// This peer's module hash, when it serves only peers running the same module
     /// (`--require-same-module`; clients that run no module are served).
     pub same_module: Option<String>,
+    /// Whether connections that speak app-net are served ([`appnet`]); refused, with the
+    /// reason in app-net's error packet, when not.
+    pub appnet: bool,
 }
 
 /// What the server hands each arriving call to, and waits on for the reply. The server owns
@@ -69,6 +76,13 @@ pub trait Dispatch: Send + Sync + 'static {
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer, such as
     /// the CLI), and says what it produced.
     fn dispatch(&self, call: Call, caller: Option<&str>) -> impl Future<Output = Outcome> + Send;
+
+    /// Runs a request of an app-net peer (or client) at `from`, and says what to answer.
+    fn appnet(
+        &self,
+        request: appnet::Request,
+        from: SocketAddr,
+    ) -> impl Future<Output = appnet::Reply> + Send;
 }
 
 /// Accepts and serves connections within `admission` until `shutdown` resolves, handing
@@ -116,6 +130,18 @@ pub async fn run<D: Dispatch>(
         let refusals = refusals.clone();
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
+            let handshake = admission.limits.handshake;
+            let mut stream = stream;
+            match tokio::time::timeout(handshake, first_byte(&stream)).await {
+                Ok(Some(first)) if appnet::is_appnet(first) => {
+                    serve_appnet(&mut stream, remote, &*router, &admission).await;
+                    drop((permit, counted));
+                    return;
+                }
+                Ok(Some(_)) => {}
+                // Closed at once (app-net's port scan does that), or silent: nothing to serve.
+                Ok(None) | Err(_) => return,
+            }
             let accepted = connection::accept(
                 stream,
                 &hello,
@@ -145,6 +171,41 @@ pub async fn run<D: Dispatch>(
             }
             drop((permit, counted));
         });
+    }
+}
+
+/// The first byte the client sent, left unread; `None` if it closed without a word.
+async fn first_byte(stream: &tokio::net::TcpStream) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) => Some(first[0]),
+        _ => None,
+    }
+}
+
+/// Serves the one request of an app-net connection from `remote`, and closes it.
+async fn serve_appnet<D: Dispatch>(
+    stream: &mut tokio::net::TcpStream,
+    remote: SocketAddr,
+    router: &D,
+    admission: &Admission,
+) {
+    let reply = if !admission.appnet {
+        tracing::debug!("refusing an app-net request from {remote}: app-net interop is off");
+        appnet::Reply::Error(
+            "this netrun peer does not serve app-net requests: it has a cluster secret or was started with --no-appnet (--appnet turns them on)".into(),
+        )
+    } else {
+        match appnet::read_request(stream, admission.max_frame, admission.limits.handshake).await {
+            Ok(request) => router.appnet(request, remote).await,
+            Err(e) => {
+                tracing::debug!("app-net request from {remote}: {e}");
+                appnet::Reply::Error(e.to_string())
+            }
+        }
+    };
+    if let Err(e) = appnet::write_reply(stream, &reply).await {
+        tracing::debug!("cannot answer the app-net request from {remote}: {e}");
     }
 }
 
