@@ -288,3 +288,112 @@ def panic_with(message):
         "a Python exception is the guest's remote error\n{out}"
     );
 }
+
+/// Publishes three events with `publish(n)`, then checks that `output` (the subscriber's)
+/// shows `line(n)` once for each: waits for the last, then a little longer for duplicates.
+fn each_event_once(
+    publish: impl Fn(u32),
+    output: impl Fn() -> String,
+    line: impl Fn(u32) -> String,
+    report: impl Fn() -> String,
+) {
+    for n in 1..=3 {
+        publish(n);
+    }
+    let last = line(3);
+    let arrived = netrun_tests::wait_until(std::time::Duration::from_secs(20), || {
+        output().contains(&last)
+    });
+    assert!(arrived, "the subscriber got no {last:?}\n{}", report());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let seen = output();
+    for n in 1..=3 {
+        let times = seen.lines().filter(|l| l.trim() == line(n)).count();
+        assert_eq!(
+            times,
+            1,
+            "{:?} arrived {times} times\n{}",
+            line(n),
+            report()
+        );
+    }
+}
+
+#[test]
+fn a_python_subscriber_gets_every_event_of_a_netrun_hub_once() {
+    let ports = Ports::new();
+    let env = [("NET_GROUP", GROUP), ("NET_IS_HUB", "1")];
+    let hub = TestPeer::start(&ports, &app("events_probe"), &[], &env);
+    let hub_port = hub.port().to_string();
+    let source = r#"
+import os
+hub_port = int(os.environ["HUB_PORT"])
+found = net.peers(on_host=True, refresh=True)
+hubs = [p for p in found["peers"].values() if p.port == hub_port]
+assert hubs, "the netrun hub was not found"
+
+@net.subscribe("news", peers=hubs)
+def on_news(headline, n):
+    print("news %s %d" % (headline, n), flush=True)
+"#;
+    let py = PythonPeer::start(
+        &ports,
+        source,
+        &[("NET_GROUP", GROUP), ("HUB_PORT", hub_port.as_str())],
+    );
+    let subscribers = netrun_tests::subscription_list(&info(&ports, hub.id()), "subscribers");
+    let address = format!("127.0.0.1:{}", py.port());
+    assert!(
+        subscribers.contains(&("news".into(), address, "__main__.on_news".into())),
+        "the hub lists the Python subscriber: {subscribers:?}\n{}",
+        py.report()
+    );
+    each_event_once(
+        |n| {
+            let n = n.to_string();
+            call(&ports, hub.id(), "publish_news", &[r#""hello""#, &n]).expect_code(0);
+        },
+        || py.stdout(),
+        |n| format!("news hello {n}"),
+        || format!("{}\n{}", py.report(), hub.report()),
+    );
+}
+
+#[test]
+fn a_netrun_subscriber_gets_every_event_of_a_python_hub_once() {
+    let ports = Ports::new();
+    let source = r#"
+@net.event("news")
+def news(headline, n):
+    return (headline, n), {}
+
+@net.connect("publish")
+def publish(headline, n):
+    news(headline, n)
+    return n
+"#;
+    let py = PythonPeer::start(&ports, source, &[("NET_GROUP", "press")]);
+    let id = py.id("press");
+    // events_probe's press_news subscribes to "news" on the peers of group press.
+    let subscriber = TestPeer::start(&ports, &app("events_probe"), &[], &[]);
+    let (registered, last) =
+        netrun_tests::wait_for_info(&ports, &id, std::time::Duration::from_secs(20), |info| {
+            info["subscriptions"] == json!(["news"])
+        });
+    assert!(
+        registered,
+        "the netrun peer subscribed on the Python hub: {last}\n{}",
+        subscriber.report()
+    );
+    // Two more registration passes (every 2 s): app-net would keep a second registration.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    each_event_once(
+        |n| {
+            let n = n.to_string();
+            call(&ports, &id, "publish", &[r#""hi""#, &n]).expect_code(0);
+        },
+        || subscriber.stdout(),
+        |n| format!("press: hi {n}"),
+        || format!("{}\n{}", subscriber.report(), py.report()),
+    );
+}

@@ -13,7 +13,7 @@
 //! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
 //! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
 //!
-//! # Calling convention (ABI version 3; 3 added `appnet` to `PeerInfo` and `PeerDetails`)
+//! # Calling convention (ABI version 3: app-net interop)
 //!
 //! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
 //! handed across the boundary is returned packed in one `i64` by [`names::pack`]:
@@ -28,8 +28,13 @@
 //!   it returns a packed buffer holding an encoded [`Outcome`], which the host reads and frees.
 //! - An entry point `NAME` is exported as `__netrun_entry:NAME() -> i64`, same return.
 //! - A subscription handler is exported as `__netrun_sub:RUST_NAME(ptr, len) -> i64` and a
-//!   flag handler as `__netrun_flag:FLAG(ptr, len) -> i64`, both bincode, same convention.
-//!   Events have no export: the guest hands their values to the `trigger` import.
+//!   flag handler as `__netrun_flag:FLAG(ptr, len) -> i64`, both bincode, same convention; a
+//!   subscription handler also as `__netrun_subjson:RUST_NAME(ptr, len) -> i64` (a JSON array
+//!   of its arguments: events from app-net peers).
+//!   Events have no export: the guest hands their values to the `trigger` import, with their
+//!   JSON too when the `event_json` import says an app-net peer subscribes.
+//! - A call (`call` import) of an app-net peer answered `CallError::AppNetPeer` is made again
+//!   with `CallRequest::json`: a JSON array of the arguments, a JSON result.
 //! - Host imports live in module [`names::IMPORT_MODULE`]; those that return data return a
 //!   packed buffer the host allocated with `netrun_alloc`; the guest owns and frees it.
 //! - `call` takes a [`CallRequest`] (to a peer, or to any member of a group) and returns a

@@ -3,7 +3,8 @@
 /// The ABI version this crate describes. A module records the version it was built for in
 /// every manifest record; the host refuses a module built for another version. Version 2: calls
 /// name a target (a peer or any member of a group), replies say who served them, timeouts name
-/// their stage, and calls can be started and waited for separately.
+/// their stage, and calls can be started and waited for separately. Version 3: app-net peers
+/// (`PeerInfo::appnet`, JSON calls and event values, subscription handlers' JSON entries).
 pub const ABI_VERSION: u32 = 3;
 
 /// The wasm import module that holds every host function.
@@ -16,8 +17,11 @@ pub const MANIFEST_SECTION: &str = "netrun.manifest";
 pub const EXPORT_FN_PREFIX: &str = "__netrun_fn:";
 /// Export prefix of a connected function's JSON entry: `(json_ptr, json_len) -> i64`.
 pub const EXPORT_JSON_PREFIX: &str = "__netrun_json:";
-/// Export prefix of a subscription handler (by Rust name), bincode only: `(ptr, len) -> i64`.
+/// Export prefix of a subscription handler (by Rust name), bincode: `(ptr, len) -> i64`.
 pub const EXPORT_SUBSCRIBER_PREFIX: &str = "__netrun_sub:";
+/// Export prefix of a subscription handler's JSON entry (a JSON array of its arguments), for
+/// events from app-net peers: `(ptr, len) -> i64`.
+pub const EXPORT_SUBSCRIBER_JSON_PREFIX: &str = "__netrun_subjson:";
 /// Export prefix of a flag handler (by flag name): `(ptr, len) -> i64`; its arguments are
 /// `(function: String, peer: PeerInfo)`.
 pub const EXPORT_FLAG_PREFIX: &str = "__netrun_flag:";
@@ -41,6 +45,8 @@ pub enum ExportKind {
     Json,
     /// A subscription handler, by Rust name ([`EXPORT_SUBSCRIBER_PREFIX`]).
     Subscriber,
+    /// A subscription handler's JSON entry ([`EXPORT_SUBSCRIBER_JSON_PREFIX`]).
+    SubscriberJson,
     /// A flag handler, by flag name ([`EXPORT_FLAG_PREFIX`]).
     Flag,
     /// An entry point ([`EXPORT_ENTRY_PREFIX`]).
@@ -54,6 +60,7 @@ impl ExportKind {
             ExportKind::Function => EXPORT_FN_PREFIX,
             ExportKind::Json => EXPORT_JSON_PREFIX,
             ExportKind::Subscriber => EXPORT_SUBSCRIBER_PREFIX,
+            ExportKind::SubscriberJson => EXPORT_SUBSCRIBER_JSON_PREFIX,
             ExportKind::Flag => EXPORT_FLAG_PREFIX,
             ExportKind::Entry => EXPORT_ENTRY_PREFIX,
         }
@@ -93,6 +100,10 @@ pub mod import {
     /// `trigger(ptr, len)`: hands an [`crate::EventTrigger`] to the peer, which delivers it to
     /// the event's subscribers in the background. Returns nothing; never fails the guest.
     pub const TRIGGER: &str = "trigger";
+    /// `event_json(name_ptr, name_len) -> i32`: 1 when the event named by the UTF-8 name has
+    /// subscribers that take JSON (app-net peers), so the guest adds its value's JSON to the
+    /// [`crate::EventTrigger`]; else 0.
+    pub const EVENT_JSON: &str = "event_json";
 }
 
 /// Levels for [`import::LOG`].

@@ -93,6 +93,9 @@ pub struct EventTrigger {
     /// The event function's return value, bincode: the arguments of each subscriber's handler.
     #[serde(with = "crate::codec::bytes")]
     pub value: Vec<u8>,
+    /// The same value as JSON, for subscribers that take JSON (app-net peers): present when
+    /// the host said it has some (import `event_json`) and the value has a JSON form.
+    pub json: Option<Vec<u8>>,
 }
 
 /// What a subscriber sends to the built-in `subscribe` (and `unsubscribe`). The subscriber is

@@ -200,7 +200,8 @@ pub fn event(spec: &FnSpec) -> TokenStream {
 }
 
 /// `#[net::subscribe("event", …)]`: the handler stays a plain function; the macro adds its
-/// export (bincode only: only peers call it) and a manifest record with the filters.
+/// exports (bincode, from netrun peers; JSON, from app-net peers) and a manifest record with
+/// the filters.
 pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
     let SubscribeSpec {
         function,
@@ -216,20 +217,22 @@ pub fn subscribe(spec: &SubscribeSpec) -> TokenStream {
         ret,
         ..
     } = function;
-    let export = names::export(ExportKind::Subscriber, rust_name);
+    let exports = [
+        (
+            names::export(ExportKind::Subscriber, rust_name),
+            "serve_bincode",
+        ),
+        (
+            names::export(ExportKind::SubscriberJson, rust_name),
+            "serve_json",
+        ),
+    ];
     let types: Vec<_> = params.iter().map(|(_, t)| t).collect();
     let args = arg_names(params);
     let ident = &item.sig.ident;
     let call = quote!(::core::result::Result::Ok(#ident(#(#args),*)));
-    handler(
-        item,
-        &record,
-        &export,
-        quote!((#(#args,)*): (#(#types,)*)),
-        call,
-        params,
-        ret,
-    )
+    let pattern = quote!((#(#args,)*): (#(#types,)*));
+    handler(item, &record, &exports, pattern, call, params, ret)
 }
 
 /// `#[net::flag("NAME")]`: the handler stays a plain function; the macro adds its export,
@@ -253,15 +256,24 @@ pub fn flag(spec: &FnSpec) -> TokenStream {
         })
     };
     let pattern = quote!((__netrun_function, __netrun_peer): (::std::string::String, ::net::Peer));
-    handler(item, &record, &export, pattern, call, params, ret)
+    handler(
+        item,
+        &record,
+        &[(export, "serve_bincode")],
+        pattern,
+        call,
+        params,
+        ret,
+    )
 }
 
-/// A handler the runtime calls through one bincode export: the function unchanged, the export
-/// decoding `pattern` and answering `call`, and the manifest record.
+/// A handler the runtime calls through its `exports`, each named with the `net::__private`
+/// function that serves it (`serve_bincode`, `serve_json`): the function unchanged, each
+/// export decoding `pattern` and answering `call`, and the manifest record.
 fn handler(
     item: &ItemFn,
     record: &Record,
-    export: &str,
+    exports: &[(String, &str)],
     pattern: TokenStream,
     call: TokenStream,
     params: &[(Ident, Type)],
@@ -271,17 +283,24 @@ fn handler(
     let signature = record.type_signature();
     let manifest = manifest_static(record, item);
     let serde_checks = params.iter().map(|(_, t)| t).chain(ret).map(serde_check);
+    let entries = exports.iter().enumerate().map(|(i, (export, serve))| {
+        let entry = format_ident!("__netrun_handler_{i}");
+        let serve = format_ident!("{serve}");
+        quote! {
+            #[unsafe(export_name = #export)]
+            #[allow(unused_variables)]
+            extern "C" fn #entry(ptr: i32, len: i32) -> i64 {
+                ::net::__private::#serve(#name, #signature, ptr, len, |#pattern| #call)
+            }
+        }
+    });
     quote! {
         #(#serde_checks)*
 
         #item
 
         const _: () = {
-            #[unsafe(export_name = #export)]
-            #[allow(unused_variables)]
-            extern "C" fn __netrun_handler(ptr: i32, len: i32) -> i64 {
-                ::net::__private::serve_bincode(#name, #signature, ptr, len, |#pattern| #call)
-            }
+            #(#entries)*
 
             #manifest
         };

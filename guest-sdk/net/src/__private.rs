@@ -60,9 +60,22 @@ fn contract(fingerprint: u64, signature: &str) -> Option<Contract> {
 /// delivers it to the event's subscribers in the background. A value that cannot be encoded
 /// is logged, never raised: triggering an event does not fail the code that triggers it.
 pub fn trigger_event<T: Serialize>(event: &str, value: &T) {
+    // JSON too, only when some subscriber takes it (an app-net peer).
+    let json = crate::host::event_json(event)
+        .then(|| serde_json::to_vec(value))
+        .and_then(|json| match json {
+            Ok(json) => Some(json),
+            Err(e) => {
+                crate::log::warn(&format!(
+                    "event {event}: its value has no JSON form for app-net subscribers: {e}"
+                ));
+                None
+            }
+        });
     let trigger = codec::encode(value).map(|value| EventTrigger {
         event: event.to_string(),
         value,
+        json,
     });
     match trigger.and_then(|t| codec::encode(&t)) {
         Ok(bytes) => crate::host::trigger(&bytes),

@@ -31,6 +31,8 @@ mod imports {
         pub fn panic(ptr: i32, len: i32);
         #[link_name = "trigger"]
         pub fn trigger(ptr: i32, len: i32);
+        #[link_name = "event_json"]
+        pub fn event_json(ptr: i32, len: i32) -> i32;
     }
 }
 
@@ -82,6 +84,11 @@ mod imp {
     pub fn trigger(event: &[u8]) {
         // SAFETY: the host only reads the buffer.
         unsafe { imports::trigger(event.as_ptr() as i32, event.len() as i32) }
+    }
+
+    pub fn event_json(event: &str) -> bool {
+        // SAFETY: the host only reads the name.
+        unsafe { imports::event_json(event.as_ptr() as i32, event.len() as i32) == 1 }
     }
 }
 
@@ -141,6 +148,10 @@ mod imp {
     }
 
     pub fn trigger(_event: &[u8]) {}
+
+    pub fn event_json(_event: &str) -> bool {
+        false
+    }
 }
 
 pub use imp::*;

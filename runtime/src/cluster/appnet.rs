@@ -7,10 +7,14 @@
 //! outcome goes back in app-net's terms: the JSON value, a bare flag, or app-net's error packet
 //! with the error's message as its traceback (what app-net raises as `RemoteError`). `info`
 //! answers in the shape app-net's discovery reads, so netrun peers appear in a Python peer's
-//! `net.peers()`.
+//! `net.peers()`. app-net's `subscription_handler` subscribes a Python peer to this peer's
+//! events, and a Python hub delivers its events to this module's subscription handlers by
+//! name, through their JSON entries.
 //!
 //! Owns the names and the mapping; the format on the wire is [`crate::wire::appnet`]'s, and
 //! what a function runs is the router's.
+
+use std::collections::BTreeMap;
 
 use netrun_abi::manifest::Record;
 use netrun_abi::names::flag;
@@ -24,18 +28,30 @@ use crate::wire::message::{Call, CallKind, Encoding};
 pub const APPNET_READ: usize = 1024;
 
 /// What a request asks of this peer.
+#[derive(Debug, PartialEq)]
 pub enum Asked {
     /// A built-in, answered at once.
     Answer(Reply),
-    /// A call of one of the module's functions through the JSON bridge.
+    /// A call of one of the module's functions, or the delivery of an event to one of its
+    /// subscription handlers, through the JSON bridge.
     Run(Call),
+    /// app-net's `subscription_handler`: the peer at `host:port` subscribes its `connection`
+    /// to `event`.
+    Subscribe {
+        event: String,
+        host: String,
+        port: u16,
+        connection: String,
+    },
 }
 
-/// What `request` asks of a peer described by `details`, whose module offers `functions`.
+/// What `request` asks of a peer described by `details`, whose module offers `functions` and
+/// the subscription `handlers` (an app-net hub delivers its events to them by name).
 pub fn understand(
     request: &Request,
     details: &PeerDetails,
-    functions: &std::collections::BTreeMap<String, Record>,
+    functions: &BTreeMap<String, Record>,
+    handlers: &BTreeMap<String, Record>,
 ) -> Asked {
     let answer = match request.connection.as_str() {
         builtin::INFO => Reply::Value(info(details)),
@@ -46,19 +62,47 @@ pub fn understand(
         ))),
         builtin::PASS_THROUGH => pass_through(request),
         builtin::NULL => Reply::Flag(flag::NULL.to_string()),
-        builtin::SUBSCRIPTION_HANDLER => Reply::Error(
-            "this netrun peer does not take app-net subscriptions yet: subscribe to its events from a netrun peer"
-                .to_string(),
-        ),
-        name => match functions.get(name) {
-            None => Reply::Flag(flag::INVALID_CONNECTION.to_string()),
-            Some(record) => match arguments(request, record) {
-                Ok(args) => return Asked::Run(json_call(name, args, request)),
-                Err(message) => Reply::Error(message),
-            },
+        builtin::SUBSCRIPTION_HANDLER => match subscription(request) {
+            Ok(asked) => return asked,
+            Err(message) => Reply::Error(message),
         },
+        name => {
+            let (record, kind) = match (functions.get(name), handlers.get(name)) {
+                (Some(record), _) => (record, CallKind::Function),
+                (None, Some(record)) => (record, CallKind::Event),
+                (None, None) => return Asked::Answer(Reply::Flag(flag::INVALID_CONNECTION.into())),
+            };
+            match arguments(request, record) {
+                Ok(args) => return Asked::Run(json_call(kind, name, args, request)),
+                Err(message) => Reply::Error(message),
+            }
+        }
     };
     Asked::Answer(answer)
+}
+
+/// app-net's `subscription_handler(event, host, port, connection)`.
+fn subscription(request: &Request) -> Result<Asked, String> {
+    let usage = || {
+        format!(
+            "{} takes (event, host, port, connection), not {}",
+            builtin::SUBSCRIPTION_HANDLER,
+            Value::Array(request.args.clone())
+        )
+    };
+    let [event, host, port, connection] = request.args.as_slice() else {
+        return Err(usage());
+    };
+    let text = |v: &Value| v.as_str().map(str::to_string).ok_or_else(usage);
+    Ok(Asked::Subscribe {
+        event: text(event)?,
+        host: text(host)?,
+        port: port
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(usage)?,
+        connection: text(connection)?,
+    })
 }
 
 /// The answer to a call of a module's function, in app-net's terms.
@@ -161,13 +205,13 @@ fn arguments(request: &Request, record: &Record) -> Result<Vec<Value>, String> {
     Ok(args)
 }
 
-/// A call of `function` through the JSON bridge with `args`, given the time app-net's client
-/// waits.
-fn json_call(function: &str, args: Vec<Value>, request: &Request) -> Call {
+/// A call of `function` (a connected function, or a subscription handler for an event) through
+/// the JSON bridge with `args`, given the time app-net's client waits.
+fn json_call(kind: CallKind, function: &str, args: Vec<Value>, request: &Request) -> Call {
     Call {
         id: 0,
         chain: None,
-        kind: CallKind::Function,
+        kind,
         function: function.to_string(),
         encoding: Encoding::Json,
         args: Value::Array(args).to_string().into_bytes(),
@@ -180,7 +224,6 @@ fn json_call(function: &str, args: Vec<Value>, request: &Request) -> Call {
 mod tests {
     use super::*;
     use netrun_abi::manifest::{ItemKind, Param};
-    use std::collections::BTreeMap;
 
     fn request(connection: &str, args: Value, kwargs: Value) -> Request {
         Request {
@@ -224,9 +267,10 @@ mod tests {
     }
 
     fn run(request: &Request) -> Result<Call, Reply> {
-        match understand(request, &details(), &functions()) {
+        match understand(request, &details(), &functions(), &BTreeMap::new()) {
             Asked::Run(call) => Ok(call),
             Asked::Answer(reply) => Err(reply),
+            other => panic!("not a call or an answer: {other:?}"),
         }
     }
 
@@ -295,6 +339,39 @@ mod tests {
         assert!(
             !listed.contains(&"info".to_string()),
             "netrun's own names stay out"
+        );
+    }
+
+    #[test]
+    fn app_nets_subscriptions_and_deliveries_are_understood() {
+        let handlers = functions();
+        let ask = |connection: &str, args: Value| {
+            let request = request(connection, args, json!({}));
+            understand(&request, &details(), &BTreeMap::new(), &handlers)
+        };
+        let args = json!(["news", "127.0.0.1", 3011, "__main__.on_news"]);
+        assert_eq!(
+            ask(builtin::SUBSCRIPTION_HANDLER, args),
+            Asked::Subscribe {
+                event: "news".into(),
+                host: "127.0.0.1".into(),
+                port: 3011,
+                connection: "__main__.on_news".into(),
+            }
+        );
+        let Asked::Answer(Reply::Error(usage)) =
+            ask(builtin::SUBSCRIPTION_HANDLER, json!(["news"]))
+        else {
+            panic!("a short subscription is refused");
+        };
+        assert!(usage.contains("(event, host, port, connection)"), "{usage}");
+        // An app-net hub delivers to a subscription handler by its name.
+        let Asked::Run(call) = ask("add", json!([1, 2])) else {
+            panic!("a delivery runs the handler");
+        };
+        assert_eq!(
+            (call.kind, call.encoding),
+            (CallKind::Event, Encoding::Json)
         );
     }
 

@@ -113,7 +113,11 @@ impl PeerServices for PeerContext {
         &self.me
     }
 
-    fn trigger(&self, event: &str, value: Vec<u8>, chain: Option<ChainId>) {
-        self.events.trigger(event, value, chain);
+    fn trigger(&self, event: &str, value: Vec<u8>, json: Option<Vec<u8>>, chain: Option<ChainId>) {
+        self.events.trigger(event, value, json, chain);
+    }
+
+    fn event_wants_json(&self, event: &str) -> bool {
+        self.events.wants_json(event)
     }
 }

@@ -9,6 +9,11 @@
 //! delivery is logged, and a subscriber found unreachable (or no longer offering its handler)
 //! is pruned. It does not decide which peers to subscribe to: that is
 //! [`crate::cluster::registrations`].
+//!
+//! An app-net (Python) peer subscribes through app-net's `subscription_handler`
+//! ([`Events::subscribe_appnet`]); it gets the value's JSON, which the guest adds to a trigger
+//! when [`Events::wants_json`] says so, as app-net's arguments: a tuple's elements, else the
+//! one value.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,14 +33,17 @@ pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
 /// One subscription: the event, the subscriber's peer id, its handler.
 type Key = (String, String, String);
 
-/// A triggered value, and the chain of the call that triggered it: a handler that calls back
-/// while that call still waits is served (see [`crate::guest::reentry`]).
-type Value = (Arc<[u8]>, Option<ChainId>);
+/// A triggered value (bincode, and JSON when an app-net peer subscribes), and the chain of the
+/// call that triggered it: a handler that calls back while that call still waits is served
+/// (see [`crate::guest::reentry`]).
+type Value = (Arc<[u8]>, Option<Arc<[u8]>>, Option<ChainId>);
 
 struct Subscriber {
     queue: mpsc::Sender<Value>,
     /// Tells this registration from a later one under the same key.
     generation: u64,
+    /// An app-net peer: it takes the value's JSON.
+    appnet: bool,
 }
 
 /// This peer's events and their subscribers.
@@ -100,20 +108,7 @@ impl Events {
         request: SubscribeRequest,
     ) -> Result<bool, CallError> {
         let record = self.declared.get(&request.event).ok_or_else(|| {
-            let known: Vec<&str> = self.declared.keys().map(String::as_str).collect();
-            CallError::BadArguments {
-                function: netrun_abi::names::builtin::SUBSCRIBE.to_string(),
-                message: format!(
-                    "peer {} has no event {:?}; its events: {}",
-                    self.me,
-                    request.event,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            }
+            self.no_such_event(netrun_abi::names::builtin::SUBSCRIBE, &request.event)
         })?;
         if record.ret != request.accepts {
             return Err(CallError::ContractMismatch {
@@ -129,18 +124,57 @@ impl Events {
             subscriber.to_string(),
             request.handler.clone(),
         );
+        Ok(self.add(key, target, Form::Bincode(request.contract)))
+    }
+
+    /// Registers the handler `connection` of the app-net peer at `host:port` for `event`
+    /// (app-net's `subscription_handler`). Returns whether it is new.
+    pub fn subscribe_appnet(
+        self: &Arc<Self>,
+        event: &str,
+        host: &str,
+        port: u16,
+        connection: &str,
+    ) -> Result<bool, CallError> {
+        let record = self.declared.get(event).ok_or_else(|| {
+            self.no_such_event(crate::wire::appnet::builtin::SUBSCRIPTION_HANDLER, event)
+        })?;
+        let address = crate::wire::client::socket_address(host, port);
+        let target = Target {
+            display: address.clone(),
+            address: address.clone(),
+        };
+        self.shared.client.mark_appnet(&address);
+        let key = (event.to_string(), address, connection.to_string());
+        // A tuple's elements are app-net's arguments; any other value is the one argument.
+        let spread = record.ret.starts_with('(');
+        Ok(self.add(key, target, Form::Json { spread }))
+    }
+
+    /// Adds the subscription `key`, delivered to `target` in `form`, unless it exists: whether
+    /// it is new.
+    fn add(self: &Arc<Self>, key: Key, target: Target, form: Form) -> bool {
         let mut subscribers = self.subscribers.lock().expect("subscribers lock");
         if subscribers.contains_key(&key) {
-            return Ok(false);
+            return false;
         }
         let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
         let (queue, values) = mpsc::channel(QUEUE_PER_SUBSCRIBER);
-        subscribers.insert(key.clone(), Subscriber { queue, generation });
+        let appnet = matches!(form, Form::Json { .. });
+        subscribers.insert(
+            key.clone(),
+            Subscriber {
+                queue,
+                generation,
+                appnet,
+            },
+        );
         tracing::info!(
-            "{} on {} subscribed to event {}",
-            request.handler,
+            "{} on {}{} subscribed to event {}",
+            key.2,
             target.display,
-            request.event
+            if appnet { " (app-net)" } else { "" },
+            key.0
         );
         let delivery = Delivery {
             events: Arc::downgrade(self),
@@ -148,13 +182,37 @@ impl Events {
             key,
             generation,
             target,
-            contract: request.contract,
+            form,
         };
         tokio::spawn(delivery.run(values));
-        Ok(true)
+        true
     }
 
-    /// Removes a registration (built-in `unsubscribe`); returns whether it was there.
+    /// The error of a subscription (by `function`) to an event this peer does not declare.
+    fn no_such_event(&self, function: &str, event: &str) -> CallError {
+        let known: Vec<&str> = self.declared.keys().map(String::as_str).collect();
+        CallError::BadArguments {
+            function: function.to_string(),
+            message: format!(
+                "peer {} has no event {event:?}; its events: {}",
+                self.me,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        }
+    }
+
+    /// Whether `event` has a subscriber that takes JSON (an app-net peer).
+    pub fn wants_json(&self, event: &str) -> bool {
+        let subscribers = self.subscribers.lock().expect("subscribers lock");
+        subscribers
+            .iter()
+            .any(|((name, _, _), s)| s.appnet && name == event)
+    }
+
     pub fn unsubscribe(&self, subscriber: &str, request: &SubscribeRequest) -> bool {
         let key = (
             request.event.clone(),
@@ -179,15 +237,25 @@ impl Events {
 
     /// Queues `value`, triggered by a call of `chain`, for every subscriber of `event`;
     /// returns at once.
-    pub fn trigger(&self, event: &str, value: Vec<u8>, chain: Option<ChainId>) {
+    pub fn trigger(
+        &self,
+        event: &str,
+        value: Vec<u8>,
+        json: Option<Vec<u8>>,
+        chain: Option<ChainId>,
+    ) {
         let value: Arc<[u8]> = value.into();
+        let json: Option<Arc<[u8]>> = json.map(Into::into);
         let subscribers = self.subscribers.lock().expect("subscribers lock");
         let mut reached = 0;
         for ((_, peer, handler), subscriber) in
             subscribers.iter().filter(|((name, _, _), _)| name == event)
         {
             self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
-            match subscriber.queue.try_send((value.clone(), chain)) {
+            match subscriber
+                .queue
+                .try_send((value.clone(), json.clone(), chain))
+            {
                 Ok(()) => reached += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.shared.done(1);
@@ -246,29 +314,71 @@ impl Events {
 }
 
 /// Delivers one subscriber's values in order.
+/// How a subscriber takes values.
+enum Form {
+    /// A netrun peer: bincode, checked against the handler's contract.
+    Bincode(Contract),
+    /// An app-net peer: JSON arguments; `spread`: the value is a tuple of them.
+    Json { spread: bool },
+}
+
 struct Delivery {
     events: std::sync::Weak<Events>,
     shared: Arc<Shared>,
     key: Key,
     generation: u64,
     target: Target,
-    contract: Contract,
+    form: Form,
 }
 
 impl Delivery {
+    /// The call that delivers `value` (or its `json`) to `handler`; `None` when an app-net
+    /// subscriber's value has no JSON.
+    fn request<'a>(
+        &self,
+        handler: &'a str,
+        value: &[u8],
+        json: Option<&[u8]>,
+        chain: Option<ChainId>,
+    ) -> Option<Request<'a>> {
+        let request = match &self.form {
+            Form::Bincode(contract) => Request {
+                kind: CallKind::Event,
+                chain,
+                function: handler,
+                encoding: Encoding::Bincode,
+                args: value.to_vec(),
+                contract: Some(contract.clone()),
+            },
+            Form::Json { spread } => {
+                let value: serde_json::Value = serde_json::from_slice(json?).ok()?;
+                let args = match value {
+                    serde_json::Value::Array(items) if *spread => items,
+                    serde_json::Value::Null if *spread => Vec::new(),
+                    one => vec![one],
+                };
+                Request::json(
+                    handler,
+                    serde_json::Value::Array(args).to_string().into_bytes(),
+                )
+            }
+        };
+        Some(request)
+    }
+
     async fn run(self, mut values: mpsc::Receiver<Value>) {
         let (event, _, handler) = &self.key;
-        while let Some((value, chain)) = values.recv().await {
+        while let Some((value, json, chain)) = values.recv().await {
+            let Some(request) = self.request(handler, &value, json.as_deref(), chain) else {
+                self.shared.done(1);
+                tracing::warn!(
+                    "event {event}: the value has no JSON form for {handler} on {} (app-net)",
+                    self.target.display
+                );
+                continue;
+            };
             let outcome = {
                 let _permit = self.shared.limit.acquire().await.expect("never closed");
-                let request = Request {
-                    kind: CallKind::Event,
-                    chain,
-                    function: handler,
-                    encoding: Encoding::Bincode,
-                    args: value.to_vec(),
-                    contract: Some(self.contract.clone()),
-                };
                 self.shared
                     .client
                     .call(&self.target, request, self.shared.timeout)

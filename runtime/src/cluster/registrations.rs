@@ -8,6 +8,11 @@
 //! a hub that restarted (and forgot them) gets them back. A peer that refuses (it has no such
 //! event, or the event's type differs from the handler's) is logged once, when that changes.
 //! It does not deliver events: that is [`crate::cluster::events`].
+//!
+//! On an app-net (Python) publisher a handler registers with app-net's `subscription_handler`,
+//! once while the publisher stays listed: app-net keeps every registration it is sent, so a
+//! second would deliver everything twice. app-net has no unsubscribe: it prunes a subscriber
+//! it cannot reach.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +26,7 @@ use netrun_abi::{
 
 use crate::cluster::context::PeerContext;
 use crate::cluster::discovery::Discovery;
+use crate::wire::appnet;
 use crate::wire::client::{Request, Target};
 use crate::wire::message::{CallKind, Encoding};
 
@@ -116,10 +122,18 @@ impl Registrations {
             for publisher in publishers {
                 let key = (handler.record.name.clone(), publisher.id.clone());
                 seen.push(key.clone());
+                // app-net keeps every registration it is sent, twice if sent twice: one is
+                // enough while the publisher stays listed.
+                if publisher.appnet && self.is_registered(&key) {
+                    continue;
+                }
                 let request = subscribe_request(&handler.record);
                 let peer = peer.clone();
                 calls.spawn(async move {
                     let outcome = match Target::from_peer_id(&publisher.id) {
+                        Ok(target) if publisher.appnet => {
+                            subscribe_appnet(&peer, &target, &request).await
+                        }
                         Ok(target) => call(&peer, &target, builtin::SUBSCRIBE, &request).await,
                         Err(e) => Outcome::Error(e),
                     };
@@ -182,6 +196,12 @@ impl Registrations {
         out
     }
 
+    /// Whether `key` is registered.
+    fn is_registered(&self, key: &Key) -> bool {
+        let states = self.states.lock().expect("states lock");
+        states.get(key) == Some(&State::Registered)
+    }
+
     /// The record of the handler named `handler`.
     fn handler_record(&self, handler: &str) -> Option<&Record> {
         self.handlers
@@ -241,10 +261,7 @@ async fn publishers(handler: &Handler, discovery: &Discovery, found: &[PeerInfo]
         hubs_only: subscription.hubs_only,
         refresh: false,
     };
-    // app-net peers take no netrun subscriptions.
-    let mut matching = discovery.filter(found.to_vec(), &query);
-    matching.retain(|p| !p.appnet);
-    matching
+    discovery.filter(found.to_vec(), &query)
 }
 
 /// The address of an explicit peer: a peer id, or `host:port` (`[v6]:port`).
@@ -266,6 +283,26 @@ fn subscribe_request(handler: &Record) -> SubscribeRequest {
             signature: handler.type_signature(),
         },
         accepts: handler.accepts(),
+    }
+}
+
+/// Subscribes with app-net's `subscription_handler(event, host, port, connection)` on the
+/// app-net peer `target`: it will call the handler by name, as a connection of this peer's.
+/// Answers `true` as `subscribe` does (app-net answers `None`, and refuses nothing).
+async fn subscribe_appnet(
+    peer: &PeerContext,
+    target: &Target,
+    request: &SubscribeRequest,
+) -> Outcome {
+    let args = serde_json::json!([request.event, peer.me.host, peer.me.port, request.handler]);
+    let function = appnet::builtin::SUBSCRIPTION_HANDLER;
+    let json = Request::json(function, args.to_string().into_bytes());
+    match peer.client.call(target, json, SUBSCRIBE_TIMEOUT).await {
+        Outcome::Value(_) => match codec::encode(&true) {
+            Ok(yes) => Outcome::Value(yes),
+            Err(e) => Outcome::Error(CallError::from(e)),
+        },
+        other => other,
     }
 }
 

@@ -86,7 +86,13 @@ impl Router {
                 };
                 (&self.manifest.functions, kind)
             }
-            CallKind::Event => (&self.manifest.subscriptions, ExportKind::Subscriber),
+            CallKind::Event => {
+                let kind = match call.encoding {
+                    Encoding::Bincode => ExportKind::Subscriber,
+                    Encoding::Json => ExportKind::SubscriberJson,
+                };
+                (&self.manifest.subscriptions, kind)
+            }
         };
         self.call_module(call, table, kind).await
     }
@@ -95,12 +101,26 @@ impl Router {
     /// name, or a function through the JSON bridge (see [`appnet`]).
     pub async fn route_appnet(&self, request: Request, from: SocketAddr) -> Reply {
         let details = self.details();
-        match appnet::understand(&request, &details, &self.manifest.functions) {
+        let (functions, handlers) = (&self.manifest.functions, &self.manifest.subscriptions);
+        match appnet::understand(&request, &details, functions, handlers) {
             Asked::Answer(reply) => reply,
             Asked::Run(call) => {
                 tracing::debug!("app-net call of {} from {from}", call.function);
                 appnet::reply(self.route(call, None).await)
             }
+            Asked::Subscribe {
+                event,
+                host,
+                port,
+                connection,
+            } => match self
+                .events
+                .subscribe_appnet(&event, &host, port, &connection)
+            {
+                // app-net's subscription_handler answers None.
+                Ok(_) => Reply::Value(serde_json::Value::Null),
+                Err(e) => Reply::Error(e.to_string()),
+            },
         }
     }
 

@@ -37,6 +37,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     })?;
     linker.func_wrap(module, import::CALL_FORGET, call_forget)?;
     linker.func_wrap(module, import::TRIGGER, trigger)?;
+    linker.func_wrap(module, import::EVENT_JSON, event_json)?;
     linker.func_wrap_async(module, import::PEERS, |caller, (ptr, len): (i32, i32)| {
         Box::new(peers(caller, ptr, len))
     })?;
@@ -153,10 +154,18 @@ fn time_left(caller: &Caller<'_, HostState>) -> Option<std::time::Duration> {
 fn trigger(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
     let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
     let state = caller.data();
+    let EventTrigger { event, value, json } = trigger;
     state
         .services
-        .trigger(&trigger.event, trigger.value, state.chain.id());
+        .trigger(&event, value, json, state.chain.id());
     Ok(())
+}
+
+/// `net.event_json(ptr, len) -> i32`: 1 when the event named at `[ptr, ptr + len)` has
+/// subscribers that take JSON (app-net peers), else 0. Traps if the buffer is out of bounds.
+fn event_json(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let event = read_text(&mut caller, ptr, len, import::EVENT_JSON)?;
+    Ok(i32::from(caller.data().services.event_wants_json(&event)))
 }
 
 /// `net.peers(ptr, len) -> i64`: the peers the bincode [`PeerQuery`] at `[ptr, ptr + len)`

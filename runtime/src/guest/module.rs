@@ -113,6 +113,11 @@ impl Manifest {
                 &self.subscriptions,
                 ExportKind::Subscriber,
             ),
+            (
+                ItemKind::Subscribe,
+                &self.subscriptions,
+                ExportKind::SubscriberJson,
+            ),
             (ItemKind::Flag, &self.flags, ExportKind::Flag),
         ];
         for (kind, table, export) in single {

@@ -37,5 +37,9 @@ pub trait PeerServices: Send + Sync {
 
     /// Hands `value`, triggered by a call of `chain`, to the subscribers of `event`; returns at
     /// once and never fails (import `net.trigger`).
-    fn trigger(&self, event: &str, value: Vec<u8>, chain: Option<ChainId>);
+    fn trigger(&self, event: &str, value: Vec<u8>, json: Option<Vec<u8>>, chain: Option<ChainId>);
+
+    /// Whether `event` has subscribers that take its value as JSON (app-net peers), so the
+    /// guest should add it (import `net.event_json`).
+    fn event_wants_json(&self, event: &str) -> bool;
 }

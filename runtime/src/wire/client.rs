@@ -13,7 +13,7 @@
 //! waiting.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -230,6 +230,9 @@ pub struct Client {
     appnet: bool,
     /// The addresses found to speak app-net.
     appnet_peers: Mutex<HashSet<String>>,
+    /// Whether `appnet_peers` has any, so that calls in a cluster without app-net peers take
+    /// no lock to learn it.
+    appnet_found: AtomicBool,
 }
 
 impl Client {
@@ -243,6 +246,7 @@ impl Client {
             key,
             links: Mutex::new(HashMap::new()),
             appnet_peers: Mutex::new(HashSet::new()),
+            appnet_found: AtomicBool::new(false),
         }
     }
 
@@ -254,6 +258,7 @@ impl Client {
     /// Whether the peer at `address` (`host:port`) was found to speak app-net.
     fn speaks_appnet(&self, address: &str) -> bool {
         self.appnet
+            && self.appnet_found.load(Ordering::Acquire)
             && self
                 .appnet_peers
                 .lock()
@@ -265,6 +270,7 @@ impl Client {
     pub fn mark_appnet(&self, address: &str) {
         let mut peers = self.appnet_peers.lock().expect("app-net lock");
         peers.insert(address.to_string());
+        self.appnet_found.store(true, Ordering::Release);
     }
 
     /// What the app-net peer `target` offers, as its `info` lists it (nothing if it does not
