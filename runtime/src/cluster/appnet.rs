@@ -1,8 +1,9 @@
 //! The bridge to app-net: what a netrun peer answers an app-net request with.
 //!
 //! An app-net request names a connection: one of app-net's built-ins, under app-net's names
-//! ([`crate::wire::appnet::BUILTINS`]), or one of the module's connected functions, by its registered name (its tag,
-//! the bridge app-net's `@net.connect("tag")` and `#[net::connect("tag")]` share). Functions
+//! ([`crate::wire::appnet::BUILTINS`]), or one of the module's connected functions, by its
+//! registered name (its tag, the bridge app-net's `@net.connect("tag")` and
+//! `#[net::connect("tag")]` share). Functions
 //! run through the JSON bridge; keyword arguments fill the parameters of the same names. The
 //! outcome goes back in app-net's terms: the JSON value, a bare flag, or app-net's error packet
 //! with the error's message as its traceback (what app-net raises as `RemoteError`). `info`
@@ -26,6 +27,23 @@ use crate::wire::message::{Call, CallKind, Encoding};
 
 /// What real app-net reads of a reply: `info` must fit, or Python peers cannot list this one.
 pub const APPNET_READ: usize = 1024;
+
+/// Warns when `info` in app-net's shape is over what app-net reads of a reply: Python peers
+/// would not list this peer.
+pub fn check_info_size(details: &PeerDetails) {
+    let size = info_size(details);
+    if size > APPNET_READ {
+        tracing::warn!(
+            "this peer's info in app-net's shape is {size} bytes, over the {APPNET_READ} app-net reads of a reply: Python app-net peers will not list it (its {} connection names are too many or too long)",
+            details.connections.len()
+        );
+    }
+}
+
+/// The bytes of `info` in app-net's shape, as sent.
+fn info_size(details: &PeerDetails) -> usize {
+    crate::wire::appnet::ascii_json(&info(details)).len()
+}
 
 /// What a request asks of this peer.
 #[derive(Debug, PartialEq)]
@@ -373,6 +391,16 @@ mod tests {
             (call.kind, call.encoding),
             (CallKind::Event, Encoding::Json)
         );
+    }
+
+    #[test]
+    fn info_fits_app_nets_read_unless_the_names_are_many() {
+        let mut peer = details();
+        assert!(info_size(&peer) < APPNET_READ, "{}", info_size(&peer));
+        peer.connections = (0..40)
+            .map(|i| format!("some_connected_function_{i}"))
+            .collect();
+        assert!(info_size(&peer) > APPNET_READ, "{}", info_size(&peer));
     }
 
     #[test]

@@ -30,7 +30,8 @@ use crate::wire::message::{CallKind, ChainId, Encoding};
 /// Values queued for one subscriber before new ones are dropped.
 pub const QUEUE_PER_SUBSCRIBER: usize = 1024;
 
-/// One subscription: the event, the subscriber's peer id, its handler.
+/// One subscription: the event, the subscriber's peer id (an app-net peer's `host:port`), its
+/// handler.
 type Key = (String, String, String);
 
 /// A triggered value (bincode, and JSON when an app-net peer subscribes), and the chain of the

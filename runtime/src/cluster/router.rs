@@ -57,8 +57,12 @@ impl Router {
         events: Arc<Events>,
         registrations: Arc<Registrations>,
     ) -> Router {
+        let details = identity.details(&manifest);
+        if details.appnet {
+            appnet::check_info_size(&details);
+        }
         Router {
-            details: identity.details(&manifest),
+            details,
             me: identity.info(),
             discovery,
             display: identity.address.to_string(),

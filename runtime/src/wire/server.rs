@@ -130,12 +130,13 @@ pub async fn run<D: Dispatch>(
         let refusals = refusals.clone();
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let handshake = admission.limits.handshake;
+            // One handshake time for the first byte and whatever follows it.
+            let deadline = tokio::time::Instant::now() + admission.limits.handshake;
+            let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
             let mut stream = stream;
-            match tokio::time::timeout(handshake, first_byte(&stream)).await {
+            match tokio::time::timeout_at(deadline, first_byte(&stream)).await {
                 Ok(Some(first)) if appnet::is_appnet(first) => {
-                    serve_appnet(&mut stream, remote, &*router, &admission).await;
-                    drop((permit, counted));
+                    serve_appnet(&mut stream, remote, &*router, &admission, left()).await;
                     return;
                 }
                 Ok(Some(_)) => {}
@@ -145,7 +146,7 @@ pub async fn run<D: Dispatch>(
             let accepted = connection::accept(
                 stream,
                 &hello,
-                admission.limits.handshake,
+                left(),
                 admission.max_frame,
                 admission.key.as_ref(),
                 admission.same_module.as_deref(),
@@ -183,12 +184,14 @@ async fn first_byte(stream: &tokio::net::TcpStream) -> Option<u8> {
     }
 }
 
-/// Serves the one request of an app-net connection from `remote`, and closes it.
+/// Serves the one request of an app-net connection from `remote`, read within `limit`, and
+/// closes it.
 async fn serve_appnet<D: Dispatch>(
     stream: &mut tokio::net::TcpStream,
     remote: SocketAddr,
     router: &D,
     admission: &Admission,
+    limit: Duration,
 ) {
     let reply = if !admission.appnet {
         tracing::debug!("refusing an app-net request from {remote}: app-net interop is off");
@@ -196,7 +199,7 @@ async fn serve_appnet<D: Dispatch>(
             "this netrun peer does not serve app-net requests: it has a cluster secret or was started with --no-appnet (--appnet turns them on)".into(),
         )
     } else {
-        match appnet::read_request(stream, admission.max_frame, admission.limits.handshake).await {
+        match appnet::read_request(stream, admission.max_frame, limit).await {
             Ok(request) => router.appnet(request, remote).await,
             Err(e) => {
                 tracing::debug!("app-net request from {remote}: {e}");
