@@ -274,7 +274,7 @@ def panic_with(message):
     let out = run_entry(&ports, &app("core_probe"), "call_appnet_peers", &[]);
     out.expect_code(0);
     let expected = format!(
-        "app-net peer 127.0.0.1:{} -> None: tagged_name(7) = 70",
+        "app-net peer 127.0.0.1:{} -> None: tagged_name(7) = 70, started tagged_name(8) = 80, by id tagged_name(9) = 90",
         py.port()
     );
     assert!(

@@ -237,8 +237,9 @@ fn discover() -> Result<(), String> {
     Ok(())
 }
 
-/// Typed stubs against the app-net (Python) peers on this host: `tagged_name(7)` and
-/// `panic_with`, which a Python peer may offer under the same tags.
+/// Typed stubs against the app-net (Python) peers on this host: `tagged_name(7)`, a started
+/// `tagged_name(8)`, `tagged_name(9)` on the peer made from its id, and `panic_with`, which a
+/// Python peer may offer under the same tags.
 #[net::entry]
 fn call_appnet_peers() -> Result<(), String> {
     let query = PeerQuery {
@@ -253,8 +254,14 @@ fn call_appnet_peers() -> Result<(), String> {
     }
     for p in appnet {
         let tagged = tagged::on(&p, 7).map_err(|e| format!("tagged_name: {e}"))?;
+        let spawned = tagged::spawn(&p, 8)
+            .wait()
+            .map_err(|e| format!("tagged_name started: {e}"))?;
+        // Made from its id, the peer is not known to be app-net's: the SDK learns it.
+        let by_id = Peer::from_id(&p.id).map_err(|e| e.to_string())?;
+        let learned = tagged::on(&by_id, 9).map_err(|e| format!("tagged_name by id: {e}"))?;
         println!(
-            "app-net peer {}: tagged_name(7) = {tagged}",
+            "app-net peer {}: tagged_name(7) = {tagged}, started tagged_name(8) = {spawned}, by id tagged_name(9) = {learned}",
             p.display_name()
         );
         match panic_with::on(&p, "from the guest".into()) {

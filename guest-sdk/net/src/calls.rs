@@ -7,7 +7,7 @@ use netrun_abi::{CallReply, CallTarget, Contract, Outcome, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::peer::{request, resolve};
+use crate::peer::{json_request, request, resolve, resolve_json};
 use crate::{Error, Peer, host};
 
 /// A call's result and the peer that served it (see [`call_any`]).
@@ -82,6 +82,8 @@ pub struct Pending<R> {
     state: State,
     function: String,
     peer: Peer,
+    /// Started in JSON, on a peer discovery found to be app-net's.
+    json: bool,
     result: PhantomData<fn() -> R>,
 }
 
@@ -95,14 +97,20 @@ enum State {
 }
 
 impl<R: DeserializeOwned> Pending<R> {
-    /// Starts `function` on `peer` with encoded `args`, checking `contract` on the other side.
+    /// Starts `function` on `peer` with encoded `args`, checking `contract` on the other side
+    /// (in JSON, without a contract, on an app-net peer).
     pub(crate) fn start<A: Serialize + ?Sized>(
         peer: &Peer,
         function: &str,
         args: &A,
         contract: Option<Contract>,
     ) -> Pending<R> {
-        let started = request(CallTarget::Peer(peer.id.clone()), function, args, contract)
+        let target = CallTarget::Peer(peer.id.clone());
+        let request = match peer.appnet {
+            true => json_request(target, function, args),
+            false => request(target, function, args, contract),
+        };
+        let started = request
             .and_then(|request| Ok(codec::encode(&request)?))
             .map(|request| host::call_start(&request));
         Pending {
@@ -112,6 +120,7 @@ impl<R: DeserializeOwned> Pending<R> {
             },
             function: function.to_string(),
             peer: peer.clone(),
+            json: peer.appnet,
             result: PhantomData,
         }
     }
@@ -129,7 +138,10 @@ impl<R: DeserializeOwned> Pending<R> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Started(handle) => {
                 let reply: CallReply = codec::decode(&host::call_wait(handle))?;
-                resolve(reply.outcome, &self.peer, &self.function)
+                match self.json {
+                    true => resolve_json(reply.outcome, &self.peer, &self.function),
+                    false => resolve(reply.outcome, &self.peer, &self.function),
+                }
             }
             State::Failed(e) => Err(e),
             State::Done => unreachable!("a pending call is waited for once: `wait` takes it"),

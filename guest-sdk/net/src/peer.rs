@@ -149,6 +149,10 @@ pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
     contract: Option<Contract>,
 ) -> Result<R, Error> {
     let target = CallTarget::Peer(peer.id.clone());
+    // A peer discovery found to be app-net's takes JSON at once.
+    if peer.appnet {
+        return call_json(target, peer, function, args);
+    }
     let request = request(target.clone(), function, args, contract)?;
     let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
     match reply.outcome {
@@ -165,26 +169,44 @@ fn call_json<A: Serialize + ?Sized, R: DeserializeOwned>(
     function: &str,
     args: &A,
 ) -> Result<R, Error> {
+    let request = json_request(target, function, args)?;
+    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
+    resolve_json(reply.outcome, peer, function)
+}
+
+/// The request of a call of `function` with `args` in JSON on `target` (an app-net peer): the
+/// tuple of the arguments is a JSON array, `()` none.
+pub(crate) fn json_request<A: Serialize + ?Sized>(
+    target: CallTarget,
+    function: &str,
+    args: &A,
+) -> Result<CallRequest, Error> {
     let bad = |message: String| Error::BadArguments {
         function: function.to_string(),
         message,
     };
-    // The tuple of the arguments is a JSON array; `()` is `null`, no arguments.
     let args = match serde_json::to_value(args).map_err(|e| bad(e.to_string()))? {
         serde_json::Value::Null => serde_json::Value::Array(Vec::new()),
         array @ serde_json::Value::Array(_) => array,
         one => serde_json::Value::Array(vec![one]),
     };
-    let request = CallRequest {
+    Ok(CallRequest {
         target,
         function: function.to_string(),
         args: serde_json::to_vec(&args).map_err(|e| bad(e.to_string()))?,
         contract: None,
         timeout_ms: None,
         json: true,
-    };
-    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
-    match reply.outcome {
+    })
+}
+
+/// [`resolve`] for a JSON call: the value is read from JSON with the caller's types.
+pub(crate) fn resolve_json<R: DeserializeOwned>(
+    outcome: Outcome,
+    peer: &Peer,
+    function: &str,
+) -> Result<R, Error> {
+    match outcome {
         Outcome::Value(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Codec {
             message: format!(
                 "cannot read the JSON result of {function} from app-net peer {} as the type expected here: {e}",

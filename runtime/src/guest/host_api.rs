@@ -62,15 +62,10 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
     let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
     let called = Called::of(&request);
-    let json = request.json;
     let services = caller.data().services.clone();
     let reply = services.call(request, caller.data().chain.id(), time_left(&caller));
     let reply = reentry::wait_serving(&mut caller, reply).await?;
-    // A flag handler answers in bincode, which a JSON call does not read.
-    let reply = match json {
-        false => resolve_flag(&mut caller, &called, reply).await?,
-        true => reply,
-    };
+    let reply = resolve_flag(&mut caller, &called, reply).await?;
     write_value(&mut caller, &reply).await
 }
 
@@ -85,6 +80,7 @@ fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
         target,
         function,
         contract,
+        json,
     } = Called::of(&request);
     let (chain, limit) = (caller.data().chain.id(), time_left(&caller));
     let services = caller.data().services.clone();
@@ -94,6 +90,7 @@ fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
         target,
         function,
         contract,
+        json,
     });
     Ok(handle as i64)
 }
@@ -114,6 +111,7 @@ async fn call_wait(mut caller: Caller<'_, HostState>, handle: i64) -> wasmtime::
         target: started.target,
         function: started.function,
         contract: started.contract,
+        json: started.json,
     };
     let finished = async {
         started.reply.await.unwrap_or_else(|e| CallReply {
@@ -212,6 +210,9 @@ struct Called {
     target: CallTarget,
     function: String,
     contract: Option<Contract>,
+    /// A JSON call (of an app-net peer): no flag handler runs for it, since a handler answers
+    /// in bincode, which the guest does not read from a JSON call.
+    json: bool,
 }
 
 impl Called {
@@ -220,6 +221,7 @@ impl Called {
             target: request.target.clone(),
             function: request.function.clone(),
             contract: request.contract.clone(),
+            json: request.json,
         }
     }
 }
@@ -233,6 +235,9 @@ async fn resolve_flag(
     let Outcome::Flag(flag) = &reply.outcome else {
         return Ok(reply);
     };
+    if called.json {
+        return Ok(reply);
+    }
     let config = caller.data().config.clone();
     let Some(handler) = config.flags.get(flag) else {
         return Ok(reply);

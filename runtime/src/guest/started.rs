@@ -16,6 +16,8 @@ pub struct Started {
     pub target: CallTarget,
     pub function: String,
     pub contract: Option<Contract>,
+    /// A JSON call (of an app-net peer): no flag handler runs for its answer.
+    pub json: bool,
 }
 
 /// The calls an instance started and has not waited for, by handle.

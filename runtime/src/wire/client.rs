@@ -431,7 +431,7 @@ impl Client {
                 } else {
                     return CallError::PeerUnreachable {
                         peer: target.display.clone(),
-                        reason: format!("{e}, and this side calls app-net peers only without a cluster secret, or with --appnet"),
+                        reason: format!("{e}, and app-net interop is off on this side (it has a cluster secret, or --no-appnet; a peer's --appnet turns it on)"),
                     };
                 }
             }
