@@ -6,8 +6,8 @@
 //! [`decode_untrusted`], which also refuses a length its input could not hold, so a frame of a
 //! few bytes cannot make the reader reserve a gigabyte.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Upper bound on what one decode may claim, in bytes.
 pub const DECODE_LIMIT: usize = 1 << 30;
@@ -47,6 +47,59 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
     bincode::serde::encode_into_std_write(value, out, config())
         .map(|_| ())
         .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// How many bytes the encoding of `value` takes, found without writing it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(size.bytes_written)
+}
+
+/// Encodes `value` into the front of `out`; returns how many bytes it wrote. Fails if `out` is
+/// too short (size it with [`encoded_len`]).
+pub fn encode_into_slice<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_slice(value, out, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Appends the encoding of `value` as a byte string holding it (what a payload field, such as
+/// `Outcome::Value(encode(value))`, holds), in one pass over `value`: its length is found
+/// first, so the encoding goes straight after the byte string's length prefix instead of
+/// into a buffer of its own that is then copied.
+pub fn encode_nested<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let len = encoded_len(value)?;
+    let mut prefix = [0u8; 9];
+    let prefix_len = encode_into_slice(&(len as u64), &mut prefix)?;
+    out.reserve_exact(prefix_len + len);
+    out.extend_from_slice(&prefix[..prefix_len]);
+    let start = out.len();
+    encode_into(value, out)?;
+    if out.len() - start != len {
+        return Err(CodecError::Encode(format!(
+            "a value sized at {len} bytes encoded to {}",
+            out.len() - start
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a whole buffer into a `T` that may borrow from it (a `&[u8]` payload field is read
+/// where it lies, not copied); bytes left over are an error.
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    let (value, used) =
+        bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| match e {
+            bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
+            other => CodecError::Decode(other.to_string()),
+        })?;
+    whole(value, used, bytes.len())
 }
 
 /// Decodes one `T` from the front of `bytes`; returns it and how many bytes it took.
@@ -182,6 +235,37 @@ mod tests {
         let mut forged = encode(&Payload(vec![1; 300])).unwrap();
         forged.truncate(100);
         assert!(decode_untrusted::<Payload>(&forged).is_err());
+    }
+
+    #[test]
+    fn a_nested_encoding_is_the_byte_string_of_the_encoding() {
+        // Lengths on each side of the varint's size classes (1, 3 and 5 bytes of prefix).
+        for len in [0usize, 249, 250, 251, 65_535, 65_536, 70_000] {
+            let value = ("x".to_string(), serde_bytes::ByteBuf::from(vec![3u8; len]));
+            let mut nested = vec![9];
+            encode_nested(&value, &mut nested).unwrap();
+            let mut two_passes = vec![9];
+            encode_into(&Payload(encode(&value).unwrap()), &mut two_passes).unwrap();
+            assert_eq!(nested, two_passes, "length {len}");
+            assert_eq!(encoded_len(&value).unwrap(), encode(&value).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn a_borrowed_decode_reads_a_payload_where_it_lies() {
+        let written = encode(&Payload(vec![5; 300])).unwrap();
+        let read: &[u8] = decode_borrowed::<&serde_bytes::Bytes>(&written).unwrap();
+        assert_eq!(read, &[5; 300][..]);
+        assert!(std::ptr::eq(
+            read.as_ptr(),
+            written[written.len() - 300..].as_ptr()
+        ));
+        let mut longer = written.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode_borrowed::<&serde_bytes::Bytes>(&longer),
+            Err(CodecError::Trailing(1))
+        ));
     }
 
     #[test]

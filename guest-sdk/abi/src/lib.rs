@@ -48,6 +48,6 @@ pub mod peer_id;
 pub mod types;
 
 pub use types::{
-    CallError, CallReply, CallRequest, CallTarget, Contract, EventTrigger, Outcome, PeerDetails,
-    PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, TimeoutStage,
+    CallError, CallReply, CallReplyRef, CallRequest, CallTarget, Contract, EventTrigger, Outcome,
+    OutcomeRef, PeerDetails, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, TimeoutStage,
 };

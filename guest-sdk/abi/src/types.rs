@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, CodecError};
+
 /// A call the guest asks the host to make (imports `net.call` and `net.call_start`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRequest {
@@ -84,6 +86,66 @@ pub enum Outcome {
     Flag(String),
     /// The call failed.
     Error(CallError),
+}
+
+/// An [`Outcome`] read where it lies: the value borrows the buffer it was decoded from (same
+/// encoding as `Outcome`), so reading a reply does not copy its value before decoding it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum OutcomeRef<'a> {
+    Value(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
+    Flag(String),
+    Error(CallError),
+}
+
+/// A [`CallReply`] read where it lies (see [`OutcomeRef`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CallReplyRef<'a> {
+    #[serde(borrow)]
+    pub outcome: OutcomeRef<'a>,
+    pub served_by: Option<PeerInfo>,
+}
+
+impl Outcome {
+    /// The encoding of `Outcome::Value(codec::encode(value))`, made in one pass over `value`
+    /// rather than two (its encoding, then a copy of that into the outcome's).
+    pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::new();
+        // The variant index of `Value`, as the derived encoding writes it.
+        codec::encode_into(&0u32, &mut out)?;
+        codec::encode_nested(value, &mut out)?;
+        Ok(out)
+    }
+}
+
+impl OutcomeRef<'_> {
+    /// The owned outcome (copies the value).
+    pub fn to_owned(&self) -> Outcome {
+        match self {
+            OutcomeRef::Value(bytes) => Outcome::Value(bytes.to_vec()),
+            OutcomeRef::Flag(name) => Outcome::Flag(name.clone()),
+            OutcomeRef::Error(e) => Outcome::Error(e.clone()),
+        }
+    }
+}
+
+impl CallRequest {
+    /// The encoding of a `CallRequest` whose `args` are `codec::encode(args)`, made in one pass
+    /// over the arguments rather than two (their encoding, then a copy into the request's).
+    pub fn encode_with_args<A: Serialize + ?Sized>(
+        target: &CallTarget,
+        function: &str,
+        args: &A,
+        contract: &Option<Contract>,
+        timeout_ms: Option<u64>,
+        json: bool,
+    ) -> Result<Vec<u8>, CodecError> {
+        // The fields in their declared order, as the derived encoding writes them.
+        let mut out = Vec::new();
+        codec::encode_into(&(target, function), &mut out)?;
+        codec::encode_nested(args, &mut out)?;
+        codec::encode_into(&(contract, timeout_ms, json), &mut out)?;
+        Ok(out)
+    }
 }
 
 /// An event the guest triggered (import `net.trigger`).
@@ -316,7 +378,72 @@ impl From<crate::codec::CodecError> for CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec;
+
+    #[test]
+    fn a_value_outcome_encoded_in_one_pass_is_the_derived_encoding() {
+        for len in [0usize, 7, 300, 70_000] {
+            let value = (serde_bytes::ByteBuf::from(vec![1u8; len]), 5u32);
+            let one_pass = Outcome::encode_value(&value).unwrap();
+            let derived = codec::encode(&Outcome::Value(codec::encode(&value).unwrap())).unwrap();
+            assert_eq!(one_pass, derived, "length {len}");
+        }
+    }
+
+    #[test]
+    fn a_request_encoded_in_one_pass_is_the_derived_encoding() {
+        let args = (
+            "bob".to_string(),
+            serde_bytes::ByteBuf::from(vec![2u8; 1000]),
+        );
+        let contract = Some(Contract {
+            fingerprint: 42,
+            signature: "(String, ByteBuf) -> u32".into(),
+        });
+        for (target, timeout_ms, json) in [
+            (CallTarget::Peer("MTI3".into()), Some(1500), false),
+            (CallTarget::AnyOf("workers".into()), None, true),
+        ] {
+            let one_pass =
+                CallRequest::encode_with_args(&target, "greet", &args, &contract, timeout_ms, json)
+                    .unwrap();
+            let derived = codec::encode(&CallRequest {
+                target,
+                function: "greet".into(),
+                args: codec::encode(&args).unwrap(),
+                contract: contract.clone(),
+                timeout_ms,
+                json,
+            })
+            .unwrap();
+            assert_eq!(one_pass, derived);
+        }
+    }
+
+    #[test]
+    fn a_reply_read_where_it_lies_is_the_reply() {
+        let replies = [
+            CallReply {
+                outcome: Outcome::Value(vec![4; 500]),
+                served_by: None,
+            },
+            CallReply {
+                outcome: Outcome::Flag("NULL".into()),
+                served_by: None,
+            },
+            CallReply {
+                outcome: Outcome::Error(CallError::Codec {
+                    message: "bad".into(),
+                }),
+                served_by: None,
+            },
+        ];
+        for reply in replies {
+            let bytes = codec::encode(&reply).unwrap();
+            let read: CallReplyRef = codec::decode_borrowed(&bytes).unwrap();
+            assert_eq!(read.outcome.to_owned(), reply.outcome);
+            assert_eq!(read.served_by, reply.served_by);
+        }
+    }
 
     #[test]
     fn outcome_round_trips_each_variant() {

@@ -107,12 +107,13 @@ pub fn serve_json<A: DeserializeOwned, R: Serialize>(
     serve(ptr, len, |args| handle_json(function, signature, args, f))
 }
 
-/// Takes the argument buffer the host handed over, runs `handle` on it, hands back the outcome.
-fn serve(ptr: i32, len: i32, handle: impl FnOnce(&[u8]) -> Outcome) -> i64 {
+/// Takes the argument buffer the host handed over, runs `handle` on it, hands back the encoded
+/// outcome it answers.
+fn serve(ptr: i32, len: i32, handle: impl FnOnce(Vec<u8>) -> Vec<u8>) -> i64 {
     install_panic_hook();
     // SAFETY: the host passes a buffer it got from netrun_alloc; the export owns it.
     let args = unsafe { memory::take(ptr, len) };
-    answer(handle(&args))
+    memory::give(handle(args))
 }
 
 /// Export wrapper of an entry point.
@@ -131,13 +132,17 @@ pub fn serve_entry<R: EntryResult>(name: &str, f: impl FnOnce() -> R) -> i64 {
 }
 
 fn answer(outcome: Outcome) -> i64 {
-    let bytes = codec::encode(&outcome).unwrap_or_else(|e| {
+    memory::give(encoded(&outcome))
+}
+
+/// The encoding of `outcome` (a codec error's, if it cannot be encoded).
+fn encoded(outcome: &Outcome) -> Vec<u8> {
+    codec::encode(outcome).unwrap_or_else(|e| {
         codec::encode(&Outcome::Error(CallError::Codec {
             message: e.to_string(),
         }))
         .expect("an error outcome encodes")
-    });
-    memory::give(bytes)
+    })
 }
 
 fn bad_arguments(function: &str, signature: &str, e: impl Display) -> Outcome {
@@ -148,27 +153,32 @@ fn bad_arguments(function: &str, signature: &str, e: impl Display) -> Outcome {
     })
 }
 
-/// Decodes bincode arguments, runs `f`, encodes its result.
+/// Decodes bincode arguments, runs `f`, answers the encoded outcome of its result (the result
+/// encoded straight into the outcome, in one pass). The argument buffer is freed once decoded,
+/// before `f` runs: an instance needs no room for the encoded arguments, their decoded value
+/// and the result at once.
 pub fn handle_bincode<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
-    args: &[u8],
+    args: Vec<u8>,
     f: impl FnOnce(A) -> Result<R, Flag>,
-) -> Outcome {
-    let decoded = codec::decode::<A>(args).map_err(|e| e.to_string());
+) -> Vec<u8> {
+    let decoded = codec::decode::<A>(&args).map_err(|e| e.to_string());
+    drop(args);
     run(function, signature, decoded, f, |r| {
-        codec::encode(r).map_err(|e| e.to_string())
+        Outcome::encode_value(r).map_err(|e| e.to_string())
     })
 }
 
-/// Decodes a JSON array of arguments, runs `f`, answers its result as JSON text.
+/// Decodes a JSON array of arguments, runs `f`, answers the encoded outcome of its result as
+/// JSON text.
 pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
-    args: &[u8],
+    args: Vec<u8>,
     f: impl FnOnce(A) -> Result<R, Flag>,
-) -> Outcome {
-    let decoded = serde_json::from_slice(args).and_then(|value| match value {
+) -> Vec<u8> {
+    let decoded = serde_json::from_slice(&args).and_then(|value| match value {
         // A function without parameters takes `[]`: the unit tuple, which serde spells `null`.
         serde_json::Value::Array(items) if items.is_empty() && signature.starts_with("() ") => {
             serde_json::from_value(serde_json::Value::Null)
@@ -177,29 +187,29 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     });
     let decoded = decoded.map_err(|e| e.to_string());
     run(function, signature, decoded, f, |r| {
-        serde_json::to_vec(r).map_err(|e| e.to_string())
+        serde_json::to_vec(r)
+            .map(|json| encoded(&Outcome::Value(json)))
+            .map_err(|e| e.to_string())
     })
 }
 
-/// Runs `f` on decoded arguments and encodes its result (or answers its flag); a decoding
-/// failure is bad arguments.
+/// Runs `f` on decoded arguments and answers the encoded outcome: its result's value outcome
+/// from `encode_value`, or its flag; a decoding failure is bad arguments.
 fn run<A, R>(
     function: &str,
     signature: &str,
     decoded: Result<A, String>,
     f: impl FnOnce(A) -> Result<R, Flag>,
-    encode: impl FnOnce(&R) -> Result<Vec<u8>, String>,
-) -> Outcome {
+    encode_value: impl FnOnce(&R) -> Result<Vec<u8>, String>,
+) -> Vec<u8> {
     let args = match decoded {
         Ok(args) => args,
-        Err(e) => return bad_arguments(function, signature, e),
+        Err(e) => return encoded(&bad_arguments(function, signature, e)),
     };
     match f(args) {
-        Ok(result) => match encode(&result) {
-            Ok(bytes) => Outcome::Value(bytes),
-            Err(message) => Outcome::Error(CallError::Codec { message }),
-        },
-        Err(flag) => Outcome::Flag(flag.name().to_string()),
+        Ok(result) => encode_value(&result)
+            .unwrap_or_else(|message| encoded(&Outcome::Error(CallError::Codec { message }))),
+        Err(flag) => encoded(&Outcome::Flag(flag.name().to_string())),
     }
 }
 
@@ -252,6 +262,11 @@ fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
 mod tests {
     use super::*;
 
+    /// The outcome an export answered, decoded.
+    fn decoded(encoded: Vec<u8>) -> Outcome {
+        codec::decode(&encoded).expect("an export answers an outcome")
+    }
+
     fn value<T: DeserializeOwned>(outcome: Outcome) -> T {
         match outcome {
             Outcome::Value(bytes) => serde_json::from_slice(&bytes).unwrap(),
@@ -261,25 +276,30 @@ mod tests {
 
     #[test]
     fn json_arguments_are_an_array() {
-        let sum = handle_json(
+        let sum = decoded(handle_json(
             "add",
             "(i64, i64) -> i64",
-            b"[2, 3]",
+            b"[2, 3]".to_vec(),
             |(a, b): (i64, i64)| Ok(a + b),
-        );
+        ));
         assert_eq!(value::<i64>(sum), 5);
-        let none = handle_json("count", "() -> u32", b"[]", |(): ()| Ok(7u32));
+        let none = decoded(handle_json(
+            "count",
+            "() -> u32",
+            b"[]".to_vec(),
+            |(): ()| Ok(7u32),
+        ));
         assert_eq!(value::<u32>(none), 7);
     }
 
     #[test]
     fn bad_json_arguments_say_what_was_expected() {
-        let outcome = handle_json(
+        let outcome = decoded(handle_json(
             "add",
             "(i64, i64) -> i64",
-            b"[\"x\"]",
+            b"[\"x\"]".to_vec(),
             |(a, b): (i64, i64)| Ok(a + b),
-        );
+        ));
         let Outcome::Error(CallError::BadArguments { function, message }) = outcome else {
             panic!("expected bad arguments");
         };
@@ -288,7 +308,12 @@ mod tests {
             message.contains("expected arguments (i64, i64)"),
             "{message}"
         );
-        let missing = handle_json("echo", "(String) -> String", b"[]", |(s,): (String,)| Ok(s));
+        let missing = decoded(handle_json(
+            "echo",
+            "(String) -> String",
+            b"[]".to_vec(),
+            |(s,): (String,)| Ok(s),
+        ));
         let Outcome::Error(CallError::BadArguments { message, .. }) = missing else {
             panic!("expected bad arguments");
         };
@@ -298,11 +323,19 @@ mod tests {
     #[test]
     fn bincode_arguments_round_trip_and_garbage_is_refused() {
         let args = codec::encode(&("hi".to_string(),)).unwrap();
-        let outcome = handle_bincode("echo", "(String) -> String", &args, |(s,): (String,)| Ok(s));
+        let outcome = decoded(handle_bincode(
+            "echo",
+            "(String) -> String",
+            args,
+            |(s,): (String,)| Ok(s),
+        ));
         assert_eq!(outcome, Outcome::Value(codec::encode("hi").unwrap()));
-        let garbage = handle_bincode("echo", "(String) -> String", &[0xff], |(s,): (String,)| {
-            Ok(s)
-        });
+        let garbage = decoded(handle_bincode(
+            "echo",
+            "(String) -> String",
+            vec![0xff],
+            |(s,): (String,)| Ok(s),
+        ));
         assert!(matches!(
             garbage,
             Outcome::Error(CallError::BadArguments { .. })
@@ -311,16 +344,19 @@ mod tests {
 
     #[test]
     fn a_unit_result_is_json_null_and_non_json_is_bad_arguments() {
-        let unit = handle_json("log_it", "(String) -> ()", br#"["x"]"#, |(_,): (String,)| {
-            Ok(())
-        });
+        let unit = decoded(handle_json(
+            "log_it",
+            "(String) -> ()",
+            br#"["x"]"#.to_vec(),
+            |(_,): (String,)| Ok(()),
+        ));
         assert_eq!(unit, Outcome::Value(b"null".to_vec()));
-        let Outcome::Error(CallError::BadArguments { message, .. }) = handle_json(
+        let Outcome::Error(CallError::BadArguments { message, .. }) = decoded(handle_json(
             "echo",
             "(String) -> String",
-            b"not json",
+            b"not json".to_vec(),
             |(s,): (String,)| Ok(s),
-        ) else {
+        )) else {
             panic!("expected bad arguments");
         };
         assert!(
@@ -349,11 +385,11 @@ mod tests {
     fn a_flag_is_answered_as_a_flag_in_both_encodings() {
         let busy = |(): ()| Err::<u32, _>(Flag::new("BUSY"));
         assert_eq!(
-            handle_bincode("f", "() -> u32", &[], busy),
+            decoded(handle_bincode("f", "() -> u32", Vec::new(), busy)),
             Outcome::Flag("BUSY".into())
         );
         assert_eq!(
-            handle_json("f", "() -> u32", b"[]", busy),
+            decoded(handle_json("f", "() -> u32", b"[]".to_vec(), busy)),
             Outcome::Flag("BUSY".into())
         );
     }

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use netrun_abi::{CallReply, CallTarget, Contract, Outcome, codec};
+use netrun_abi::{CallReplyRef, CallTarget, Contract, OutcomeRef, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -43,19 +43,14 @@ pub(crate) fn any<A: Serialize + ?Sized, R: DeserializeOwned>(
     args: &A,
     contract: Option<Contract>,
 ) -> Result<Served<R>, Error> {
-    let request = request(
-        CallTarget::AnyOf(group.to_string()),
-        function,
-        args,
-        contract,
-    )?;
-    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
-    served(reply, group, function)
+    let target = CallTarget::AnyOf(group.to_string());
+    let reply = host::call(&request(&target, function, args, &contract)?);
+    served(codec::decode_borrowed(&reply)?, group, function)
 }
 
 /// The result in `reply` to a call of `function` on any member of `group`.
 fn served<R: DeserializeOwned>(
-    reply: CallReply,
+    reply: CallReplyRef<'_>,
     group: &str,
     function: &str,
 ) -> Result<Served<R>, Error> {
@@ -65,7 +60,7 @@ fn served<R: DeserializeOwned>(
             let value = resolve(outcome, &peer, function)?;
             Ok(Served { value, peer })
         }
-        (None, Outcome::Error(e)) => Err(e),
+        (None, OutcomeRef::Error(e)) => Err(e),
         (None, _) => Err(Error::Protocol {
             peer: format!("any member of group {group}"),
             message: format!("{function} was answered without saying which member served it"),
@@ -107,12 +102,11 @@ impl<R: DeserializeOwned> Pending<R> {
     ) -> Pending<R> {
         let target = CallTarget::Peer(peer.id.clone());
         let request = match peer.appnet {
-            true => json_request(target, function, args),
-            false => request(target, function, args, contract),
+            true => json_request(target, function, args)
+                .and_then(|request| Ok(codec::encode(&request)?)),
+            false => request(&target, function, args, &contract),
         };
-        let started = request
-            .and_then(|request| Ok(codec::encode(&request)?))
-            .map(|request| host::call_start(&request));
+        let started = request.map(|request| host::call_start(&request));
         Pending {
             state: match started {
                 Ok(handle) => State::Started(handle),
@@ -137,7 +131,8 @@ impl<R: DeserializeOwned> Pending<R> {
     pub fn wait(mut self) -> Result<R, Error> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Started(handle) => {
-                let reply: CallReply = codec::decode(&host::call_wait(handle))?;
+                let reply = host::call_wait(handle);
+                let reply: CallReplyRef = codec::decode_borrowed(&reply)?;
                 match self.json {
                     true => resolve_json(reply.outcome, &self.peer, &self.function),
                     false => resolve(reply.outcome, &self.peer, &self.function),
@@ -184,7 +179,15 @@ pub fn wait_all<R: DeserializeOwned>(
 mod tests {
     use netrun_abi::{PeerInfo, peer_id};
 
+    use netrun_abi::{CallReply, Outcome};
+
     use super::*;
+
+    /// `reply` as the host hands it over, then read where it lies.
+    fn served_by_reply<R: DeserializeOwned>(reply: CallReply) -> Result<Served<R>, Error> {
+        let bytes = codec::encode(&reply).unwrap();
+        served(codec::decode_borrowed(&bytes).unwrap(), "workers", "f")
+    }
 
     fn member() -> PeerInfo {
         PeerInfo {
@@ -203,7 +206,7 @@ mod tests {
             outcome: Outcome::Value(codec::encode(&7u32).unwrap()),
             served_by: Some(member()),
         };
-        let served: Served<u32> = served(reply, "workers", "f").unwrap();
+        let served: Served<u32> = served_by_reply(reply).unwrap();
         assert_eq!((served.value, served.peer.port), (7, 3011));
     }
 
@@ -217,7 +220,7 @@ mod tests {
             outcome: Outcome::Error(unreachable.clone()),
             served_by: None,
         };
-        assert_eq!(served::<u32>(reply, "workers", "f"), Err(unreachable));
+        assert_eq!(served_by_reply::<u32>(reply), Err(unreachable));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use netrun_abi::names::{builtin, flag};
 use netrun_abi::{
-    CallReply, CallRequest, CallTarget, Contract, Outcome, PeerDetails, PeerInfo, PeerQuery, codec,
-    peer_id,
+    CallReplyRef, CallRequest, CallTarget, Contract, OutcomeRef, PeerDetails, PeerInfo, PeerQuery,
+    codec, peer_id,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,10 +153,10 @@ pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
     if peer.appnet {
         return call_json(target, peer, function, args);
     }
-    let request = request(target.clone(), function, args, contract)?;
-    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
+    let reply = host::call(&request(&target, function, args, &contract)?);
+    let reply: CallReplyRef = codec::decode_borrowed(&reply)?;
     match reply.outcome {
-        Outcome::Error(Error::AppNetPeer { .. }) => call_json(target, peer, function, args),
+        OutcomeRef::Error(Error::AppNetPeer { .. }) => call_json(target, peer, function, args),
         outcome => resolve(outcome, peer, function),
     }
 }
@@ -170,7 +170,8 @@ fn call_json<A: Serialize + ?Sized, R: DeserializeOwned>(
     args: &A,
 ) -> Result<R, Error> {
     let request = json_request(target, function, args)?;
-    let reply: CallReply = codec::decode(&host::call(&codec::encode(&request)?))?;
+    let reply = host::call(&codec::encode(&request)?);
+    let reply: CallReplyRef = codec::decode_borrowed(&reply)?;
     resolve_json(reply.outcome, peer, function)
 }
 
@@ -202,12 +203,12 @@ pub(crate) fn json_request<A: Serialize + ?Sized>(
 
 /// [`resolve`] for a JSON call: the value is read from JSON with the caller's types.
 pub(crate) fn resolve_json<R: DeserializeOwned>(
-    outcome: Outcome,
+    outcome: OutcomeRef<'_>,
     peer: &Peer,
     function: &str,
 ) -> Result<R, Error> {
     match outcome {
-        Outcome::Value(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Codec {
+        OutcomeRef::Value(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::Codec {
             message: format!(
                 "cannot read the JSON result of {function} from app-net peer {} as the type expected here: {e}",
                 peer.display_name()
@@ -217,37 +218,33 @@ pub(crate) fn resolve_json<R: DeserializeOwned>(
     }
 }
 
-/// The request of a call of `function` with encoded `args` on `target`.
+/// The encoded request of a call of `function` with `args` on `target` (the arguments encoded
+/// straight into it).
 pub(crate) fn request<A: Serialize + ?Sized>(
-    target: CallTarget,
+    target: &CallTarget,
     function: &str,
     args: &A,
-    contract: Option<Contract>,
-) -> Result<CallRequest, Error> {
-    Ok(CallRequest {
-        target,
-        function: function.to_string(),
-        args: codec::encode(args)?,
-        contract,
-        timeout_ms: None,
-        json: false,
-    })
+    contract: &Option<Contract>,
+) -> Result<Vec<u8>, Error> {
+    Ok(CallRequest::encode_with_args(
+        target, function, args, contract, None, false,
+    )?)
 }
 
 /// Turns an outcome into the caller's result; flags are resolved here, on the caller's side.
 pub(crate) fn resolve<R: DeserializeOwned>(
-    outcome: Outcome,
+    outcome: OutcomeRef<'_>,
     peer: &Peer,
     function: &str,
 ) -> Result<R, Error> {
     match outcome {
-        Outcome::Value(bytes) => codec::decode(&bytes).map_err(|e| Error::Codec {
+        OutcomeRef::Value(bytes) => codec::decode(bytes).map_err(|e| Error::Codec {
             message: format!(
                 "cannot decode the result of {function} from peer {}: {e}",
                 peer.display_name()
             ),
         }),
-        Outcome::Flag(name) if name == flag::NULL => {
+        OutcomeRef::Flag(name) if name == flag::NULL => {
             let null = codec::encode(flag::NULL_VALUE)?;
             codec::decode(&null).map_err(|_| Error::Codec {
                 message: format!(
@@ -256,12 +253,12 @@ pub(crate) fn resolve<R: DeserializeOwned>(
                 ),
             })
         }
-        Outcome::Flag(name) => Err(Error::UnknownFlag {
+        OutcomeRef::Flag(name) => Err(Error::UnknownFlag {
             peer: peer.display_name(),
             function: function.to_string(),
             flag: name,
         }),
-        Outcome::Error(e) => Err(e),
+        OutcomeRef::Error(e) => Err(e),
     }
 }
 
@@ -399,27 +396,31 @@ mod tests {
 
     #[test]
     fn null_flag_resolves_to_the_string_null() {
-        let got: String = resolve(Outcome::Flag("NULL".into()), &peer(), "null").unwrap();
+        let got: String = resolve(OutcomeRef::Flag("NULL".into()), &peer(), "null").unwrap();
         assert_eq!(got, "NULL");
-        let err = resolve::<u32>(Outcome::Flag("NULL".into()), &peer(), "null").unwrap_err();
+        let err = resolve::<u32>(OutcomeRef::Flag("NULL".into()), &peer(), "null").unwrap_err();
         assert!(err.to_string().contains("\"NULL\""), "{err}");
     }
 
     #[test]
     fn other_flags_are_unknown_and_name_themselves() {
-        let err = resolve::<String>(Outcome::Flag("BUSY".into()), &peer(), "f").unwrap_err();
+        let err = resolve::<String>(OutcomeRef::Flag("BUSY".into()), &peer(), "f").unwrap_err();
         assert!(matches!(&err, Error::UnknownFlag { flag, .. } if flag == "BUSY"));
     }
 
     #[test]
     fn values_and_errors_pass_through() {
-        let value = resolve::<u32>(Outcome::Value(codec::encode(&7u32).unwrap()), &peer(), "f");
+        let value = resolve::<u32>(
+            OutcomeRef::Value(&codec::encode(&7u32).unwrap()),
+            &peer(),
+            "f",
+        );
         assert_eq!(value.unwrap(), 7);
         let e = Error::Codec {
             message: "x".into(),
         };
         assert_eq!(
-            resolve::<u32>(Outcome::Error(e.clone()), &peer(), "f").unwrap_err(),
+            resolve::<u32>(OutcomeRef::Error(e.clone()), &peer(), "f").unwrap_err(),
             e
         );
     }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use netrun_abi::{Outcome, codec, names};
+use serde::Serialize;
 use wasmtime::{AsContextMut, Caller, Instance, Memory, TypedFunc};
 
 /// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
@@ -60,18 +61,56 @@ impl GuestExports {
         mut ctx: impl AsContextMut<Data = T>,
         bytes: &[u8],
     ) -> wasmtime::Result<(i32, i32)> {
-        let len = i32::try_from(bytes.len())
-            .map_err(|_| wasmtime::format_err!("{} bytes do not fit guest memory", bytes.len()))?;
-        let ptr = self.alloc.call_async(&mut ctx, len).await?;
+        let (ptr, len) = self.alloc(&mut ctx, bytes.len()).await?;
+        self.buffer_mut(&mut ctx, ptr, bytes.len())?
+            .copy_from_slice(bytes);
+        Ok((ptr, len))
+    }
+
+    /// Encodes `value` straight into a fresh guest buffer from `netrun_alloc` (sized first, so
+    /// its bytes are written once, with no buffer of the host's in between); returns
+    /// `(ptr, len)`. The buffer then belongs to the guest.
+    pub async fn give_encoded<T: Send + 'static, V: Serialize + Sync + ?Sized>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        value: &V,
+    ) -> wasmtime::Result<(i32, i32)> {
+        let size = codec::encoded_len(value)
+            .map_err(|e| wasmtime::format_err!("cannot encode a value for the guest: {e}"))?;
+        let (ptr, len) = self.alloc(&mut ctx, size).await?;
+        codec::encode_into_slice(value, self.buffer_mut(&mut ctx, ptr, size)?)
+            .map_err(|e| wasmtime::format_err!("cannot encode a value for the guest: {e}"))?;
+        Ok((ptr, len))
+    }
+
+    /// A fresh guest buffer of `size` bytes from `netrun_alloc`, as `(ptr, len)`.
+    async fn alloc<T: Send + 'static>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        size: usize,
+    ) -> wasmtime::Result<(i32, i32)> {
+        let len = i32::try_from(size)
+            .map_err(|_| wasmtime::format_err!("{size} bytes do not fit guest memory"))?;
+        Ok((self.alloc.call_async(&mut ctx, len).await?, len))
+    }
+
+    /// The `len` bytes of guest memory at `ptr`, a buffer `netrun_alloc` returned.
+    fn buffer_mut<'a, T: 'static>(
+        &self,
+        ctx: &'a mut impl AsContextMut<Data = T>,
+        ptr: i32,
+        len: usize,
+    ) -> wasmtime::Result<&'a mut [u8]> {
+        let start = ptr as u32 as usize;
         self.memory
-            .write(&mut ctx, ptr as u32 as usize, bytes)
-            .map_err(|_| {
+            .data_mut(ctx)
+            .get_mut(start..start.saturating_add(len))
+            .ok_or_else(|| {
                 wasmtime::format_err!(
                     "{} returned a buffer outside guest memory",
                     names::EXPORT_ALLOC
                 )
-            })?;
-        Ok((ptr, len))
+            })
     }
 
     /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest

@@ -341,19 +341,13 @@ fn read_value<T: DeserializeOwned>(
     })
 }
 
-/// Encodes `value` into a buffer allocated by the guest and returns it packed.
-async fn write_value<T: Serialize>(
+/// Encodes `value` straight into a buffer allocated by the guest and returns it packed.
+async fn write_value<T: Serialize + Sync>(
     caller: &mut Caller<'_, HostState>,
     value: &T,
 ) -> wasmtime::Result<i64> {
-    let bytes = codec::encode(value).map_err(|e| format_err!("cannot encode a reply: {e}"))?;
-    write_bytes(caller, &bytes).await
-}
-
-/// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns it packed.
-async fn write_bytes(caller: &mut Caller<'_, HostState>, bytes: &[u8]) -> wasmtime::Result<i64> {
     let (ptr, len) = instance::buffers_of(caller)?
-        .give(&mut *caller, bytes)
+        .give_encoded(&mut *caller, value)
         .await?;
     Ok(names::pack(ptr as u32, len as u32))
 }
