@@ -386,7 +386,7 @@ impl Client {
             contract: request.contract,
             time_left_ms: Some(time_to_give(deadline).as_millis() as u64),
         });
-        match link.sender.send(&call).await {
+        match link.sender.send(call).await {
             Ok(()) => {}
             Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
                 return Outcome::Error(CallError::FrameTooLarge {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::wire::appnet;
 use crate::wire::frame::{self, FrameError, FrameKind, HEADER_LEN};
-use crate::wire::message::{Hello, Message, MessageError};
+use crate::wire::message::{Framed, Head, Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
 
 /// Frames waiting for the writer task, per connection: with the server's calls in flight per
@@ -103,13 +103,21 @@ impl From<SecureError> for ConnectionError {
     }
 }
 
-/// The reading half of a connection, with its reuse buffer and the buffer in which the
-/// pieces of a large message come together.
+/// The reading half of a connection, with its reuse buffer and the message whose pieces are
+/// coming in.
 pub struct MessageReader {
     reader: BufReader<ByteReader>,
     buf: Vec<u8>,
-    pieces: Vec<u8>,
+    partial: Option<Partial>,
     max_frame: usize,
+}
+
+/// A message sent in pieces, read as far as its pieces came: the message from the first, and
+/// its payload, read straight into a buffer of the length the first piece said.
+struct Partial {
+    message: Message,
+    payload: Vec<u8>,
+    payload_len: usize,
 }
 
 impl MessageReader {
@@ -117,7 +125,7 @@ impl MessageReader {
         MessageReader {
             reader: BufReader::with_capacity(READ_BUFFER, reader),
             buf: Vec::new(),
-            pieces: Vec::new(),
+            partial: None,
             max_frame,
         }
     }
@@ -129,31 +137,104 @@ impl MessageReader {
         loop {
             let header = match frame::read_header(&mut self.reader).await {
                 // Closed between the pieces of a message: it never came whole.
-                Err(FrameError::Closed) if !self.pieces.is_empty() => {
+                Err(FrameError::Closed) if self.partial.is_some() => {
                     return Err(FrameError::Truncated.into());
                 }
                 header => header?,
             };
-            // A whole message replaces the reuse buffer; a piece adds to the pieces so far.
-            let (buf, last) = match header.kind {
+            let last = match header.kind {
                 FrameKind::Whole => {
                     self.buf.clear();
-                    (&mut self.buf, true)
+                    frame::read_payload(
+                        &mut self.reader,
+                        header.size,
+                        &mut self.buf,
+                        self.max_frame,
+                    )
+                    .await?;
+                    return decode_and_let_go(&mut self.buf);
                 }
-                FrameKind::Piece { last } => (&mut self.pieces, last),
+                FrameKind::Piece { last } => last,
             };
-            frame::read_payload(&mut self.reader, header.size, buf, self.max_frame).await?;
+            match &mut self.partial {
+                None => self.partial = Some(self.first_piece(header.size).await?),
+                Some(partial) => {
+                    // The pieces may not add up to more than the first one said (which is
+                    // within the frame limit).
+                    let said = partial.payload_len;
+                    let read = frame::read_payload(
+                        &mut self.reader,
+                        header.size,
+                        &mut partial.payload,
+                        said,
+                    )
+                    .await;
+                    if let Err(FrameError::TooLarge { size: found, .. }) = read {
+                        return Err(MessageError::PayloadLength { said, found });
+                    }
+                    read?;
+                }
+            }
             if last {
-                let message = decode_and_let_go(buf);
-                buf.clear();
-                return message;
+                let Partial {
+                    mut message,
+                    payload,
+                    payload_len,
+                } = self.partial.take().expect("a message in pieces");
+                if payload.len() != payload_len {
+                    return Err(MessageError::PayloadLength {
+                        said: payload_len,
+                        found: payload.len(),
+                    });
+                }
+                message.put_payload(payload)?;
+                return Ok(message);
             }
         }
+    }
+
+    /// Reads the first piece of a message sent in pieces: it holds the message and its
+    /// payload's length (the sender puts them there), then the payload's first bytes. The
+    /// payload's buffer is sized once, to the length said, within the frame limit; its
+    /// pages are only touched as the bytes arrive.
+    async fn first_piece(&mut self, size: usize) -> Result<Partial, MessageError> {
+        self.buf.clear();
+        frame::read_payload(&mut self.reader, size, &mut self.buf, self.max_frame).await?;
+        let Head {
+            message,
+            payload_len,
+            payload_at,
+        } = Message::decode_head(&self.buf)?;
+        let total = payload_at.saturating_add(payload_len);
+        if total > self.max_frame {
+            return Err(FrameError::TooLarge {
+                size: total,
+                max: self.max_frame,
+            }
+            .into());
+        }
+        let first = &self.buf[payload_at..];
+        if first.len() > payload_len {
+            return Err(MessageError::PayloadLength {
+                said: payload_len,
+                found: first.len(),
+            });
+        }
+        let mut payload = Vec::with_capacity(payload_len);
+        payload.extend_from_slice(first);
+        if self.buf.capacity() > KEPT_FRAME_BUFFER {
+            self.buf = Vec::new();
+        }
+        Ok(Partial {
+            message,
+            payload,
+            payload_len,
+        })
     }
 }
 
 /// Decodes the message in `buf`. The message owns copies of its bytes: a buffer grown for one
-/// large message is let go rather than kept for the rest of the connection's life.
+/// large frame is let go rather than kept for the rest of the connection's life.
 fn decode_and_let_go(buf: &mut Vec<u8>) -> Result<Message, MessageError> {
     let message = Message::decode(buf);
     if buf.capacity() > KEPT_FRAME_BUFFER {
@@ -165,15 +246,16 @@ fn decode_and_let_go(buf: &mut Vec<u8>) -> Result<Message, MessageError> {
 /// Queues frames for a connection's writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct FrameSender {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Framed>,
     max_frame: usize,
 }
 
 impl FrameSender {
-    /// Encodes and queues `message`. A message over the frame limit is refused here, before it
-    /// reaches the wire; a closed connection is `Closed`.
-    pub async fn send(&self, message: &Message) -> Result<(), MessageError> {
-        let framed = message.to_frame(self.max_frame)?;
+    /// Encodes and queues `message` (its payload goes to the writer as it is, not copied). A
+    /// message over the frame limit is refused here, before it reaches the wire; a closed
+    /// connection is `Closed`.
+    pub async fn send(&self, message: Message) -> Result<(), MessageError> {
+        let framed = message.into_framed(self.max_frame)?;
         self.tx.send(framed).await.map_err(|_| FrameError::Closed)?;
         Ok(())
     }
@@ -194,7 +276,7 @@ impl FrameSender {
 /// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
 /// was queued meanwhile going out between them.
 fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Framed>(WRITE_QUEUE);
     tokio::spawn(async move {
         let mut writer = BufWriter::with_capacity(READ_BUFFER, writer);
         let mut large = VecDeque::new();
@@ -236,7 +318,7 @@ fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
 async fn queue_or_write(
     writer: &mut BufWriter<ByteWriter>,
     large: &mut VecDeque<Pieces>,
-    framed: Vec<u8>,
+    framed: Framed,
 ) -> std::io::Result<()> {
     if framed.len() > HEADER_LEN + PIECE_SIZE {
         large.push_back(Pieces {
@@ -245,24 +327,42 @@ async fn queue_or_write(
         });
         return Ok(());
     }
-    writer.write_all(&framed).await
+    writer.write_all(&framed.head).await?;
+    writer.write_all(&framed.body).await
 }
 
-/// A framed message going out in pieces: its payload from `at` on is still to be sent.
+/// A framed message going out in pieces: its bytes from `at` on (counted over its head, then
+/// its body) are still to be sent.
 struct Pieces {
-    framed: Vec<u8>,
+    framed: Framed,
     at: usize,
 }
 
 impl Pieces {
-    /// Writes the next piece, with its own header.
+    /// Writes the next piece, with its own header. The first piece holds at least the whole
+    /// head (the message and its payload's length), however long, so that the reader learns
+    /// the payload's length from it.
     async fn write_next(&mut self, writer: &mut BufWriter<ByteWriter>) -> std::io::Result<()> {
-        let end = (self.at + PIECE_SIZE).min(self.framed.len());
+        let head_len = self.framed.head.len();
+        let mut end = (self.at + PIECE_SIZE).min(self.framed.len());
+        if self.at == HEADER_LEN {
+            end = end.max(head_len);
+        }
         let last = end == self.framed.len();
         writer
             .write_all(&frame::Header::piece(end - self.at, last))
             .await?;
-        writer.write_all(&self.framed[self.at..end]).await?;
+        if self.at < head_len {
+            writer
+                .write_all(&self.framed.head[self.at..end.min(head_len)])
+                .await?;
+        }
+        if end > head_len {
+            let from = self.at.max(head_len) - head_len;
+            writer
+                .write_all(&self.framed.body[from..end - head_len])
+                .await?;
+        }
         self.at = end;
         Ok(())
     }
@@ -513,7 +613,7 @@ mod tests {
     async fn small_messages_overtake_a_large_one_which_arrives_whole() {
         let (sender, mut reader) = pipe(64 * 1024, 64 << 20);
         let large = reply(1, 40 * PIECE_SIZE);
-        sender.send(&large).await.unwrap();
+        sender.send(large.clone()).await.unwrap();
         let mut order = Vec::new();
         let small = (2..12).map(|id| reply(id, 16)).collect::<Vec<_>>();
         let read = async {
@@ -523,7 +623,7 @@ mod tests {
         };
         let send = async {
             for message in &small {
-                sender.send(message).await.unwrap();
+                sender.send(message.clone()).await.unwrap();
             }
         };
         tokio::join!(read, send);
@@ -545,37 +645,73 @@ mod tests {
         (write, MessageReader::new(read, 100))
     }
 
+    /// The head of `message`'s frame without its header: the message, its payload's length.
+    fn head_of(message: Message) -> Vec<u8> {
+        let framed = message.into_framed(usize::MAX).unwrap();
+        framed.head[HEADER_LEN..].to_vec()
+    }
+
+    /// The first piece of `reply(id, size)`: its head and the first `sent` bytes of its value.
+    fn first_piece(id: u64, size: usize, sent: usize) -> Vec<u8> {
+        let mut first = head_of(reply(id, size));
+        first.extend_from_slice(&vec![id as u8; sent]);
+        first
+    }
+
+    /// Writes a piece holding `bytes`.
+    async fn piece(write: &mut ByteWriter, bytes: &[u8], last: bool) {
+        let header = frame::Header::piece(bytes.len(), last);
+        write.write_all(&header).await.unwrap();
+        write.write_all(bytes).await.unwrap();
+    }
+
     #[tokio::test]
-    async fn pieces_adding_up_past_the_limit_are_refused() {
+    async fn a_message_saying_a_payload_past_the_limit_is_refused_at_its_first_piece() {
         let (mut write, mut reader) = raw_pipe();
-        for _ in 0..3 {
-            write
-                .write_all(&frame::Header::piece(40, false))
-                .await
-                .unwrap();
-            write.write_all(&[0; 40]).await.unwrap();
-        }
+        let head = head_of(reply(1, 120));
+        piece(&mut write, &head, false).await;
         let refused = reader.next().await;
+        let total = head.len() + 120;
         assert!(
             matches!(
                 refused,
-                Err(MessageError::Frame(FrameError::TooLarge {
-                    size: 120,
-                    max: 100
-                }))
+                Err(MessageError::Frame(FrameError::TooLarge { size, max: 100 })) if size == total
             ),
             "{refused:?}"
         );
     }
 
     #[tokio::test]
+    async fn pieces_adding_up_past_the_payload_said_are_refused() {
+        let (mut write, mut reader) = raw_pipe();
+        piece(&mut write, &first_piece(1, 50, 30), false).await;
+        piece(&mut write, &[1; 30], true).await;
+        let refused = reader.next().await;
+        assert!(
+            matches!(
+                refused,
+                Err(MessageError::PayloadLength {
+                    said: 50,
+                    found: 60
+                })
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_payload_in_pieces_arrives_whole() {
+        let (mut write, mut reader) = raw_pipe();
+        piece(&mut write, &first_piece(9, 50, 20), false).await;
+        piece(&mut write, &[9; 20], false).await;
+        piece(&mut write, &[9; 10], true).await;
+        assert_eq!(reader.next().await.unwrap(), reply(9, 50));
+    }
+
+    #[tokio::test]
     async fn a_close_between_pieces_is_a_truncation() {
         let (mut write, mut reader) = raw_pipe();
-        write
-            .write_all(&frame::Header::piece(4, false))
-            .await
-            .unwrap();
-        write.write_all(&[0; 4]).await.unwrap();
+        piece(&mut write, &first_piece(1, 50, 4), false).await;
         write.shutdown().await.unwrap();
         drop(write);
         let read = reader.next().await;

@@ -142,7 +142,18 @@ pub fn begin_frame(out: &mut Vec<u8>) -> usize {
 
 /// Writes the header of the frame begun at `start`, checking the payload against `max`.
 pub fn finish_frame(out: &mut Vec<u8>, start: usize, max: usize) -> Result<(), FrameError> {
-    let size = out.len() - start - HEADER_LEN;
+    finish_frame_before(out, start, 0, max)
+}
+
+/// Writes the header of the frame begun at `start` whose payload goes on, after `out`, with
+/// `more` bytes sent from a buffer of their own; checks the whole payload against `max`.
+pub fn finish_frame_before(
+    out: &mut Vec<u8>,
+    start: usize,
+    more: usize,
+    max: usize,
+) -> Result<(), FrameError> {
+    let size = (out.len() - start - HEADER_LEN).saturating_add(more);
     let max = max.min(MAX_PAYLOAD);
     if size > max {
         out.truncate(start);

@@ -14,7 +14,7 @@ use crate::wire::frame::{self, FrameError};
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,10 @@ pub enum MessageError {
     Frame(#[from] FrameError),
     #[error("malformed message: {0}")]
     Codec(#[from] codec::CodecError),
+    #[error("malformed message: its payload was said to be {said} bytes, and {found} came")]
+    PayloadLength { said: usize, found: usize },
+    #[error("malformed message: {0} bytes of payload after a message that has none")]
+    NoPayload(usize),
 }
 
 impl Hello {
@@ -131,28 +135,156 @@ impl Hello {
     }
 }
 
+/// A message framed for the wire: the frame's header and the message in `head`, then its
+/// payload in `body`, the buffer the message held, moved rather than copied (see
+/// [`Message::into_framed`]).
+#[derive(Debug)]
+pub struct Framed {
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+impl Framed {
+    /// Bytes of the whole frame, header included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Never: a frame has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The whole frame in one buffer.
+    pub fn into_vec(self) -> Vec<u8> {
+        let Framed { mut head, body } = self;
+        head.extend_from_slice(&body);
+        head
+    }
+}
+
+/// Where a frame's payload starts once its message is read (see [`Message::decode_head`]).
+#[derive(Debug)]
+pub struct Head {
+    /// The message, its payload field still empty.
+    pub message: Message,
+    /// The payload's length.
+    pub payload_len: usize,
+    /// Where the payload's bytes start in the frame.
+    pub payload_at: usize,
+}
+
 impl Message {
-    /// Appends this message as one frame to `out`.
+    /// This message as a frame, with the payload moved in (not copied). The frame of a message
+    /// with a payload (a call's arguments, a reply's value) is the message with that field left
+    /// empty, then the payload's length, then its bytes: the payload travels in the buffer it
+    /// came in, and a reader can put a large one straight into a buffer of its own (see
+    /// [`Message::decode_head`]). Other messages (the handshake's) are their encoding alone, so
+    /// a peer of another protocol version still reads a hello and says what is wrong.
+    pub fn into_framed(mut self, max_frame: usize) -> Result<Framed, MessageError> {
+        let body = self.take_payload();
+        let mut head = Vec::new();
+        let start = frame::begin_frame(&mut head);
+        codec::encode_into(&self, &mut head)?;
+        let body = match body {
+            Some(body) => {
+                codec::encode_into(&(body.len() as u64), &mut head)?;
+                body
+            }
+            None => Vec::new(),
+        };
+        frame::finish_frame_before(&mut head, start, body.len(), max_frame)?;
+        Ok(Framed { head, body })
+    }
+
+    /// Appends this message as one frame to `out`; `out` is left as it was on an error.
     pub fn encode_frame(&self, out: &mut Vec<u8>, max_frame: usize) -> Result<(), MessageError> {
-        let start = frame::begin_frame(out);
-        if let Err(e) = codec::encode_into(self, out) {
-            out.truncate(start);
-            return Err(e.into());
-        }
-        frame::finish_frame(out, start, max_frame)?;
+        out.extend_from_slice(&self.to_frame(max_frame)?);
         Ok(())
     }
 
-    /// This message as one frame.
+    /// This message as one frame, in one buffer (the payload copied).
     pub fn to_frame(&self, max_frame: usize) -> Result<Vec<u8>, MessageError> {
-        let mut out = Vec::new();
-        self.encode_frame(&mut out, max_frame)?;
-        Ok(out)
+        Ok(self.clone().into_framed(max_frame)?.into_vec())
     }
 
-    /// Decodes a frame's payload.
+    /// Decodes a frame's payload: the message, then its payload.
     pub fn decode(payload: &[u8]) -> Result<Message, MessageError> {
-        Ok(codec::decode_untrusted(payload)?)
+        let Head {
+            mut message,
+            payload_len,
+            payload_at,
+        } = Message::decode_head(payload)?;
+        let bytes = &payload[payload_at..];
+        if !message.has_payload() && !bytes.is_empty() {
+            return Err(MessageError::NoPayload(bytes.len()));
+        }
+        if bytes.len() != payload_len {
+            return Err(MessageError::PayloadLength {
+                said: payload_len,
+                found: bytes.len(),
+            });
+        }
+        message.put_payload(bytes.to_vec())?;
+        Ok(message)
+    }
+
+    /// Decodes the start of a frame's payload: the message and, for one with a payload, the
+    /// payload's length, which `bytes` must hold (the payload's own bytes need not be there
+    /// yet).
+    pub fn decode_head(bytes: &[u8]) -> Result<Head, MessageError> {
+        let (message, used) = codec::decode_prefix_untrusted::<Message>(bytes)?;
+        if !message.has_payload() {
+            return Ok(Head {
+                message,
+                payload_len: 0,
+                payload_at: used,
+            });
+        }
+        let (payload_len, len_used) = codec::decode_prefix_untrusted::<u64>(&bytes[used..])?;
+        Ok(Head {
+            message,
+            payload_len: usize::try_from(payload_len).unwrap_or(usize::MAX),
+            payload_at: used + len_used,
+        })
+    }
+
+    /// True for a message with a payload field: a call, a reply with a value.
+    fn has_payload(&self) -> bool {
+        matches!(
+            self,
+            Message::Call(_)
+                | Message::Reply(Reply {
+                    outcome: Outcome::Value(_),
+                    ..
+                })
+        )
+    }
+
+    /// Takes the payload out, leaving its field empty; `None` for a message without one.
+    fn take_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Message::Call(call) => Some(std::mem::take(&mut call.args)),
+            Message::Reply(Reply {
+                outcome: Outcome::Value(value),
+                ..
+            }) => Some(std::mem::take(value)),
+            _ => None,
+        }
+    }
+
+    /// Puts the payload read after the message into its field.
+    pub fn put_payload(&mut self, payload: Vec<u8>) -> Result<(), MessageError> {
+        match self {
+            Message::Call(call) => call.args = payload,
+            Message::Reply(Reply {
+                outcome: Outcome::Value(value),
+                ..
+            }) => *value = payload,
+            _ if payload.is_empty() => {}
+            _ => return Err(MessageError::NoPayload(payload.len())),
+        }
+        Ok(())
     }
 }
 
@@ -191,6 +323,71 @@ mod tests {
             Err(MessageError::Frame(FrameError::TooLarge { max: 50, .. }))
         ));
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_payload_is_moved_into_the_frame_and_read_back_after_the_message() {
+        let value = vec![5u8; 300_000];
+        let at = value.as_ptr();
+        let reply = Message::Reply(Reply {
+            id: 3,
+            outcome: Outcome::Value(value),
+        });
+        let expected = reply.clone();
+        let framed = reply.into_framed(frame::DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(framed.body.as_ptr(), at, "the payload was copied");
+        let head = Message::decode_head(&framed.head[frame::HEADER_LEN..]).unwrap();
+        assert_eq!(
+            (head.payload_len, head.payload_at),
+            (300_000, framed.head.len() - frame::HEADER_LEN)
+        );
+        let whole = framed.into_vec();
+        let size = u32::from_be_bytes(whole[..frame::HEADER_LEN].try_into().unwrap());
+        assert_eq!(size as usize, whole.len() - frame::HEADER_LEN);
+        assert_eq!(
+            Message::decode(&whole[frame::HEADER_LEN..]).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_hello_is_its_encoding_alone_so_any_version_reads_it() {
+        let hello = Message::Hello(Hello::client(1024));
+        let frame = hello.to_frame(1024).unwrap();
+        assert_eq!(&frame[frame::HEADER_LEN..], codec::encode(&hello).unwrap());
+        assert_eq!(Message::decode(&frame[frame::HEADER_LEN..]).unwrap(), hello);
+    }
+
+    #[test]
+    fn a_payload_of_another_length_than_said_is_refused() {
+        let call = Message::Call(Call {
+            id: 1,
+            chain: None,
+            kind: CallKind::Function,
+            function: "echo".into(),
+            encoding: Encoding::Json,
+            args: b"[1]".to_vec(),
+            contract: None,
+            time_left_ms: None,
+        });
+        let frame = call.to_frame(1024).unwrap();
+        let payload = &frame[frame::HEADER_LEN..];
+        assert!(matches!(
+            Message::decode(&payload[..payload.len() - 1]),
+            Err(MessageError::PayloadLength { said: 3, found: 2 })
+        ));
+        let mut longer = payload.to_vec();
+        longer.push(b' ');
+        assert!(matches!(
+            Message::decode(&longer),
+            Err(MessageError::PayloadLength { said: 3, found: 4 })
+        ));
+        let mut after_hello = codec::encode(&Message::Hello(Hello::client(1))).unwrap();
+        after_hello.extend_from_slice(b"xy");
+        assert!(matches!(
+            Message::decode(&after_hello),
+            Err(MessageError::NoPayload(2))
+        ));
     }
 
     #[test]

@@ -321,7 +321,7 @@ async fn serve_calls<D: Dispatch>(
 /// Sends a reply; one too large for a frame becomes a `FrameTooLarge` error reply instead.
 async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome) {
     let reply = Message::Reply(Reply { id, outcome });
-    match sender.send(&reply).await {
+    match sender.send(reply).await {
         Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
             let error = CallError::FrameTooLarge {
                 size: size as u64,
@@ -331,7 +331,7 @@ async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome) {
                 id,
                 outcome: Outcome::Error(error),
             });
-            let _ = sender.send(&reply).await;
+            let _ = sender.send(reply).await;
         }
         Err(e) => tracing::debug!("cannot send reply {id}: {e}"),
         Ok(()) => {}
