@@ -6,8 +6,14 @@
 //! [`decode_untrusted`], which also refuses a length its input could not hold, so a frame of a
 //! few bytes cannot make the reader reserve a gigabyte.
 
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+mod borrowing;
+
+use borrowing::BorrowingSeed;
 
 /// Upper bound on what one decode may claim, in bytes.
 pub const DECODE_LIMIT: usize = 1 << 30;
@@ -94,20 +100,13 @@ pub fn encode_nested<T: Serialize + ?Sized>(
 /// Decodes a whole buffer into a `T` that may borrow from it (a `&[u8]` payload field is read
 /// where it lies, not copied); bytes left over are an error.
 pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
-    let (value, used) =
-        bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| match e {
-            bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
-            other => CodecError::Decode(other.to_string()),
-        })?;
+    let (value, used) = read(bytes, config()).map_err(limited)?;
     whole(value, used, bytes.len())
 }
 
 /// Decodes one `T` from the front of `bytes`; returns it and how many bytes it took.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| match e {
-        bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
-        other => CodecError::Decode(other.to_string()),
-    })
+    read(bytes, config()).map_err(limited)
 }
 
 /// Decodes a whole buffer into a `T`; bytes left over are an error.
@@ -139,7 +138,7 @@ pub fn decode_prefix_untrusted<T: DeserializeOwned>(
         bytes: &[u8],
     ) -> Result<(T, usize), CodecError> {
         let config = bincode::config::standard().with_limit::<N>();
-        bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
+        read(bytes, config).map_err(|e| match e {
             bincode::error::DecodeError::LimitExceeded => CodecError::Forged { input: bytes.len() },
             other => CodecError::Decode(other.to_string()),
         })
@@ -200,6 +199,23 @@ pub mod bytes {
             }
             Ok(bytes)
         }
+    }
+}
+
+/// Decodes one `T` from the front of `bytes` with `config`, byte strings and strings read as
+/// borrowed input (see [`borrowing`]: one copy of each, not a zero-filled buffer and a copy).
+fn read<'a, T: Deserialize<'a>, C: bincode::config::Config>(
+    bytes: &'a [u8],
+    config: C,
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::seed_decode_from_slice(BorrowingSeed::<T>(PhantomData), bytes, config)
+}
+
+/// A decoding error under [`DECODE_LIMIT`]: the limit hit is `TooLong`.
+fn limited(e: bincode::error::DecodeError) -> CodecError {
+    match e {
+        bincode::error::DecodeError::LimitExceeded => CodecError::TooLong,
+        other => CodecError::Decode(other.to_string()),
     }
 }
 

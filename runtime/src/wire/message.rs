@@ -101,6 +101,8 @@ pub enum MessageError {
     PayloadLength { said: usize, found: usize },
     #[error("malformed message: {0} bytes of payload after a message that has none")]
     NoPayload(usize),
+    #[error("malformed message: {0} bytes of payload inside the message instead of after it")]
+    PayloadInside(usize),
 }
 
 impl Hello {
@@ -146,13 +148,8 @@ pub struct Framed {
 
 impl Framed {
     /// Bytes of the whole frame, header included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.head.len() + self.body.len()
-    }
-
-    /// Never: a frame has at least its header.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The whole frame in one buffer.
@@ -233,7 +230,13 @@ impl Message {
     /// payload's length, which `bytes` must hold (the payload's own bytes need not be there
     /// yet).
     pub fn decode_head(bytes: &[u8]) -> Result<Head, MessageError> {
-        let (message, used) = codec::decode_prefix_untrusted::<Message>(bytes)?;
+        let (mut message, used) = codec::decode_prefix_untrusted::<Message>(bytes)?;
+        // The payload goes after the message, never in it: one frame per message.
+        if let Some(inside) = message.take_payload()
+            && !inside.is_empty()
+        {
+            return Err(MessageError::PayloadInside(inside.len()));
+        }
         if !message.has_payload() {
             return Ok(Head {
                 message,
@@ -381,6 +384,13 @@ mod tests {
         assert!(matches!(
             Message::decode(&longer),
             Err(MessageError::PayloadLength { said: 3, found: 4 })
+        ));
+        // The payload inside the message (protocol 6's frame) rather than after it.
+        let mut inside = codec::encode(&call).unwrap();
+        inside.push(0);
+        assert!(matches!(
+            Message::decode(&inside),
+            Err(MessageError::PayloadInside(3))
         ));
         let mut after_hello = codec::encode(&Message::Hello(Hello::client(1))).unwrap();
         after_hello.extend_from_slice(b"xy");
