@@ -111,8 +111,7 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), Co
 
 /// Decodes a whole buffer into a `T`; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = decode_prefix(bytes)?;
-    whole(value, used, bytes.len())
+    decode_borrowed(bytes)
 }
 
 /// How much more memory than input bytes a well-formed value may claim while it decodes: a byte

@@ -117,17 +117,6 @@ impl Outcome {
     }
 }
 
-impl OutcomeRef<'_> {
-    /// The owned outcome (copies the value).
-    pub fn to_owned(&self) -> Outcome {
-        match self {
-            OutcomeRef::Value(bytes) => Outcome::Value(bytes.to_vec()),
-            OutcomeRef::Flag(name) => Outcome::Flag(name.clone()),
-            OutcomeRef::Error(e) => Outcome::Error(e.clone()),
-        }
-    }
-}
-
 impl CallRequest {
     /// The encoding of a `CallRequest` whose `args` are `codec::encode(args)`, made in one pass
     /// over the arguments rather than two (their encoding, then a copy into the request's).
@@ -440,7 +429,12 @@ mod tests {
         for reply in replies {
             let bytes = codec::encode(&reply).unwrap();
             let read: CallReplyRef = codec::decode_borrowed(&bytes).unwrap();
-            assert_eq!(read.outcome.to_owned(), reply.outcome);
+            let owned = match read.outcome {
+                OutcomeRef::Value(bytes) => Outcome::Value(bytes.to_vec()),
+                OutcomeRef::Flag(name) => Outcome::Flag(name),
+                OutcomeRef::Error(e) => Outcome::Error(e),
+            };
+            assert_eq!(owned, reply.outcome);
             assert_eq!(read.served_by, reply.served_by);
         }
     }

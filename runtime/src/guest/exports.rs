@@ -78,8 +78,13 @@ impl GuestExports {
         let size = codec::encoded_len(value)
             .map_err(|e| wasmtime::format_err!("cannot encode a value for the guest: {e}"))?;
         let (ptr, len) = self.alloc(&mut ctx, size).await?;
-        codec::encode_into_slice(value, self.buffer_mut(&mut ctx, ptr, size)?)
+        let written = codec::encode_into_slice(value, self.buffer_mut(&mut ctx, ptr, size)?)
             .map_err(|e| wasmtime::format_err!("cannot encode a value for the guest: {e}"))?;
+        if written != size {
+            return Err(wasmtime::format_err!(
+                "a value for the guest sized at {size} bytes encoded to {written}"
+            ));
+        }
         Ok((ptr, len))
     }
 

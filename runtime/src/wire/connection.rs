@@ -112,12 +112,11 @@ pub struct MessageReader {
     max_frame: usize,
 }
 
-/// A message sent in pieces, read as far as its pieces came: the message from the first, and
-/// its payload, read straight into a buffer of the length the first piece said.
+/// A message sent in pieces, read as far as its pieces came: the message and its payload's
+/// length from the first, and its payload, read straight into a buffer of that length.
 struct Partial {
-    message: Message,
+    head: Head,
     payload: Vec<u8>,
-    payload_len: usize,
 }
 
 impl MessageReader {
@@ -152,7 +151,9 @@ impl MessageReader {
                         self.max_frame,
                     )
                     .await?;
-                    return decode_and_let_go(&mut self.buf);
+                    let message = Message::decode(&self.buf);
+                    let_go_if_grown(&mut self.buf);
+                    return message;
                 }
                 FrameKind::Piece { last } => last,
             };
@@ -161,7 +162,7 @@ impl MessageReader {
                 Some(partial) => {
                     // The pieces may not add up to more than the first one said (which is
                     // within the frame limit).
-                    let said = partial.payload_len;
+                    let said = partial.head.payload_len;
                     let read = frame::read_payload(
                         &mut self.reader,
                         header.size,
@@ -176,19 +177,8 @@ impl MessageReader {
                 }
             }
             if last {
-                let Partial {
-                    mut message,
-                    payload,
-                    payload_len,
-                } = self.partial.take().expect("a message in pieces");
-                if payload.len() != payload_len {
-                    return Err(MessageError::PayloadLength {
-                        said: payload_len,
-                        found: payload.len(),
-                    });
-                }
-                message.put_payload(payload)?;
-                return Ok(message);
+                let Partial { head, payload } = self.partial.take().expect("a message in pieces");
+                return head.finish(payload);
             }
         }
     }
@@ -200,11 +190,8 @@ impl MessageReader {
     async fn first_piece(&mut self, size: usize) -> Result<Partial, MessageError> {
         self.buf.clear();
         frame::read_payload(&mut self.reader, size, &mut self.buf, self.max_frame).await?;
-        let Head {
-            message,
-            payload_len,
-            payload_at,
-        } = Message::decode_head(&self.buf)?;
+        let head = Message::decode_head(&self.buf)?;
+        let (payload_len, payload_at) = (head.payload_len, head.payload_at);
         let total = payload_at.saturating_add(payload_len);
         if total > self.max_frame {
             return Err(FrameError::TooLarge {
@@ -222,25 +209,17 @@ impl MessageReader {
         }
         let mut payload = Vec::with_capacity(payload_len);
         payload.extend_from_slice(first);
-        if self.buf.capacity() > KEPT_FRAME_BUFFER {
-            self.buf = Vec::new();
-        }
-        Ok(Partial {
-            message,
-            payload,
-            payload_len,
-        })
+        let_go_if_grown(&mut self.buf);
+        Ok(Partial { head, payload })
     }
 }
 
-/// Decodes the message in `buf`. The message owns copies of its bytes: a buffer grown for one
-/// large frame is let go rather than kept for the rest of the connection's life.
-fn decode_and_let_go(buf: &mut Vec<u8>) -> Result<Message, MessageError> {
-    let message = Message::decode(buf);
+/// Lets go of the reuse buffer once it has grown for one large frame (what was decoded from it
+/// owns copies of its bytes), rather than keeping it for the rest of the connection's life.
+fn let_go_if_grown(buf: &mut Vec<u8>) {
     if buf.capacity() > KEPT_FRAME_BUFFER {
         *buf = Vec::new();
     }
-    message
 }
 
 /// Queues frames for a connection's writer task. Cheap to clone.

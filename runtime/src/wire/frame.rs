@@ -140,14 +140,10 @@ pub fn begin_frame(out: &mut Vec<u8>) -> usize {
     start
 }
 
-/// Writes the header of the frame begun at `start`, checking the payload against `max`.
-pub fn finish_frame(out: &mut Vec<u8>, start: usize, max: usize) -> Result<(), FrameError> {
-    finish_frame_before(out, start, 0, max)
-}
-
-/// Writes the header of the frame begun at `start` whose payload goes on, after `out`, with
-/// `more` bytes sent from a buffer of their own; checks the whole payload against `max`.
-pub fn finish_frame_before(
+/// Writes the header of the frame begun at `start`, whose payload is what `out` holds after the
+/// header and then `more` bytes sent from a buffer of their own; checks the whole payload
+/// against `max`.
+pub fn finish_frame(
     out: &mut Vec<u8>,
     start: usize,
     more: usize,
@@ -181,7 +177,7 @@ mod tests {
         let mut out = Vec::new();
         let start = begin_frame(&mut out);
         out.extend_from_slice(payload);
-        finish_frame(&mut out, start, max)?;
+        finish_frame(&mut out, start, 0, max)?;
         Ok(out)
     }
 

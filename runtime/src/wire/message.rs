@@ -171,6 +171,29 @@ pub struct Head {
     pub payload_at: usize,
 }
 
+impl Head {
+    /// The message with `payload`, the bytes that came after it, which must be as many as
+    /// the head said (none for a message without a payload).
+    pub fn finish(self, payload: Vec<u8>) -> Result<Message, MessageError> {
+        let Head {
+            mut message,
+            payload_len,
+            ..
+        } = self;
+        if payload.len() != payload_len {
+            return Err(match message.has_payload() {
+                true => MessageError::PayloadLength {
+                    said: payload_len,
+                    found: payload.len(),
+                },
+                false => MessageError::NoPayload(payload.len()),
+            });
+        }
+        message.put_payload(payload);
+        Ok(message)
+    }
+}
+
 impl Message {
     /// This message as a frame, with the payload moved in (not copied). The frame of a message
     /// with a payload (a call's arguments, a reply's value) is the message with that field left
@@ -190,7 +213,7 @@ impl Message {
             }
             None => Vec::new(),
         };
-        frame::finish_frame_before(&mut head, start, body.len(), max_frame)?;
+        frame::finish_frame(&mut head, start, body.len(), max_frame)?;
         Ok(Framed { head, body })
     }
 
@@ -207,23 +230,9 @@ impl Message {
 
     /// Decodes a frame's payload: the message, then its payload.
     pub fn decode(payload: &[u8]) -> Result<Message, MessageError> {
-        let Head {
-            mut message,
-            payload_len,
-            payload_at,
-        } = Message::decode_head(payload)?;
-        let bytes = &payload[payload_at..];
-        if !message.has_payload() && !bytes.is_empty() {
-            return Err(MessageError::NoPayload(bytes.len()));
-        }
-        if bytes.len() != payload_len {
-            return Err(MessageError::PayloadLength {
-                said: payload_len,
-                found: bytes.len(),
-            });
-        }
-        message.put_payload(bytes.to_vec())?;
-        Ok(message)
+        let head = Message::decode_head(payload)?;
+        let bytes = payload[head.payload_at..].to_vec();
+        head.finish(bytes)
     }
 
     /// Decodes the start of a frame's payload: the message and, for one with a payload, the
@@ -231,18 +240,19 @@ impl Message {
     /// yet).
     pub fn decode_head(bytes: &[u8]) -> Result<Head, MessageError> {
         let (mut message, used) = codec::decode_prefix_untrusted::<Message>(bytes)?;
-        // The payload goes after the message, never in it: one frame per message.
-        if let Some(inside) = message.take_payload()
-            && !inside.is_empty()
-        {
-            return Err(MessageError::PayloadInside(inside.len()));
-        }
-        if !message.has_payload() {
-            return Ok(Head {
-                message,
-                payload_len: 0,
-                payload_at: used,
-            });
+        match message.take_payload() {
+            None => {
+                return Ok(Head {
+                    message,
+                    payload_len: 0,
+                    payload_at: used,
+                });
+            }
+            // The payload goes after the message, never in it: one frame per message.
+            Some(inside) if !inside.is_empty() => {
+                return Err(MessageError::PayloadInside(inside.len()));
+            }
+            Some(_) => {}
         }
         let (payload_len, len_used) = codec::decode_prefix_untrusted::<u64>(&bytes[used..])?;
         Ok(Head {
@@ -276,18 +286,17 @@ impl Message {
         }
     }
 
-    /// Puts the payload read after the message into its field.
-    pub fn put_payload(&mut self, payload: Vec<u8>) -> Result<(), MessageError> {
+    /// Puts the payload read after the message into its field (a message without one gets an
+    /// empty payload: [`Head::finish`] sees to it).
+    fn put_payload(&mut self, payload: Vec<u8>) {
         match self {
             Message::Call(call) => call.args = payload,
             Message::Reply(Reply {
                 outcome: Outcome::Value(value),
                 ..
             }) => *value = payload,
-            _ if payload.is_empty() => {}
-            _ => return Err(MessageError::NoPayload(payload.len())),
+            _ => debug_assert!(payload.is_empty(), "a payload for a message without one"),
         }
-        Ok(())
     }
 }
 
