@@ -207,18 +207,22 @@ async fn read_record<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>
     Ok(record)
 }
 
-/// The reading half of a secured connection, as a plaintext stream.
+/// How many bytes of records an [`Opener`] reads from the socket at a time: a few records,
+/// so that one `recv` brings in a record's prefix and its bytes, and more.
+const RAW_BUFFER: usize = 4 * (2 + MAX_RECORD);
+
+/// The reading half of a secured connection, as a plaintext stream. It reads records in large
+/// chunks (one `recv` for a small record's prefix and bytes together), and opens each one
+/// straight into the reader's buffer when it fits there.
 pub struct Opener<R> {
     inner: R,
     transport: Arc<StatelessTransportState>,
     nonce: u64,
-    /// The record being read: its length prefix, then its bytes.
-    record: Vec<u8>,
-    /// How many bytes of `record` (or of the prefix) are in; how many are wanted.
-    filled: usize,
-    wanted: usize,
-    in_prefix: bool,
-    /// Decrypted bytes not yet handed out, from `pos`.
+    /// Bytes read from the socket, records not yet opened, from `start` to `end`.
+    raw: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Opened bytes the reader had no room for, handed out from `pos`.
     plain: Vec<u8>,
     pos: usize,
 }
@@ -229,13 +233,30 @@ impl<R> Opener<R> {
             inner,
             transport,
             nonce: 0,
-            record: vec![0u8; 2],
-            filled: 0,
-            wanted: 2,
-            in_prefix: true,
+            raw: vec![0u8; RAW_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
             plain: Vec::new(),
             pos: 0,
         }
+    }
+
+    /// The next whole record in `raw` (without its prefix), if one is in.
+    fn whole_record(&self) -> Option<std::ops::Range<usize>> {
+        let held = &self.raw[self.start..self.end];
+        let len = usize::from(u16::from_be_bytes([*held.first()?, *held.get(1)?]));
+        (held.len() >= 2 + len).then(|| self.start + 2..self.start + 2 + len)
+    }
+
+    /// Opens `record` into `out`; the number of plaintext bytes.
+    fn open(&mut self, record: std::ops::Range<usize>, out: &mut [u8]) -> io::Result<usize> {
+        let len = self
+            .transport
+            .read_message(self.nonce, &self.raw[record.clone()], out)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a record does not verify"))?;
+        self.nonce += 1;
+        self.start = record.end;
+        Ok(len)
     }
 }
 
@@ -253,40 +274,43 @@ impl<R: AsyncRead + Unpin> AsyncRead for Opener<R> {
                 this.pos += n;
                 return Poll::Ready(Ok(()));
             }
-            while this.filled < this.wanted {
-                let mut buf = ReadBuf::new(&mut this.record[this.filled..this.wanted]);
-                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf))?;
-                let n = buf.filled().len();
-                if n == 0 {
-                    // A clean end between records is the end of the stream.
-                    return Poll::Ready(if this.in_prefix && this.filled == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::ErrorKind::UnexpectedEof.into())
-                    });
+            if let Some(record) = this.whole_record() {
+                let plain_len = record.len().saturating_sub(TAG);
+                if out.remaining() >= plain_len {
+                    let n = this.open(record, out.initialize_unfilled_to(plain_len))?;
+                    out.advance(n);
+                    if n > 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    // An empty record: nothing to hand out yet.
+                    continue;
                 }
-                this.filled += n;
-            }
-            if this.in_prefix {
-                this.wanted = usize::from(u16::from_be_bytes([this.record[0], this.record[1]]));
-                this.record.resize(this.wanted.max(2), 0);
-                this.filled = 0;
-                this.in_prefix = false;
+                let mut plain = std::mem::take(&mut this.plain);
+                plain.resize(plain_len, 0);
+                let n = this.open(record, &mut plain)?;
+                plain.truncate(n);
+                this.plain = plain;
+                this.pos = 0;
                 continue;
             }
-            this.plain.resize(this.wanted, 0);
-            let len = this
-                .transport
-                .read_message(this.nonce, &this.record[..this.wanted], &mut this.plain)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, "a record does not verify")
-                })?;
-            this.plain.truncate(len);
-            this.pos = 0;
-            this.nonce += 1;
-            this.filled = 0;
-            this.wanted = 2;
-            this.in_prefix = true;
+            // No whole record in: keep the part that is, and read more after it.
+            if this.start > 0 {
+                this.raw.copy_within(this.start..this.end, 0);
+                this.end -= this.start;
+                this.start = 0;
+            }
+            let mut buf = ReadBuf::new(&mut this.raw[this.end..]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            if n == 0 {
+                // A clean end between records is the end of the stream.
+                return Poll::Ready(if this.end == 0 {
+                    Ok(())
+                } else {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                });
+            }
+            this.end += n;
         }
     }
 }
@@ -407,6 +431,152 @@ mod tests {
         a.write_all(&wire).await.unwrap();
         drop(a);
         assert_eq!(responder.await.unwrap(), text);
+    }
+
+    /// The two ends' transports after a handshake with one secret.
+    async fn handshaken() -> (Arc<StatelessTransportState>, Arc<StatelessTransportState>) {
+        let key = ClusterKey::from_secret(b"sesame");
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let responder = tokio::spawn(async move {
+            let mut magic = [0u8; 4];
+            b.read_exact(&mut magic).await.unwrap();
+            respond(&mut b, &ClusterKey::from_secret(b"sesame"))
+                .await
+                .unwrap()
+        });
+        let Initiated::Secured(initiator) = initiate(&mut a, &key).await.unwrap() else {
+            panic!("not secured");
+        };
+        (initiator, responder.await.unwrap())
+    }
+
+    /// Writes `writes` through a [`Sealer`] into a pipe of `pipe` bytes and reads them back
+    /// through an [`Opener`] into buffers of `read_size`: the bytes that came out.
+    async fn through_pipe(writes: &[Vec<u8>], pipe: usize, read_size: usize) -> Vec<u8> {
+        let (sealing, opening) = handshaken().await;
+        let (wire_in, wire_out) = tokio::io::duplex(pipe);
+        let writes = writes.to_vec();
+        let writer = tokio::spawn(async move {
+            let mut sealer = Sealer::new(wire_in, sealing);
+            for write in writes {
+                // One `write` call per buffer: an empty one makes an empty record.
+                let mut at = 0;
+                loop {
+                    at += sealer.write(&write[at..]).await.unwrap();
+                    if at == write.len() {
+                        break;
+                    }
+                }
+                sealer.flush().await.unwrap();
+            }
+            sealer.shutdown().await.unwrap();
+        });
+        let mut opener = Opener::new(wire_out, opening);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; read_size];
+        loop {
+            let n = opener.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        writer.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn records_come_out_whole_however_the_socket_splits_them_and_however_small_the_reads() {
+        let writes: Vec<Vec<u8>> = vec![
+            b"a".to_vec(),
+            Vec::new(),
+            (0..100).map(|i| i as u8).collect(),
+            // More than one record's worth: two records.
+            (0..MAX_PLAIN + 5000).map(|i| (i % 253) as u8).collect(),
+            b"tail".to_vec(),
+        ];
+        let all: Vec<u8> = writes.concat();
+        // A pipe of 7 bytes hands the opener a record's prefix and bytes in many reads; a
+        // pipe of 1 MiB hands it several records in one.
+        for pipe in [7, 1 << 20] {
+            // Reads of 10 bytes take a record's plaintext in parts; reads of 64 KiB take it
+            // whole, opened straight into the reader's buffer.
+            for read_size in [10, 64 * 1024] {
+                assert_eq!(
+                    through_pipe(&writes, pipe, read_size).await,
+                    all,
+                    "pipe {pipe}, reads of {read_size}"
+                );
+            }
+        }
+    }
+
+    /// Counts the reads that brought bytes.
+    struct CountingReader<R> {
+        inner: R,
+        reads: usize,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+            if buf.filled().len() > before {
+                self.reads += 1;
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn records_that_are_in_are_read_from_the_socket_at_once() {
+        let (sealing, opening) = handshaken().await;
+        let mut wire = Vec::new();
+        let mut sealer = Sealer::new(&mut wire, sealing);
+        for text in [&b"first"[..], b"second", b"third"] {
+            sealer.write_all(text).await.unwrap();
+            sealer.flush().await.unwrap();
+        }
+        let mut opener = Opener::new(
+            CountingReader {
+                inner: &wire[..],
+                reads: 0,
+            },
+            opening,
+        );
+        let mut text = Vec::new();
+        opener.read_to_end(&mut text).await.unwrap();
+        assert_eq!(text, b"firstsecondthird");
+        // Not one read for each record's length and one for its bytes.
+        assert_eq!(opener.inner.reads, 1);
+    }
+
+    #[tokio::test]
+    async fn a_changed_byte_or_a_cut_record_is_an_error_not_plaintext() {
+        let (sealing, opening) = handshaken().await;
+        let mut wire = Vec::new();
+        let mut sealer = Sealer::new(&mut wire, sealing);
+        sealer.write_all(b"the plain text").await.unwrap();
+        sealer.flush().await.unwrap();
+        let mut changed = wire.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        let mut text = Vec::new();
+        let err = Opener::new(&changed[..], opening.clone())
+            .read_to_end(&mut text)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let cut = &wire[..wire.len() - 1];
+        let err = Opener::new(cut, opening)
+            .read_to_end(&mut text)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(text.is_empty(), "plaintext came out: {text:?}");
     }
 
     #[tokio::test]
