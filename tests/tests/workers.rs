@@ -1,5 +1,6 @@
 //! `--workers`: with N instances, N slow calls run at the same time, each in an instance with
-//! its own state, and the lines they print never mix; with one, calls run one after another.
+//! its own state (calls from different callers, and calls one function started together), and
+//! the lines they print never mix; with one, calls run one after another.
 //! Measured by whether the calls' own spans (start and end, as the guest saw them) overlap, not
 //! by how long they took.
 
@@ -43,6 +44,50 @@ fn at_once(
 fn parse<T: serde::de::DeserializeOwned>(out: &CliOutput) -> T {
     serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {out}"))
+}
+
+/// How long each of the calls a guest starts together sleeps: the calls are sent within
+/// microseconds of each other, so with two workers they overlap by nearly all of it.
+const SIBLING_SLEEP_MS: u64 = 3000;
+
+#[test]
+fn calls_one_function_starts_together_run_at_once_on_a_peer_with_workers() {
+    let ports = Ports::new();
+    let caller = TestPeer::start(&ports, &app("sandbox_probe"), &[], &[]);
+    for (workers, overlap, counts) in [("2", true, [1, 1]), ("1", false, [1, 2])] {
+        let callee = TestPeer::start(&ports, &app("sandbox_probe"), &["--workers", workers], &[]);
+        let out = call(
+            &ports,
+            caller.id(),
+            "sleep_spans_on",
+            &[
+                &format!("\"{}\"", callee.id()),
+                "2",
+                &SIBLING_SLEEP_MS.to_string(),
+            ],
+        );
+        out.expect_code(0);
+        let spans: Vec<(u64, u64, u64)> = parse(&out);
+        assert_eq!(spans.len(), 2, "{out}");
+        // Two calls of one chain that neither went out of: siblings, not callbacks, so a
+        // second worker takes the second one rather than waiting for the first to end.
+        let latest_start = spans[0].0.max(spans[1].0);
+        let earliest_end = spans[0].1.min(spans[1].1);
+        assert_eq!(
+            latest_start < earliest_end,
+            overlap,
+            "--workers {workers}: spans {spans:?}\n{}",
+            callee.report()
+        );
+        let mut seen: Vec<u64> = spans.iter().map(|s| s.2).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            counts,
+            "--workers {workers}: {spans:?}\n{}",
+            callee.report()
+        );
+    }
 }
 
 #[test]

@@ -151,6 +151,19 @@ fn sleep_span(ms: u64) -> (u64, u64, u64) {
     (start, now_us(), count)
 }
 
+/// Starts `sleep_span(ms)` `calls` times at once on `peer` (started calls: siblings of one
+/// chain), waits for all, and returns their spans in the order they were started.
+#[net::connect]
+fn sleep_spans_on(peer: String, calls: u32, ms: u64) -> Vec<(u64, u64, u64)> {
+    let peer = net::Peer::from_id(&peer).unwrap_or_else(|e| panic!("{e}"));
+    let pending: Vec<net::Pending<(u64, u64, u64)>> =
+        (0..calls).map(|_| sleep_span::spawn(&peer, ms)).collect();
+    net::wait_all(pending)
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|e| panic!("sleep_span failed: {e}")))
+        .collect()
+}
+
 /// Prints `lines` lines, each `len` times `letter`, handing every line to the peer in pieces
 /// of 16 bytes with a millisecond's pause between them: lines that parallel workers print at
 /// the same time would interleave, unless the peer keeps each line whole.

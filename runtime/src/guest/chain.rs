@@ -4,6 +4,12 @@
 //! registered with the scheduler as running it, the calls of that chain handed to it while it
 //! waits on an outgoing call (see [`crate::guest::reentry`]), and the failure of a nested call
 //! that ends the outer one. Everything else changes it only through its methods.
+//!
+//! An instance registers as running its call's chain when that call first sends something out
+//! as part of it (a call, a started call, an event): only from then on can a call of the chain
+//! arrive that is a callback of this one and must run here. Calls of the chain that arrive
+//! before (siblings: calls its caller started together) go to the queue, where another free
+//! worker takes them.
 
 use tokio::sync::mpsc;
 
@@ -38,20 +44,25 @@ impl ChainState {
         }
     }
 
-    /// The chain of the call running now; `None` between calls.
-    pub fn id(&self) -> Option<ChainId> {
-        self.chain
+    /// A call of `chain` starts.
+    pub fn begin(&mut self, chain: ChainId) {
+        self.chain = Some(chain);
     }
 
-    /// A call of `chain` starts: calls of that chain arriving from now on are handed to this
-    /// instance.
-    pub fn begin(&mut self, scheduler: &Scheduler, chain: ChainId) {
-        self.chain = Some(chain);
-        self.registered = scheduler.enter(chain, &self.inbox);
+    /// The call running now sends something out as part of its chain (a call, a started call,
+    /// an event trigger): from now on until it ends, calls of its chain that arrive are handed
+    /// to this instance (unless another one registered first), since they may be callbacks of
+    /// what it sent. Returns the chain to send with; `None` between calls.
+    pub fn going_out(&mut self, scheduler: &Scheduler) -> Option<ChainId> {
+        let chain = self.chain?;
+        if !self.registered {
+            self.registered = scheduler.enter(chain, &self.inbox);
+        }
+        Some(chain)
     }
 
     /// The call is over: calls of its chain go to the queue again, as do those handed to this
-    /// instance that it did not get to.
+    /// instance that it did not get to (if it registered).
     pub fn end(&mut self, scheduler: &Scheduler) {
         let Some(chain) = self.chain.take() else {
             return;

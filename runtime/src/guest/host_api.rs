@@ -24,6 +24,7 @@ use crate::guest::instance;
 use crate::guest::reentry;
 use crate::guest::started::Started;
 use crate::guest::state::HostState;
+use crate::wire::message::ChainId;
 
 /// Adds every `net` import to `linker`; each is documented at its function.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -63,7 +64,8 @@ async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
     let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
     let called = Called::of(&request);
     let services = caller.data().services.clone();
-    let reply = services.call(request, caller.data().chain.id(), time_left(&caller));
+    let chain = going_out(&mut caller);
+    let reply = services.call(request, chain, time_left(&caller));
     let reply = reentry::wait_serving(&mut caller, reply).await?;
     let reply = resolve_flag(&mut caller, &called, reply).await?;
     write_value(&mut caller, &reply).await
@@ -82,7 +84,7 @@ fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
         contract,
         json,
     } = Called::of(&request);
-    let (chain, limit) = (caller.data().chain.id(), time_left(&caller));
+    let (chain, limit) = (going_out(&mut caller), time_left(&caller));
     let services = caller.data().services.clone();
     let reply = tokio::spawn(async move { services.call(request, chain, limit).await });
     let handle = caller.data_mut().started.insert(Started {
@@ -151,12 +153,17 @@ fn time_left(caller: &Caller<'_, HostState>) -> Option<std::time::Duration> {
 /// out of bounds or not an `EventTrigger`.
 fn trigger(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
     let trigger: EventTrigger = read_value(&mut caller, ptr, len, import::TRIGGER)?;
-    let state = caller.data();
+    let chain = going_out(&mut caller);
     let EventTrigger { event, value, json } = trigger;
-    state
-        .services
-        .trigger(&event, value, json, state.chain.id());
+    caller.data().services.trigger(&event, value, json, chain);
     Ok(())
+}
+
+/// The running call's chain, for something it sends out as part of it; calls of the chain
+/// that arrive from now on are handed to this instance (see [`ChainState::going_out`](crate::guest::chain::ChainState::going_out)).
+fn going_out(caller: &mut Caller<'_, HostState>) -> Option<ChainId> {
+    let state = caller.data_mut();
+    state.chain.going_out(&state.scheduler)
 }
 
 /// `net.event_json(ptr, len) -> i32`: 1 when the event named at `[ptr, ptr + len)` has

@@ -108,7 +108,7 @@ impl Live {
         let state = self.store.data_mut();
         state.panic_message = None;
         state.memory_refused = false;
-        state.chain.begin(&state.scheduler, chain);
+        state.chain.begin(chain);
         let result = self.run_job(job, deadline).await;
         let state = self.store.data_mut();
         state.chain.end(&state.scheduler);

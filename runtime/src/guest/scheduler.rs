@@ -2,8 +2,9 @@
 //!
 //! Every call belongs to a call chain ([`ChainId`]): the chain of the call that caused it, or a
 //! fresh one ([`fresh_chain`]). A call is a [`Task`]: a [`Job`], its chain and where its answer
-//! goes. [`Scheduler::run`] gives it to the worker running its chain, if one is (that worker
-//! runs it nested, see [`crate::guest::reentry`]), else to the queue idle workers take from
+//! goes. [`Scheduler::run`] gives it to the worker registered as running its chain, if one is
+//! (that worker runs it nested, see [`crate::guest::reentry`]; a worker registers once its call
+//! sends something out, see [`crate::guest::chain`]), else to the queue idle workers take from
 //! (see [`crate::guest::workers`]).
 //!
 //! A task may have a deadline: when its caller stops waiting. A task still queued then never

@@ -5,11 +5,13 @@
 //! with `--workers N` up to N calls run in parallel; with one worker (the default) calls run
 //! one after another and the guest's state persists across them like one running process.
 //!
-//! While a worker runs a call of chain C, the calls of C that arrive are handed to it rather
-//! than queued; it runs them the next time it waits on an outgoing call (see
-//! [`crate::guest::reentry`]). That is how A → B → A callbacks and self-calls run instead of
-//! deadlocking, and why a callback sees the state of the call it belongs to. What is still in
-//! its hands when its call ends goes back to the queue.
+//! Once a worker's call of chain C has sent something out (a call, a started call, an event),
+//! the calls of C that arrive are handed to it rather than queued; it runs them the next time
+//! it waits on an outgoing call (see [`crate::guest::reentry`]). That is how A → B → A
+//! callbacks and self-calls run instead of deadlocking, and why a callback sees the state of
+//! the call it belongs to. What is still in its hands when its call ends goes back to the
+//! queue. Calls of C that arrive before it sent anything cannot be its callbacks (calls its
+//! caller started together): they are queued, and another free worker runs them at once.
 //!
 //! A worker whose instance traps replaces it with a fresh one, which the log says. The fresh
 //! one is made ahead of need (a spare per worker, made while the worker waits for calls), so
