@@ -176,10 +176,15 @@ impl MessageReader {
                     read?;
                 }
             }
-            if last {
-                let Partial { head, payload } = self.partial.take().expect("a message in pieces");
-                return head.finish(payload);
+            if !last {
+                // Between two pieces of a large message, the tasks that wait (a guest, a
+                // writer, the frames that came between the pieces) get their turn: the
+                // pieces of 8 MiB would otherwise hold this thread for milliseconds.
+                tokio::task::yield_now().await;
+                continue;
             }
+            let Partial { head, payload } = self.partial.take().expect("a message in pieces");
+            return head.finish(payload);
         }
     }
 
@@ -253,7 +258,8 @@ impl FrameSender {
 /// Starts the writer task of a connection. It drains the queue into a buffered writer and
 /// flushes only when the queue is empty, so frames sent together leave together. A message
 /// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
-/// was queued meanwhile going out between them.
+/// was queued meanwhile going out between them; after each piece the task yields, so the
+/// tasks that queue those frames get to run.
 fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Framed>(WRITE_QUEUE);
     tokio::spawn(async move {
@@ -286,6 +292,11 @@ fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
             }
             if writer.flush().await.is_err() {
                 return;
+            }
+            if !large.is_empty() {
+                // Between two pieces, other tasks of this thread get their turn, among them
+                // those that queue frames to go out between the pieces.
+                tokio::task::yield_now().await;
             }
         }
         let _ = writer.shutdown().await;
