@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use netrun_abi::Outcome;
 use serde::Serialize;
 
+use crate::guest::spin;
 use crate::wire::client::{Client, Request, Target};
 
 /// Latencies and rate of a run of calls.
@@ -113,7 +114,8 @@ pub struct BenchError {
 }
 
 /// Runs `load` through `client`: `concurrency` callers share one connection and take the next
-/// call until all are made. `progress` is told every second how many calls have completed.
+/// call until all are made. Each waits on its call as a guest does, polling awake for up to
+/// [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have completed.
 /// The first failed call stops the run.
 pub async fn run(
     client: Arc<Client>,
@@ -133,7 +135,8 @@ pub async fn run(
             while next.fetch_add(1, Ordering::Relaxed) < load.calls {
                 let request = Request::json(&load.function, args.to_vec());
                 let sent = Instant::now();
-                let outcome = client.call(&load.target, request, load.timeout).await;
+                let call = client.call(&load.target, request, load.timeout);
+                let outcome = spin::spin_then_wait(call, spin::SPIN).await;
                 latencies.push(sent.elapsed());
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Err(reason) = answered(outcome) {

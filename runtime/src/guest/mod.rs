@@ -20,6 +20,7 @@ pub mod reentry;
 pub mod sandbox;
 pub mod scheduler;
 pub mod services;
+pub mod spin;
 pub mod started;
 pub mod state;
 pub mod workers;

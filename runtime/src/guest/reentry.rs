@@ -19,27 +19,61 @@
 //! (a callback may run in between), so no borrow of it (a `RefCell` borrow, a `&mut` taken
 //! from a `thread_local!`) may be held across one.
 
+use std::time::{Duration, Instant};
+
 use wasmtime::Caller;
 
 use crate::guest::instance;
 use crate::guest::scheduler::{GuestFailure, Job, Task};
+use crate::guest::spin;
 use crate::guest::state::{Deadline, HostState};
 
 /// Waits for `reply`, an outgoing call of the instance behind `caller`, running the calls of
-/// its chain handed to it meanwhile. Fails (a trap) only if one of those traps.
+/// its chain handed to it meanwhile. Fails (a trap) only if one of those traps. Polls awake
+/// for a moment before it sleeps, while this instance's replies come quickly (see
+/// [`crate::guest::spin`]).
 pub async fn wait_serving<T>(
     caller: &mut Caller<'_, HostState>,
     reply: impl Future<Output = T>,
 ) -> wasmtime::Result<T> {
+    let started = Instant::now();
+    let spin = caller.data().recent_replies.spin();
+    let result = serve_until(caller, reply, spin).await;
+    caller.data_mut().recent_replies.record(started.elapsed());
+    result
+}
+
+/// What a waiting instance got first: its reply, or a call of its chain to run.
+enum Next<T> {
+    Reply(T),
+    Arrived(Task),
+}
+
+/// [`wait_serving`]'s loop, polling awake for up to `spin` before the first sleep.
+async fn serve_until<T>(
+    caller: &mut Caller<'_, HostState>,
+    reply: impl Future<Output = T>,
+    mut spin: Duration,
+) -> wasmtime::Result<T> {
     let Some(mut arrivals) = caller.data_mut().chain.take_arrivals() else {
-        return Ok(reply.await);
+        return Ok(spin::spin_then_wait(reply, spin).await);
     };
     tokio::pin!(reply);
     let result = loop {
-        let task = tokio::select! {
-            biased;
-            outcome = &mut reply => break Ok(outcome),
-            Some(task) = arrivals.recv() => task,
+        let next = spin::spin_then_wait(
+            async {
+                tokio::select! {
+                    biased;
+                    outcome = &mut reply => Next::Reply(outcome),
+                    Some(task) = arrivals.recv() => Next::Arrived(task),
+                }
+            },
+            std::mem::take(&mut spin),
+        )
+        .await;
+        let task = match next {
+            Next::Reply(outcome) => break Ok(outcome),
+            Next::Arrived(task) => task,
         };
         caller.data_mut().chain.put_back_arrivals(arrivals);
         let served = serve_nested(caller, task).await;

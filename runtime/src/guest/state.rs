@@ -19,6 +19,7 @@ use crate::guest::exports::ExportCache;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
 use crate::guest::scheduler::Scheduler;
 use crate::guest::services::PeerServices;
+use crate::guest::spin::RecentReplies;
 use crate::guest::started::StartedCalls;
 
 /// What every instance of a peer shares: its settings, the peer's services, the scheduler.
@@ -53,6 +54,9 @@ pub struct HostState {
     pub output: [GuestOutput; 2],
     /// The exports this instance's calls used, found once.
     pub exports: ExportCache,
+    /// How long the replies to this instance's outgoing calls took lately: whether it polls
+    /// for the next one awake before sleeping.
+    pub recent_replies: RecentReplies,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -172,6 +176,7 @@ impl HostState {
             started: StartedCalls::default(),
             output,
             exports: ExportCache::default(),
+            recent_replies: RecentReplies::default(),
         })
     }
 }
