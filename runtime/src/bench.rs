@@ -115,8 +115,8 @@ pub struct BenchError {
 
 /// Runs `load` through `client`: `concurrency` callers share one connection and take the next
 /// call until all are made. Each waits on its call as a guest does, polling awake for up to
-/// [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have completed.
-/// The first failed call stops the run.
+/// [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have
+/// completed. The first failed call stops the run.
 pub async fn run(
     client: Arc<Client>,
     load: &Load,

@@ -160,7 +160,8 @@ fn trigger(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::R
 }
 
 /// The running call's chain, for something it sends out as part of it; calls of the chain
-/// that arrive from now on are handed to this instance (see [`ChainState::going_out`](crate::guest::chain::ChainState::going_out)).
+/// that arrive from now on are handed to this instance (see
+/// [`ChainState::going_out`](crate::guest::chain::ChainState::going_out)).
 fn going_out(caller: &mut Caller<'_, HostState>) -> Option<ChainId> {
     let state = caller.data_mut();
     state.chain.going_out(&state.scheduler)
