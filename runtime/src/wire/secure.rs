@@ -393,26 +393,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_secret_talks_and_the_bytes_on_the_wire_are_not_the_text() {
-        let key = ClusterKey::from_secret(b"sesame");
-        let (mut a, mut b) = tokio::io::duplex(1 << 20);
-        let responder = tokio::spawn(async move {
-            let mut magic = [0u8; 4];
-            b.read_exact(&mut magic).await.unwrap();
-            assert_eq!(magic, SECURE_MAGIC);
-            let transport = respond(&mut b, &ClusterKey::from_secret(b"sesame"))
-                .await
-                .unwrap();
-            let mut opened = Opener::new(b, transport);
-            let mut text = vec![0u8; 100_000];
-            opened.read_exact(&mut text).await.unwrap();
-            text
-        });
-        let Initiated::Secured(transport) = initiate(&mut a, &key).await.unwrap() else {
-            panic!("not secured");
-        };
+        let (sealing, opening, mut a, b) = handshaken().await;
         let (tap_read, tap_write) = tokio::io::duplex(1 << 20);
         // Everything sealed goes through a tap first, to see what crosses the wire.
-        let mut sealer = Sealer::new(tap_write, transport);
+        let mut sealer = Sealer::new(tap_write, sealing);
         let text: Vec<u8> = b"the plain text of a call "
             .iter()
             .copied()
@@ -428,32 +412,45 @@ mod tests {
             !wire.windows(20).any(|w| w == &text[..20]),
             "plain text on the wire"
         );
+        // Records follow the handshake on the same stream.
         a.write_all(&wire).await.unwrap();
         drop(a);
-        assert_eq!(responder.await.unwrap(), text);
+        let mut opened = Opener::new(b, opening);
+        let mut read = vec![0u8; text.len()];
+        opened.read_exact(&mut read).await.unwrap();
+        assert_eq!(read, text);
     }
 
-    /// The two ends' transports after a handshake with one secret.
-    async fn handshaken() -> (Arc<StatelessTransportState>, Arc<StatelessTransportState>) {
+    /// The two ends' transports after a handshake with one secret, and the two ends of the
+    /// stream it went over (the initiator's, the responder's).
+    async fn handshaken() -> (
+        Arc<StatelessTransportState>,
+        Arc<StatelessTransportState>,
+        tokio::io::DuplexStream,
+        tokio::io::DuplexStream,
+    ) {
         let key = ClusterKey::from_secret(b"sesame");
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
         let responder = tokio::spawn(async move {
             let mut magic = [0u8; 4];
             b.read_exact(&mut magic).await.unwrap();
-            respond(&mut b, &ClusterKey::from_secret(b"sesame"))
+            assert_eq!(magic, SECURE_MAGIC);
+            let transport = respond(&mut b, &ClusterKey::from_secret(b"sesame"))
                 .await
-                .unwrap()
+                .unwrap();
+            (transport, b)
         });
         let Initiated::Secured(initiator) = initiate(&mut a, &key).await.unwrap() else {
             panic!("not secured");
         };
-        (initiator, responder.await.unwrap())
+        let (responder, b) = responder.await.unwrap();
+        (initiator, responder, a, b)
     }
 
     /// Writes `writes` through a [`Sealer`] into a pipe of `pipe` bytes and reads them back
     /// through an [`Opener`] into buffers of `read_size`: the bytes that came out.
     async fn through_pipe(writes: &[Vec<u8>], pipe: usize, read_size: usize) -> Vec<u8> {
-        let (sealing, opening) = handshaken().await;
+        let (sealing, opening, ..) = handshaken().await;
         let (wire_in, wire_out) = tokio::io::duplex(pipe);
         let writes = writes.to_vec();
         let writer = tokio::spawn(async move {
@@ -534,7 +531,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_that_are_in_are_read_from_the_socket_at_once() {
-        let (sealing, opening) = handshaken().await;
+        let (sealing, opening, ..) = handshaken().await;
         let mut wire = Vec::new();
         let mut sealer = Sealer::new(&mut wire, sealing);
         for text in [&b"first"[..], b"second", b"third"] {
@@ -557,7 +554,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_byte_or_a_cut_record_is_an_error_not_plaintext() {
-        let (sealing, opening) = handshaken().await;
+        let (sealing, opening, ..) = handshaken().await;
         let mut wire = Vec::new();
         let mut sealer = Sealer::new(&mut wire, sealing);
         sealer.write_all(b"the plain text").await.unwrap();
