@@ -1,8 +1,8 @@
 //! The cluster secret, and what it secures: every TCP connection is mutually authenticated and
-//! encrypted with Noise (`Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, from the `snow` crate), keyed
-//! by the secret; every gossip datagram is sealed with XChaCha20-Poly1305 (RustCrypto). No
-//! cryptography is written here: this module derives keys, runs the handshake and frames the
-//! encrypted records.
+//! encrypted with Noise (`Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, from the `snow` crate, whose
+//! records `ring`'s ChaCha20-Poly1305 seals), keyed by the secret; every gossip datagram is
+//! sealed with XChaCha20-Poly1305 (RustCrypto). No cryptography is written here: this module
+//! derives keys, runs the handshake and frames the encrypted records.
 //!
 //! A secured connection starts with [`SECURE_MAGIC`], so a side without the secret can tell at
 //! once and refuse it clearly (a plaintext connection starts with a frame header). After the
