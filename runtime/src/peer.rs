@@ -312,7 +312,7 @@ pub async fn start(
 
 /// Runs the entry point `name` in one of the peer's instances.
 pub async fn run_entry(scheduler: &Scheduler, name: &str) -> Result<(), String> {
-    let export = names::export(ExportKind::Entry, name);
+    let export = names::export(ExportKind::Entry, name).into();
     match scheduler.run(Job::Entry { export }, None, None).await {
         Ok(Outcome::Value(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {

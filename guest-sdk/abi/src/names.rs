@@ -37,7 +37,7 @@ pub const EXPORT_MEMORY: &str = "memory";
 pub const EXPORT_INITIALIZE: &str = "_initialize";
 
 /// What an export of the ABI is for; each kind has its name prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExportKind {
     /// A connected function's bincode entry ([`EXPORT_FN_PREFIX`]).
     Function,

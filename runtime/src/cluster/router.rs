@@ -8,7 +8,7 @@
 //! [`crate::wire::server`]), the instances (see [`crate::guest::scheduler`]) or delivery (see
 //! [`crate::cluster::events`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub struct Router {
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
+    /// The exports of the manifest's functions and handlers, named once.
+    exports: ExportNames,
     scheduler: Arc<Scheduler>,
     events: Arc<Events>,
     registrations: Arc<Registrations>,
@@ -66,6 +68,7 @@ impl Router {
             me: identity.info(),
             discovery,
             display: identity.address.to_string(),
+            exports: ExportNames::of(&manifest),
             manifest,
             scheduler,
             events,
@@ -171,7 +174,7 @@ impl Router {
             None => None,
         };
         let job = Job::Export {
-            export: names::export(kind, &call.function),
+            export: self.exports.get(kind, &call.function),
             args: call.args,
         };
         match self.scheduler.run(job, call.chain, deadline).await {
@@ -269,6 +272,41 @@ impl Router {
                     message: format!("expected a JSON array of arguments: {e}"),
                 }),
             },
+        }
+    }
+}
+
+/// The export name of each function and handler of the manifest, in each of its kinds: a
+/// call takes its name from here instead of formatting it.
+struct ExportNames(HashMap<ExportKind, HashMap<String, Arc<str>>>);
+
+impl ExportNames {
+    fn of(manifest: &Manifest) -> ExportNames {
+        let (functions, handlers) = (&manifest.functions, &manifest.subscriptions);
+        let tables = [
+            (ExportKind::Function, functions),
+            (ExportKind::Json, functions),
+            (ExportKind::Subscriber, handlers),
+            (ExportKind::SubscriberJson, handlers),
+        ];
+        let by_kind = tables
+            .into_iter()
+            .map(|(kind, table)| {
+                let named = table.keys().map(|name| {
+                    let export: Arc<str> = names::export(kind, name).into();
+                    (name.clone(), export)
+                });
+                (kind, named.collect())
+            })
+            .collect();
+        ExportNames(by_kind)
+    }
+
+    /// The export of kind `kind` for `name`, which the manifest lists.
+    fn get(&self, kind: ExportKind, name: &str) -> Arc<str> {
+        match self.0.get(&kind).and_then(|named| named.get(name)) {
+            Some(export) => export.clone(),
+            None => names::export(kind, name).into(),
         }
     }
 }

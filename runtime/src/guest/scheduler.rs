@@ -69,14 +69,14 @@ impl std::fmt::Display for GuestFailure {
 #[derive(Debug)]
 pub enum Job {
     /// A function export `(ptr, len) -> i64` with these argument bytes.
-    Export { export: String, args: Vec<u8> },
+    Export { export: Arc<str>, args: Vec<u8> },
     /// An entry export `() -> i64`.
-    Entry { export: String },
+    Entry { export: Arc<str> },
 }
 
 impl Job {
     /// The export it runs, for the log.
-    pub fn export(&self) -> &str {
+    pub fn export(&self) -> &Arc<str> {
         match self {
             Job::Export { export, .. } | Job::Entry { export } => export,
         }
@@ -263,7 +263,7 @@ mod tests {
     fn task(chain: ChainId) -> Task {
         Task {
             job: Job::Entry {
-                export: format!("e{chain}"),
+                export: format!("e{chain}").into(),
             },
             chain,
             deadline: None,

@@ -109,7 +109,7 @@ impl Worker {
                 reply,
                 ..
             } = task;
-            let export = job.export().to_string();
+            let export = job.export().clone();
             let result = self.live.run(job, chain, deadline).await;
             let failure = result.as_ref().err().cloned();
             // The caller hears of the trap at once; the next call waits for the replacement.
