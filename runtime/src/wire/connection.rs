@@ -574,6 +574,19 @@ pub fn describe(message: &Message) -> &'static str {
     }
 }
 
+/// A writer task and a reader over an in-memory pipe of `capacity` bytes: what is sent comes
+/// out of the reader. For the tests of what runs over a connection.
+#[cfg(test)]
+pub(crate) fn pipe(capacity: usize, max_frame: usize) -> (FrameSender, MessageReader) {
+    let (near, far) = tokio::io::duplex(capacity);
+    let (_, write) = near.into_halves();
+    let (read, _) = far.into_halves();
+    (
+        spawn_writer(write, max_frame),
+        MessageReader::new(read, max_frame),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use netrun_abi::Outcome;
@@ -586,17 +599,6 @@ mod tests {
             id,
             outcome: Outcome::Value(vec![id as u8; size]),
         })
-    }
-
-    /// A writer task and a reader over an in-memory pipe of `capacity` bytes.
-    fn pipe(capacity: usize, max_frame: usize) -> (FrameSender, MessageReader) {
-        let (near, far) = tokio::io::duplex(capacity);
-        let (_, write) = near.into_halves();
-        let (read, _) = far.into_halves();
-        (
-            spawn_writer(write, max_frame),
-            MessageReader::new(read, max_frame),
-        )
     }
 
     #[tokio::test]

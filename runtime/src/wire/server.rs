@@ -13,8 +13,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use netrun_abi::{CallError, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -71,7 +73,9 @@ pub struct Admission {
 }
 
 /// What the server hands each arriving call to, and waits on for the reply. The server owns
-/// sockets and ids; what a call runs is the dispatcher's business.
+/// sockets and ids; what a call runs is the dispatcher's business. The future a call gets is
+/// polled in its connection's task, with the connection's other calls: it waits for the work
+/// (a worker runs the guest), it does not do long work itself.
 pub trait Dispatch: Send + Sync + 'static {
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer, such as
     /// the CLI), and says what it produced.
@@ -270,6 +274,9 @@ impl Drop for Counted {
 
 /// Reads the calls of one connection that shook hands, hands each to `router` and sends its
 /// reply, at most `calls_per_connection` at once, until the connection ends or stays idle.
+///
+/// The calls run in this task, polled alongside the reading, not in a task each: a call then
+/// costs no task to make, move into and wake, and the idle limit needs no timer per call.
 async fn serve_calls<D: Dispatch>(
     mut reader: MessageReader,
     sender: FrameSender,
@@ -278,37 +285,57 @@ async fn serve_calls<D: Dispatch>(
     admission: &Admission,
 ) -> Result<(), String> {
     let caller: Option<Arc<str>> = remote.peer_id.map(Arc::from);
+    let (router, sender, caller) = (&*router, &sender, caller.as_deref());
     let most = admission.limits.calls_per_connection.max(1);
-    let slots = Arc::new(Semaphore::new(most));
+    let idle = admission.limits.idle;
+    let mut running = FuturesUnordered::new();
+    // When the last call in flight ended (or the connection opened): the idle time runs from
+    // there. One timer, moved on only when it goes off.
+    let mut quiet_since = Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
-        // A slot first: a connection with all its calls running is not read meanwhile.
-        let slot = slots.clone().acquire_owned().await.expect("never closed");
-        let next = if slots.available_permits() == most - 1 {
-            // Nothing in flight: an idle connection ends here.
-            match tokio::time::timeout(admission.limits.idle, reader.next()).await {
-                Ok(next) => next,
-                Err(_) => return Err(format!("idle for {:?}", admission.limits.idle)),
+        // All slots taken: the connection is not read until a call ends.
+        while running.len() >= most {
+            running.next().await;
+        }
+        let read = reader.next();
+        tokio::pin!(read);
+        let next = loop {
+            tokio::select! {
+                biased;
+                Some(()) = running.next() => {
+                    if running.is_empty() {
+                        quiet_since = Instant::now();
+                    }
+                }
+                next = &mut read => break next,
+                () = &mut idle_timer => {
+                    if running.is_empty() && quiet_since.elapsed() >= idle {
+                        return Err(format!("idle for {idle:?}"));
+                    }
+                    let from = if running.is_empty() { quiet_since } else { Instant::now() };
+                    idle_timer.as_mut().reset((from + idle).into());
+                }
             }
-        } else {
-            reader.next().await
         };
         match next {
-            Ok(Message::Call(call)) => {
-                let (router, sender, caller) = (router.clone(), sender.clone(), caller.clone());
-                tokio::spawn(async move {
-                    let id = call.id;
-                    let outcome = router.dispatch(call, caller.as_deref()).await;
-                    send_reply(&sender, id, outcome).await;
-                    drop(slot);
-                });
-            }
+            Ok(Message::Call(call)) => running.push(async move {
+                let id = call.id;
+                let outcome = router.dispatch(call, caller).await;
+                send_reply(sender, id, outcome).await;
+            }),
             Ok(other) => {
                 return Err(format!(
                     "protocol error: {} where a call was expected",
                     connection::describe(&other)
                 ));
             }
-            Err(MessageError::Frame(FrameError::Closed)) => return Ok(()),
+            Err(MessageError::Frame(FrameError::Closed)) => {
+                // The client sent all it will: the calls it made still get their replies.
+                while running.next().await.is_some() {}
+                return Ok(());
+            }
             Err(MessageError::Frame(e @ FrameError::TooLarge { .. })) => {
                 tracing::warn!("closing a connection: {e}");
                 return Err(e.to_string());
@@ -335,5 +362,151 @@ async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome) {
         }
         Err(e) => tracing::debug!("cannot send reply {id}: {e}"),
         Ok(()) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::wire::connection::pipe;
+    use crate::wire::message::{CallKind, Encoding};
+
+    /// Runs each call for as many milliseconds as its arguments' first byte says, and answers
+    /// its arguments; counts the calls running at once.
+    #[derive(Default)]
+    struct Sleeper {
+        running: AtomicUsize,
+        most_at_once: AtomicUsize,
+    }
+
+    impl Dispatch for Sleeper {
+        async fn dispatch(&self, call: Call, _caller: Option<&str>) -> Outcome {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            let ms = u64::from(call.args[0]);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Outcome::Value(call.args)
+        }
+
+        async fn appnet(&self, _: appnet::Request, _: SocketAddr) -> appnet::Reply {
+            unreachable!("no app-net requests here")
+        }
+    }
+
+    fn call(id: u64, ms: u8) -> Message {
+        Message::Call(Call {
+            id,
+            chain: None,
+            kind: CallKind::Function,
+            function: "f".into(),
+            encoding: Encoding::Bincode,
+            args: vec![ms, id as u8],
+            contract: None,
+            time_left_ms: None,
+        })
+    }
+
+    /// A connection served by `serve_calls` under `limits`: what the client sends calls
+    /// with, what it reads replies from, and the serving task.
+    fn serve(
+        limits: ConnectionLimits,
+        dispatch: Arc<Sleeper>,
+    ) -> (
+        FrameSender,
+        MessageReader,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ) {
+        let (calls, call_reader) = pipe(1 << 20, 1 << 20);
+        let (reply_sender, replies) = pipe(1 << 20, 1 << 20);
+        let admission = Admission {
+            limits,
+            max_frame: 1 << 20,
+            key: None,
+            same_module: None,
+            appnet: false,
+        };
+        let serving = tokio::spawn(async move {
+            let hello = Hello::client(1 << 20);
+            serve_calls(call_reader, reply_sender, hello, dispatch, &admission).await
+        });
+        (calls, replies, serving)
+    }
+
+    fn replied_id(message: Message) -> u64 {
+        match message {
+            Message::Reply(reply) => reply.id,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_but_not_while_a_call_runs() {
+        let idle = Duration::from_millis(150);
+        let limits = ConnectionLimits {
+            idle,
+            ..ConnectionLimits::default()
+        };
+        let (calls, mut replies, serving) = serve(limits, Arc::default());
+        // The call runs for longer than the idle time: the connection stays for its reply.
+        calls.send(call(1, 250)).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
+        assert_eq!(replied_id(first.unwrap().unwrap()), 1);
+        let replied = Instant::now();
+        // Then nothing: it is closed, and not before the idle time has passed since the reply.
+        let ended = tokio::time::timeout(Duration::from_secs(10), serving).await;
+        let ended = ended
+            .expect("the idle connection was never closed")
+            .unwrap();
+        assert_eq!(ended, Err(format!("idle for {idle:?}")));
+        assert!(
+            replied.elapsed() >= idle,
+            "closed {:?} after the reply",
+            replied.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_limit_wait_unread_and_every_call_is_answered() {
+        let limits = ConnectionLimits {
+            calls_per_connection: 2,
+            ..ConnectionLimits::default()
+        };
+        let dispatch = Arc::new(Sleeper::default());
+        let (calls, mut replies, serving) = serve(limits, dispatch.clone());
+        for id in 1..=6 {
+            calls.send(call(id, 30)).await.unwrap();
+        }
+        let mut answered = Vec::new();
+        for _ in 1..=6 {
+            let next = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
+            answered.push(replied_id(next.expect("a reply").unwrap()));
+        }
+        answered.sort();
+        assert_eq!(answered, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(dispatch.most_at_once.load(Ordering::SeqCst), 2);
+        drop(calls);
+        let ended = tokio::time::timeout(Duration::from_secs(10), serving).await;
+        assert_eq!(ended.expect("the connection ended").unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_has_sent_all_it_will_still_gets_every_reply() {
+        let (calls, mut replies, serving) = serve(ConnectionLimits::default(), Arc::default());
+        for id in 1..=3 {
+            calls.send(call(id, 20 * id as u8)).await.unwrap();
+        }
+        // The client's side closes: the serving side reads the end before any call is done.
+        drop(calls);
+        let mut answered = Vec::new();
+        while let Ok(Ok(message)) =
+            tokio::time::timeout(Duration::from_secs(10), replies.next()).await
+        {
+            answered.push(replied_id(message));
+        }
+        assert_eq!(answered, vec![1, 2, 3]);
+        assert_eq!(serving.await.unwrap(), Ok(()));
     }
 }
