@@ -16,7 +16,7 @@ use netrun_abi::{CallError, Outcome};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::cluster::address;
-use crate::cluster::context::PeerContext;
+use crate::cluster::context::{KnownTargets, PeerContext};
 use crate::cluster::discovery::{self, Discovery};
 use crate::cluster::events::Events;
 use crate::cluster::group_call::Rotation;
@@ -263,6 +263,7 @@ pub async fn start(
         call_timeout: config.call_timeout,
         events: events.clone(),
         rotation: Rotation::default(),
+        targets: KnownTargets::default(),
     });
     let env = InstanceEnv {
         config: Arc::new(GuestConfig {

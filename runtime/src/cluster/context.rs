@@ -8,7 +8,8 @@
 //! A's time runs out. The client, discovery and events do the work. It does not run guest
 //! code.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netrun_abi::{CallError, CallReply, CallRequest, CallTarget, Outcome, PeerInfo, PeerQuery};
@@ -30,6 +31,33 @@ pub struct PeerContext {
     pub events: Arc<Events>,
     /// Where the guest's next group call starts among the members.
     pub rotation: Rotation,
+    /// The peer ids the guest has called, decoded.
+    pub targets: KnownTargets,
+}
+
+/// Peer ids the guest keeps at once before [`KnownTargets`] starts over.
+const KNOWN_TARGETS: usize = 1024;
+
+/// The targets of the peer ids the guest has called, each decoded once: a guest calls the
+/// same few peers again and again. Past [`KNOWN_TARGETS`] ids the list starts over, so ids
+/// made up by the guest cannot grow it.
+#[derive(Default)]
+pub struct KnownTargets(Mutex<HashMap<String, Arc<Target>>>);
+
+impl KnownTargets {
+    /// The target `id` names.
+    fn of(&self, id: &str) -> Result<Arc<Target>, CallError> {
+        if let Some(target) = self.0.lock().expect("targets lock").get(id) {
+            return Ok(target.clone());
+        }
+        let target = Arc::new(Target::from_peer_id(id)?);
+        let mut known = self.0.lock().expect("targets lock");
+        if known.len() >= KNOWN_TARGETS {
+            known.clear();
+        }
+        known.insert(id.to_string(), target.clone());
+        Ok(target)
+    }
 }
 
 impl PeerContext {
@@ -68,7 +96,7 @@ impl PeerContext {
         };
         match target {
             CallTarget::Peer(id) => {
-                let outcome = match Target::from_peer_id(&id) {
+                let outcome = match self.targets.of(&id) {
                     Ok(target) => self.client.call(&target, request(args), timeout).await,
                     Err(e) => Outcome::Error(e),
                 };
@@ -119,5 +147,31 @@ impl PeerServices for PeerContext {
 
     fn event_wants_json(&self, event: &str) -> bool {
         self.events.wants_json(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netrun_abi::peer_id;
+
+    use super::*;
+
+    #[test]
+    fn a_peer_id_is_decoded_once_and_made_up_ids_do_not_pile_up() {
+        let targets = KnownTargets::default();
+        let id = peer_id::encode("127.0.0.1", 3010, "None");
+        let first = targets.of(&id).unwrap();
+        assert_eq!(first.address, "127.0.0.1:3010");
+        assert!(Arc::ptr_eq(&first, &targets.of(&id).unwrap()));
+        let Err(CallError::InvalidPeerId { reason, .. }) = targets.of("garbage!") else {
+            panic!("garbage decoded");
+        };
+        assert!(reason.contains("base64"), "{reason}");
+        for port in 0..=KNOWN_TARGETS as u16 {
+            targets
+                .of(&peer_id::encode("127.0.0.1", port, "g"))
+                .unwrap();
+        }
+        assert!(targets.0.lock().unwrap().len() <= KNOWN_TARGETS);
     }
 }

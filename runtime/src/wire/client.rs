@@ -410,7 +410,10 @@ impl Client {
     async fn link(&self, target: &Target) -> Result<Arc<Link>, CallError> {
         let slot = {
             let mut links = self.links.lock().expect("links lock");
-            links.entry(target.address.clone()).or_default().clone()
+            match links.get(&target.address) {
+                Some(slot) => slot.clone(),
+                None => links.entry(target.address.clone()).or_default().clone(),
+            }
         };
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| link.is_alive()) {
