@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use netrun_abi::Outcome;
 use serde::Serialize;
 
-use crate::guest::spin;
 use crate::wire::client::{Client, Request, Target};
+use crate::wire::spin;
 
 /// Latencies and rate of a run of calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]

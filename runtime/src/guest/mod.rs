@@ -6,7 +6,8 @@
 //!
 //! Must not import the cluster layer or the root. It reaches the network only through
 //! [`services::PeerServices`], a trait the cluster layer implements, and uses the wire's plain
-//! types (a chain id) but none of its machinery.
+//! types (a chain id) and its way of waiting awake ([`crate::wire::spin`]), but none of its
+//! machinery.
 
 pub mod chain;
 pub mod config;
@@ -20,7 +21,6 @@ pub mod reentry;
 pub mod sandbox;
 pub mod scheduler;
 pub mod services;
-pub mod spin;
 pub mod started;
 pub mod state;
 pub mod workers;

@@ -25,13 +25,13 @@ use wasmtime::Caller;
 
 use crate::guest::instance;
 use crate::guest::scheduler::{GuestFailure, Job, Task};
-use crate::guest::spin;
 use crate::guest::state::{Deadline, HostState};
+use crate::wire::spin;
 
 /// Waits for `reply`, an outgoing call of the instance behind `caller`, running the calls of
 /// its chain handed to it meanwhile. Fails (a trap) only if one of those traps. Polls awake
 /// for a moment before it sleeps, while this instance's replies come quickly (see
-/// [`crate::guest::spin`]).
+/// [`crate::wire::spin`]).
 pub async fn wait_serving<T>(
     caller: &mut Caller<'_, HostState>,
     reply: impl Future<Output = T>,

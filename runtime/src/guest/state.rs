@@ -19,8 +19,8 @@ use crate::guest::exports::ExportCache;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
 use crate::guest::scheduler::Scheduler;
 use crate::guest::services::PeerServices;
-use crate::guest::spin::RecentReplies;
 use crate::guest::started::StartedCalls;
+use crate::wire::spin::RecentWaits;
 
 /// What every instance of a peer shares: its settings, the peer's services, the scheduler.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ pub struct HostState {
     pub exports: ExportCache,
     /// How long the replies to this instance's outgoing calls took lately: whether it polls
     /// for the next one awake before sleeping.
-    pub recent_replies: RecentReplies,
+    pub recent_replies: RecentWaits,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -176,7 +176,7 @@ impl HostState {
             started: StartedCalls::default(),
             output,
             exports: ExportCache::default(),
-            recent_replies: RecentReplies::default(),
+            recent_replies: RecentWaits::quick(),
         })
     }
 }

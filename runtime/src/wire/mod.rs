@@ -14,3 +14,4 @@ pub mod frame;
 pub mod message;
 pub mod secure;
 pub mod server;
+pub mod spin;

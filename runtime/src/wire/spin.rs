@@ -1,0 +1,164 @@
+//! Waiting by polling for a moment before sleeping: how long a peer's thread stays awake for
+//! what it expects next.
+//!
+//! A thread that sleeps until its socket has something (in `epoll_wait`) pays for its sleep
+//! twice: the other side's `send` must wake it, and it must be scheduled again. On this 2-core
+//! VM that was about a third of a 16-byte call's round trip (docs/performance.md). What comes
+//! within [`SPIN`] is caught awake: the waiting task yields to the thread's other tasks and
+//! polls without blocking until it is in or the time is up, then sleeps as before.
+//!
+//! Three waits poll so, each only while its recent waits came within [`SPIN`] (a moving
+//! average, [`RecentWaits`]), so that waits on far peers, long functions or sporadic callers
+//! sleep at once:
+//! - a guest's wait on its outgoing call's reply ([`crate::guest::reentry::wait_serving`]): the
+//!   guest is paused in the import and has nothing else to do;
+//! - `netrun bench`'s callers ([`crate::bench`]), the same way;
+//! - a connection's wait for its next call once it has none running
+//!   ([`crate::wire::server`]): a caller making one call after another sends the next within
+//!   a few tens of µs of its reply.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// The longest a wait polls before it sleeps.
+pub const SPIN: Duration = Duration::from_micros(150);
+
+/// How long recent waits of one kind took: a moving average over about the last eight.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecentWaits {
+    typical: Duration,
+}
+
+impl RecentWaits {
+    /// Nothing known yet, and the first wait polls (a guest's replies, which are usually
+    /// quick).
+    pub fn quick() -> RecentWaits {
+        RecentWaits::default()
+    }
+
+    /// Nothing known yet, and waits poll only after a run of quick ones (about twenty within a
+    /// few tens of µs): a connection's next call, which for most connections (a subscriber's,
+    /// a client's now and then) comes much later.
+    pub fn slow() -> RecentWaits {
+        RecentWaits { typical: SPIN * 10 }
+    }
+
+    /// How long to poll for the next wait's end before sleeping: [`SPIN`] while recent waits
+    /// ended within it, else none.
+    pub fn spin(&self) -> Duration {
+        if self.typical <= SPIN {
+            SPIN
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// A wait took `took`.
+    pub fn record(&mut self, took: Duration) {
+        self.typical = (self.typical * 7 + took) / 8;
+    }
+}
+
+/// Polls `wait` without sleeping for up to `spin`, yielding to the thread's other tasks between
+/// polls: its output if it was ready by then, else `None` (and `wait` can be awaited on).
+pub async fn poll_awake<F: Future>(mut wait: Pin<&mut F>, spin: Duration) -> Option<F::Output> {
+    if spin.is_zero() {
+        return None;
+    }
+    let until = Instant::now() + spin;
+    loop {
+        let polled = std::future::poll_fn(|cx| match wait.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        if polled.is_some() || Instant::now() >= until {
+            return polled;
+        }
+        // Back in the queue behind the thread's other tasks, after a look at the network that
+        // does not block.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs `wait`, polling it awake for up to `spin` ([`poll_awake`]), then waiting for it as
+/// usual.
+pub async fn spin_then_wait<F: Future>(wait: F, spin: Duration) -> F::Output {
+    let mut wait = pin!(wait);
+    match poll_awake(wait.as_mut(), spin).await {
+        Some(output) => output,
+        None => wait.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_polls_while_recent_ones_were_quick_and_stops_when_they_are_not() {
+        let mut recent = RecentWaits::quick();
+        assert_eq!(recent.spin(), SPIN);
+        for _ in 0..8 {
+            recent.record(Duration::from_micros(60));
+        }
+        assert_eq!(recent.spin(), SPIN);
+        // A few slow replies (a long function, a far peer) and it sleeps at once.
+        for _ in 0..3 {
+            recent.record(Duration::from_millis(10));
+        }
+        assert_eq!(recent.spin(), Duration::ZERO);
+        // Quick again for a while: it spins again.
+        for _ in 0..40 {
+            recent.record(Duration::from_micros(60));
+        }
+        assert_eq!(recent.spin(), SPIN);
+    }
+
+    #[test]
+    fn a_connection_polls_for_its_next_call_only_after_a_run_of_quick_ones() {
+        let mut gaps = RecentWaits::slow();
+        assert_eq!(gaps.spin(), Duration::ZERO);
+        for _ in 0..5 {
+            gaps.record(Duration::from_micros(40));
+        }
+        assert_eq!(gaps.spin(), Duration::ZERO);
+        for _ in 0..30 {
+            gaps.record(Duration::from_micros(40));
+        }
+        assert_eq!(gaps.spin(), SPIN);
+    }
+
+    #[tokio::test]
+    async fn polling_awake_gives_up_after_its_time_and_the_wait_goes_on() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut rx = pin!(rx);
+        let started = Instant::now();
+        assert!(poll_awake(rx.as_mut(), SPIN).await.is_none());
+        assert!(started.elapsed() >= SPIN);
+        assert!(poll_awake(rx.as_mut(), Duration::ZERO).await.is_none());
+        tx.send(3).unwrap();
+        assert_eq!(poll_awake(rx.as_mut(), SPIN).await, Some(Ok(3)));
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_comes_while_spinning_or_after_is_returned() {
+        // Ready while spinning: other tasks of the thread ran meanwhile (the sender).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move { tx.send(7).unwrap() });
+        assert_eq!(spin_then_wait(rx, SPIN * 1000).await.unwrap(), 7);
+        // Ready long after the spin: the wait goes on asleep.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(8).unwrap();
+        });
+        assert_eq!(spin_then_wait(rx, SPIN).await.unwrap(), 8);
+        // No spin at all.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tx.send(9).unwrap();
+        assert_eq!(spin_then_wait(rx, Duration::ZERO).await.unwrap(), 9);
+    }
+}
