@@ -97,37 +97,35 @@ pub async fn spin_then_wait<F: Future>(wait: F, spin: Duration) -> F::Output {
 mod tests {
     use super::*;
 
+    /// `waits` after `times` more waits of `took` each.
+    fn after(mut waits: RecentWaits, times: usize, took: Duration) -> RecentWaits {
+        for _ in 0..times {
+            waits.record(took);
+        }
+        waits
+    }
+
     #[test]
     fn a_wait_polls_while_recent_ones_were_quick_and_stops_when_they_are_not() {
-        let mut recent = RecentWaits::quick();
+        let recent = RecentWaits::quick();
         assert_eq!(recent.spin(), SPIN);
-        for _ in 0..8 {
-            recent.record(Duration::from_micros(60));
-        }
+        let recent = after(recent, 8, Duration::from_micros(60));
         assert_eq!(recent.spin(), SPIN);
         // A few slow replies (a long function, a far peer) and it sleeps at once.
-        for _ in 0..3 {
-            recent.record(Duration::from_millis(10));
-        }
+        let recent = after(recent, 3, Duration::from_millis(10));
         assert_eq!(recent.spin(), Duration::ZERO);
         // Quick again for a while: it spins again.
-        for _ in 0..40 {
-            recent.record(Duration::from_micros(60));
-        }
+        let recent = after(recent, 40, Duration::from_micros(60));
         assert_eq!(recent.spin(), SPIN);
     }
 
     #[test]
     fn a_connection_polls_for_its_next_call_only_after_a_run_of_quick_ones() {
-        let mut gaps = RecentWaits::slow();
+        let gaps = RecentWaits::slow();
         assert_eq!(gaps.spin(), Duration::ZERO);
-        for _ in 0..5 {
-            gaps.record(Duration::from_micros(40));
-        }
+        let gaps = after(gaps, 5, Duration::from_micros(40));
         assert_eq!(gaps.spin(), Duration::ZERO);
-        for _ in 0..30 {
-            gaps.record(Duration::from_micros(40));
-        }
+        let gaps = after(gaps, 30, Duration::from_micros(40));
         assert_eq!(gaps.spin(), SPIN);
     }
 
