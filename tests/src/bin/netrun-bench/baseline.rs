@@ -1,33 +1,55 @@
 //! The floor every call scenario is compared with: a plain Rust TCP ping-pong with
 //! length-prefixed frames (a `u32` length, then the bytes) on one persistent loopback
 //! connection, with Nagle off, as netrun's own connections are.
+//!
+//! How a thread waits for the other side decides much of a small round trip on a VM: a thread
+//! asleep in `read` must be woken by the other's `send` (an interrupt to a halted virtual CPU
+//! when the two run on different ones) and scheduled again. Measured on one 2-core VM, the same
+//! ping-pong took 4 µs in one run and 50 µs in the next, as the scheduler placed its two
+//! threads. netrun's peers poll for what they expect for up to 150 µs before sleeping
+//! (`runtime/src/wire/spin.rs`), so the floor waits the same way ([`Wait::Awake`]): the
+//! fastest a plain ping-pong gets, whichever CPUs it lands on. The sleeping kind
+//! ([`Wait::Asleep`]) is measured too and reported beside it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+/// How long an [`Wait::Awake`] end polls before it sleeps: netrun's own `SPIN`.
+const SPIN: Duration = Duration::from_micros(150);
+
+/// How both ends of a ping-pong wait for the other's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Blocking reads and writes: asleep until the kernel wakes the thread.
+    Asleep,
+    /// Polls without blocking for up to [`SPIN`], then sleeps until the socket is ready.
+    Awake,
+}
+
 /// An echo server on 127.0.0.1: answers every frame with the same frame, one thread per
-/// connection. Runs until the process ends.
+/// connection, waiting for frames as `wait` says. Runs until the process ends.
 pub struct EchoServer {
     address: SocketAddr,
+    wait: Wait,
 }
 
 impl EchoServer {
-    pub fn start() -> EchoServer {
+    pub fn start(wait: Wait) -> EchoServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the baseline echo server");
         let address = listener.local_addr().expect("its address");
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || echo(stream));
+                std::thread::spawn(move || echo(Socket::new(stream, wait)));
             }
         });
-        EchoServer { address }
+        EchoServer { address, wait }
     }
 
-    fn connect(&self) -> TcpStream {
+    fn connect(&self) -> Socket {
         let stream = TcpStream::connect(self.address).expect("connect to the baseline echo");
-        stream.set_nodelay(true).expect("nodelay");
-        stream
+        Socket::new(stream, self.wait)
     }
 
     /// `calls` round trips of `size` bytes, one at a time: how long each took.
@@ -48,7 +70,7 @@ impl EchoServer {
     /// `calls` round trips of `size` bytes with `depth` in flight at once: the wall time.
     pub fn pipelined(&self, calls: usize, depth: usize, size: usize) -> Duration {
         let stream = self.connect();
-        let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone().unwrap());
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone());
         let mut writer = stream;
         let frame = frame(size);
         let mut back = vec![0u8; size];
@@ -84,9 +106,8 @@ fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> 
     stream.read_exact(buf)
 }
 
-fn echo(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone().unwrap());
+fn echo(mut stream: Socket) {
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone());
     let mut buf = Vec::new();
     while read_frame(&mut reader, &mut buf).is_ok() {
         let mut out = (buf.len() as u32).to_be_bytes().to_vec();
@@ -94,5 +115,81 @@ fn echo(mut stream: TcpStream) {
         if stream.write_all(&out).is_err() {
             return;
         }
+    }
+}
+
+/// One end of a ping-pong connection, waiting for the socket as its [`Wait`] says.
+struct Socket {
+    stream: TcpStream,
+    wait: Wait,
+}
+
+impl Socket {
+    fn new(stream: TcpStream, wait: Wait) -> Socket {
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .set_nonblocking(wait == Wait::Awake)
+            .expect("set the socket's blocking mode");
+        Socket { stream, wait }
+    }
+
+    /// Another handle on the same connection (and the same blocking mode).
+    fn try_clone(&self) -> Socket {
+        Socket {
+            stream: self.stream.try_clone().expect("clone the socket"),
+            wait: self.wait,
+        }
+    }
+
+    /// Runs `io` until it does not answer `WouldBlock`: polling for up to [`SPIN`], then
+    /// asleep in `poll(2)` until the socket is ready for `events`.
+    fn awake<T>(
+        &mut self,
+        events: libc::c_short,
+        mut io: impl FnMut(&mut TcpStream) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let until = Instant::now() + SPIN;
+        loop {
+            match io(&mut self.stream) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            if Instant::now() >= until {
+                let mut ready = libc::pollfd {
+                    fd: self.stream.as_raw_fd(),
+                    events,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, for the duration of the call.
+                if unsafe { libc::poll(&mut ready, 1, -1) } < 0 {
+                    let error = std::io::Error::last_os_error();
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.wait {
+            Wait::Asleep => self.stream.read(buf),
+            Wait::Awake => self.awake(libc::POLLIN, |stream| stream.read(buf)),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.wait {
+            Wait::Asleep => self.stream.write(buf),
+            Wait::Awake => self.awake(libc::POLLOUT, |stream| stream.write(buf)),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use netrun_tests::{Ports, app, root};
 
-use crate::baseline::EchoServer;
+use crate::baseline::{EchoServer, Wait};
 use crate::report::Scenario;
 use crate::scenarios::Bench;
 
@@ -34,7 +34,8 @@ fn main() {
     let bench = Bench {
         ports: Ports::new(),
         app: app("bench_probe"),
-        echo: EchoServer::start(),
+        echo: EchoServer::start(Wait::Awake),
+        asleep: EchoServer::start(Wait::Asleep),
         rounds: setting("BENCH_ROUNDS", 5).max(1),
         calls: setting("BENCH_CALLS", 2000).max(1),
     };

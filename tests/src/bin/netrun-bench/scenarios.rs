@@ -21,12 +21,15 @@ const MIB: usize = 1 << 20;
 /// The cluster secret of the secured scenario (a benchmark's, not a user's).
 const SECRET: &str = "netrun bench secret";
 
-/// What every scenario shares: the ports, the app, the baseline server, and how many calls
+/// What every scenario shares: the ports, the app, the baseline servers, and how many calls
 /// make a round.
 pub struct Bench {
     pub ports: Ports,
     pub app: PathBuf,
+    /// The ping-pong that waits as netrun's peers do (polling, then asleep): the floor.
     pub echo: EchoServer,
+    /// The ping-pong that sleeps in every read, reported beside the floor.
+    pub asleep: EchoServer,
     pub rounds: usize,
     pub calls: usize,
 }
@@ -97,14 +100,17 @@ fn nanos(value: &Value) -> Vec<Duration> {
 
 /// `remote_call_16b` and `remote_call_16b_secret`: a guest calls `echo` on another peer's guest
 /// with 16 bytes, one call at a time; rounds of the ping-pong, plain peers and secured peers.
+/// The ping-pong asleep in its reads is reported too (`asleep_ping_pong_*`), not judged.
 pub fn remote_calls(bench: &Bench) -> Vec<Scenario> {
     let secret = [("NET_SECRET", SECRET)];
     let (caller, callee) = (bench.peer(&[], &[]), bench.peer(&[], &[]));
     let (secure_caller, secure_callee) = (bench.peer(&[], &secret), bench.peer(&[], &secret));
     let args = |to: &TestPeer| [json!(to.id()), json!(bench.calls), json!(16)];
-    let (mut floor, mut plain, mut secured) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor, mut asleep) = (Vec::new(), Vec::new());
+    let (mut plain, mut secured) = (Vec::new(), Vec::new());
     for _ in 0..bench.rounds {
         floor.extend(bench.echo.ping_pong(bench.calls, 16));
+        asleep.extend(bench.asleep.ping_pong(bench.calls, 16));
         plain.extend(bench.times(&caller, "time_remote", &args(&callee), &[]));
         secured.extend(bench.times(
             &secure_caller,
@@ -114,9 +120,12 @@ pub fn remote_calls(bench: &Bench) -> Vec<Scenario> {
         ));
     }
     let floor = Stats::of(&floor, Unit::Micros);
+    let asleep = Stats::of(&asleep, Unit::Micros);
     let plain = Stats::of(&plain, Unit::Micros);
     let secured = Stats::of(&secured, Unit::Micros);
-    let first = Scenario::against("remote_call_16b", Unit::Micros, plain, floor);
+    let first = Scenario::against("remote_call_16b", Unit::Micros, plain, floor)
+        .with("asleep_ping_pong_p50_us", asleep.p50)
+        .with("asleep_ping_pong_p99_us", asleep.p99);
     let met = first.ratio.unwrap() <= 1.5;
     let second = Scenario::against("remote_call_16b_secret", Unit::Micros, secured, plain);
     let second_met = second.ratio.unwrap() <= 1.2;
@@ -207,13 +216,15 @@ pub fn local(bench: &Bench) -> Scenario {
     scenario.judged("p50 <= 1.25x plain function", met)
 }
 
-/// `payload_8mib`: 8 MiB echoed guest to guest against the same bytes over the ping-pong; and
-/// the serving peer's peak resident memory while a guest has eight such echoes in flight.
+/// `payload_8mib`: 8 MiB echoed guest to guest against the same bytes over the ping-pong (the
+/// one asleep in its reads reported too); and the serving peer's peak resident memory while a
+/// guest has eight such echoes in flight.
 pub fn payload(bench: &Bench) -> Scenario {
     let (caller, callee) = (bench.peer(&[], &[]), bench.peer(&[], &[]));
-    let (mut floor, mut ours) = (Vec::new(), Vec::new());
+    let (mut floor, mut asleep, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..bench.rounds {
         floor.extend(bench.echo.ping_pong(3, 8 * MIB));
+        asleep.extend(bench.asleep.ping_pong(3, 8 * MIB));
         ours.extend(bench.times(
             &caller,
             "time_remote",
@@ -223,6 +234,7 @@ pub fn payload(bench: &Bench) -> Scenario {
     }
     let netrun = Stats::of(&ours, Unit::Millis);
     let floor = Stats::of(&floor, Unit::Millis);
+    let asleep = Stats::of(&asleep, Unit::Millis);
     // A fresh server with eight workers, so that eight echoes run at once.
     let server = bench.peer(&["--workers", "8"], &[]);
     let before = server.resident_kib();
@@ -235,6 +247,7 @@ pub fn payload(bench: &Bench) -> Scenario {
     let peak_mib = server.peak_memory_kib() as f64 / 1024.0;
     let in_flight_mib = 8.0 * 8.0;
     let scenario = Scenario::against("payload_8mib", Unit::Millis, netrun, floor)
+        .with("asleep_ping_pong_p50_ms", asleep.p50)
         .with("peak_rss_mib", peak_mib)
         .with("idle_rss_mib_before", before as f64 / 1024.0)
         .with("in_flight_mib", in_flight_mib)
