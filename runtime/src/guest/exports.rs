@@ -4,10 +4,12 @@
 //! Owns the call convention of the exports (a buffer from `netrun_alloc` in, a packed outcome
 //! buffer out, freed with `netrun_free`) and [`ExportCache`]: wasmtime looks an export up by
 //! name and checks its type on every `get_export`, so an instance keeps what it found in its
-//! store and every later call of the same export skips both. It does not know which function a
+//! store and every later call of the same export skips both. What it keeps is shared (`Arc`),
+//! not cloned: a typed function's clone takes references on its type in the engine's registry. It does not know which function a
 //! name means or what a call's limits are (see [`crate::guest::instance`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use netrun_abi::{Outcome, codec, names};
 use serde::Serialize;
@@ -123,7 +125,7 @@ impl GuestExports {
     pub async fn call<T: Send + 'static>(
         &self,
         mut ctx: impl AsContextMut<Data = T>,
-        func: ExportFunc,
+        func: &ExportFunc,
         args: &[u8],
     ) -> wasmtime::Result<Outcome> {
         let (ptr, len) = self.give(&mut ctx, args).await?;
@@ -190,28 +192,30 @@ pub fn export_func<T: 'static, Params: wasmtime::WasmParams, Results: wasmtime::
 /// store, so it is dropped (and starts empty) with the instance.
 #[derive(Default)]
 pub struct ExportCache {
-    buffers: Option<GuestExports>,
-    functions: HashMap<String, ExportFunc>,
+    buffers: Option<Arc<GuestExports>>,
+    functions: HashMap<String, Arc<ExportFunc>>,
 }
 
 impl ExportCache {
     /// The buffer exports, once [`ExportCache::keep_buffers`] has been told them.
-    pub fn buffers(&self) -> Option<&GuestExports> {
+    pub fn buffers(&self) -> Option<&Arc<GuestExports>> {
         self.buffers.as_ref()
     }
 
     /// Remembers the buffer exports of this instance.
     pub fn keep_buffers(&mut self, exports: GuestExports) {
-        self.buffers = Some(exports);
+        self.buffers = Some(Arc::new(exports));
     }
 
     /// The function export `name`, if it was found before.
-    pub fn function(&self, name: &str) -> Option<ExportFunc> {
+    pub fn function(&self, name: &str) -> Option<Arc<ExportFunc>> {
         self.functions.get(name).cloned()
     }
 
-    /// Remembers the function export `name`.
-    pub fn keep_function(&mut self, name: &str, func: ExportFunc) {
-        self.functions.insert(name.to_string(), func);
+    /// Remembers the function export `name`; returns it, shared.
+    pub fn keep_function(&mut self, name: &str, func: ExportFunc) -> Arc<ExportFunc> {
+        let func = Arc::new(func);
+        self.functions.insert(name.to_string(), func.clone());
+        func
     }
 }

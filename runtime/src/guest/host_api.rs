@@ -302,7 +302,7 @@ async fn run_flag_handler(
     let export = names::export(ExportKind::Flag, &handler.name);
     let func = instance::function_of(caller, &export)?;
     instance::buffers_of(caller)?
-        .call(&mut *caller, func, &args)
+        .call(&mut *caller, &func, &args)
         .await
 }
 

@@ -5,6 +5,7 @@
 //! [`ExportCache`](crate::guest::exports::ExportCache); it does not know about the network, about which function a name means, or about
 //! how many instances a peer has (see [`crate::guest::workers`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use netrun_abi::names;
@@ -26,22 +27,24 @@ pub struct Live {
 
 /// The buffer exports of the instance a host import was called from: kept in its store once
 /// it is initialized, looked up by name while `_initialize` runs.
-pub fn buffers_of(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<GuestExports> {
+pub fn buffers_of(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Arc<GuestExports>> {
     match caller.data().exports.buffers() {
         Some(exports) => Ok(exports.clone()),
-        None => GuestExports::of_caller(caller),
+        None => Ok(Arc::new(GuestExports::of_caller(caller)?)),
     }
 }
 
 /// The `(ptr, len) -> packed` export `name` of the instance a host import was called from,
 /// looked up by name the first time only.
-pub fn function_of(caller: &mut Caller<'_, HostState>, name: &str) -> wasmtime::Result<ExportFunc> {
+pub fn function_of(
+    caller: &mut Caller<'_, HostState>,
+    name: &str,
+) -> wasmtime::Result<Arc<ExportFunc>> {
     if let Some(func) = caller.data().exports.function(name) {
         return Ok(func);
     }
     let func = export_func(caller, name)?;
-    caller.data_mut().exports.keep_function(name, func.clone());
-    Ok(func)
+    Ok(caller.data_mut().exports.keep_function(name, func))
 }
 
 /// Creates an instance, running `_initialize` when the module has one.
@@ -132,7 +135,7 @@ impl Live {
                 arm(&mut self.store, &limits, deadline)
                     .map_err(|e| wasmtime::format_err!("{e}"))?;
                 let func = self.function(&export)?;
-                self.exports.call(&mut self.store, func, &args).await
+                self.exports.call(&mut self.store, &func, &args).await
             }
             Job::Entry { export } => {
                 // An entry runs as long as it likes (`netrun run --entry`).
@@ -152,16 +155,12 @@ impl Live {
 
 impl Live {
     /// The `(ptr, len) -> packed` export `name`, looked up by name the first time only.
-    fn function(&mut self, name: &str) -> wasmtime::Result<ExportFunc> {
+    fn function(&mut self, name: &str) -> wasmtime::Result<Arc<ExportFunc>> {
         if let Some(func) = self.store.data().exports.function(name) {
             return Ok(func);
         }
         let func: ExportFunc = self.instance.get_typed_func(&mut self.store, name)?;
-        self.store
-            .data_mut()
-            .exports
-            .keep_function(name, func.clone());
-        Ok(func)
+        Ok(self.store.data_mut().exports.keep_function(name, func))
     }
 }
 

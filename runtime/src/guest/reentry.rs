@@ -117,7 +117,7 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
     let run = async {
         let func = instance::function_of(caller, export)?;
         instance::buffers_of(caller)?
-            .call(&mut *caller, func, args)
+            .call(&mut *caller, &func, args)
             .await
     };
     let result = run.await;
