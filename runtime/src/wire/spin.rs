@@ -5,7 +5,8 @@
 //! twice: the other side's `send` must wake it, and it must be scheduled again. On this 2-core
 //! VM that was about a third of a 16-byte call's round trip (docs/performance.md). What comes
 //! within [`SPIN`] is caught awake: the waiting task yields to the thread's other tasks and
-//! polls without blocking until it is in or the time is up, then sleeps as before.
+//! polls without blocking until it is in or the time is up, then sleeps as before. Past
+//! [`SHARE_CPU_AFTER`] it also lets other threads ready on its CPU run between its polls.
 //!
 //! Three waits poll so, each only while its recent waits came within [`SPIN`] (a moving
 //! average, [`RecentWaits`]), so that waits on far peers, long functions or sporadic callers
@@ -24,6 +25,14 @@ use std::time::{Duration, Instant};
 
 /// The longest a wait polls before it sleeps.
 pub const SPIN: Duration = Duration::from_micros(150);
+
+/// After this long, a wait that polls gives its CPU to any other thread ready to run on it
+/// between two polls (`sched_yield`): a round trip on loopback takes about 15 µs, so most
+/// waits end before, and pay no system call for it. Where the thread it waits for is ready
+/// but queued behind the poller on the same CPU (more busy threads than CPUs), the poller
+/// would otherwise keep the CPU for its whole [`SPIN`]: 1–2 % of `remote_call_16b` took
+/// 150 µs more than the rest (docs/performance.md).
+const SHARE_CPU_AFTER: Duration = Duration::from_micros(25);
 
 /// How long recent waits of one kind took: a moving average over about the last eight.
 #[derive(Debug, Default, Clone, Copy)]
@@ -67,15 +76,21 @@ pub async fn poll_awake<F: Future>(mut wait: Pin<&mut F>, spin: Duration) -> Opt
     if spin.is_zero() {
         return None;
     }
-    let until = Instant::now() + spin;
+    let started = Instant::now();
     loop {
         let polled = std::future::poll_fn(|cx| match wait.as_mut().poll(cx) {
             Poll::Ready(output) => Poll::Ready(Some(output)),
             Poll::Pending => Poll::Ready(None),
         })
         .await;
-        if polled.is_some() || Instant::now() >= until {
+        let waited = started.elapsed();
+        if polled.is_some() || waited >= spin {
             return polled;
+        }
+        if waited >= SHARE_CPU_AFTER {
+            // A thread waiting on this CPU (the other side of the call, on a busy machine)
+            // runs now rather than after this one's time slice.
+            std::thread::yield_now();
         }
         // Back in the queue behind the thread's other tasks, after a look at the network that
         // does not block.
