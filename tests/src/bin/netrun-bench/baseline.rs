@@ -193,3 +193,29 @@ impl Write for Socket {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `size` bytes that differ from one another, echoed whole by a server of each
+    /// kind: large enough (4 MiB) that a non-blocking end meets a full socket buffer both ways.
+    #[test]
+    fn both_kinds_of_echo_answer_every_frame_whole() {
+        for wait in [Wait::Awake, Wait::Asleep] {
+            let server = EchoServer::start(wait);
+            let mut socket = server.connect();
+            for size in [0, 16, 4 << 20] {
+                let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                let mut frame = (size as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                socket.write_all(&frame).expect("send a frame");
+                let mut back = Vec::new();
+                read_frame(&mut socket, &mut back).expect("read the echo");
+                assert!(back == body, "{wait:?}: the echo of {size} bytes differs");
+            }
+            assert_eq!(server.ping_pong(10, 16).len(), 10, "{wait:?}");
+            assert!(server.pipelined(100, 8, 16) > Duration::ZERO, "{wait:?}");
+        }
+    }
+}
