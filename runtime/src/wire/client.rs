@@ -141,15 +141,15 @@ impl Link {
     }
 
     /// Registers a call; `None` if the connection is already gone.
-    fn register(&self) -> Option<(u64, oneshot::Receiver<Answer>)> {
+    /// A new call: its id, where its answer comes, and whether it is the only call waiting
+    /// on this connection.
+    fn register(&self) -> Option<(u64, oneshot::Receiver<Answer>, bool)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .as_mut()?
-            .insert(id, tx);
-        Some((id, rx))
+        let mut pending = self.pending.lock().expect("pending lock");
+        let pending = pending.as_mut()?;
+        pending.insert(id, tx);
+        Some((id, rx, pending.len() == 1))
     }
 
     fn forget(&self, id: u64) {
@@ -370,7 +370,7 @@ impl Client {
             Ok(Err(e)) => return Outcome::Error(e),
             Err(_) => return timed_out(TimeoutStage::Connecting),
         };
-        let Some((id, reply)) = link.register() else {
+        let Some((id, reply, alone)) = link.register() else {
             return unreachable_now(target, "the connection closed");
         };
         // Dropped (timeout) or finished: either way the table must not keep the entry.
@@ -386,7 +386,12 @@ impl Client {
             contract: request.contract,
             time_left_ms: Some(time_to_give(deadline).as_millis() as u64),
         });
-        match link.sender.send(call).await {
+        let sent = if alone {
+            link.sender.send_alone(call).await
+        } else {
+            link.sender.send(call).await
+        };
+        match sent {
             Ok(()) => {}
             Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
                 return Outcome::Error(CallError::FrameTooLarge {

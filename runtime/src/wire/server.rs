@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -292,6 +293,9 @@ async fn serve_calls<D: Dispatch>(
     let (router, sender, caller) = (&*router, &sender, caller.as_deref());
     let most = admission.limits.calls_per_connection.max(1);
     let idle = admission.limits.idle;
+    // Calls dispatched and not yet answered: the reply to the last one goes out alone.
+    let unanswered = AtomicUsize::new(0);
+    let in_flight = &unanswered;
     let mut running = FuturesUnordered::new();
     // When the last call in flight ended (or the connection opened): the idle time runs from
     // there. One timer, moved on only when it goes off.
@@ -337,11 +341,15 @@ async fn serve_calls<D: Dispatch>(
             gaps.record(quiet_since.elapsed());
         }
         match next {
-            Ok(Message::Call(call)) => running.push(async move {
-                let id = call.id;
-                let outcome = router.dispatch(call, caller).await;
-                send_reply(sender, id, outcome).await;
-            }),
+            Ok(Message::Call(call)) => {
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                running.push(async move {
+                    let id = call.id;
+                    let outcome = router.dispatch(call, caller).await;
+                    let alone = in_flight.fetch_sub(1, Ordering::Relaxed) == 1;
+                    send_reply(sender, id, outcome, alone).await;
+                });
+            }
             Ok(other) => {
                 return Err(format!(
                     "protocol error: {} where a call was expected",
@@ -363,9 +371,16 @@ async fn serve_calls<D: Dispatch>(
 }
 
 /// Sends a reply; one too large for a frame becomes a `FrameTooLarge` error reply instead.
-async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome) {
+/// Sends the reply to call `id`; `alone` when no other call of the connection is running, so
+/// that nothing else is about to go out with it ([`FrameSender::send_alone`]).
+async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome, alone: bool) {
     let reply = Message::Reply(Reply { id, outcome });
-    match sender.send(reply).await {
+    let sent = if alone {
+        sender.send_alone(reply).await
+    } else {
+        sender.send(reply).await
+    };
+    match sent {
         Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
             let error = CallError::FrameTooLarge {
                 size: size as u64,
