@@ -140,9 +140,8 @@ impl Link {
         !self.sender.is_closed() && self.pending.lock().expect("pending lock").is_some()
     }
 
-    /// Registers a call; `None` if the connection is already gone.
-    /// A new call: its id, where its answer comes, and whether it is the only call waiting
-    /// on this connection.
+    /// Registers a call: its id, where its answer comes, and whether it is the only call
+    /// waiting on this connection; `None` if the connection is already gone.
     fn register(&self) -> Option<(u64, oneshot::Receiver<Answer>, bool)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -386,12 +385,7 @@ impl Client {
             contract: request.contract,
             time_left_ms: Some(time_to_give(deadline).as_millis() as u64),
         });
-        let sent = if alone {
-            link.sender.send_alone(call).await
-        } else {
-            link.sender.send(call).await
-        };
-        match sent {
+        match link.sender.send_alone_if(call, alone).await {
             Ok(()) => {}
             Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
                 return Outcome::Error(CallError::FrameTooLarge {

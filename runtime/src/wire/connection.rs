@@ -7,7 +7,7 @@
 //! Writes go through one task per connection, so many tasks can send on the same connection
 //! without waiting for each other, and frames queued together leave in one `write` and one
 //! flush; that task also sends large messages in pieces, with the other frames between them.
-//! A lone small frame (a call or reply with no other on its way: `FrameSender::send_alone`)
+//! A lone small frame (a call or reply with no other on its way: `FrameSender::send_alone_if`)
 //! is written by its sender when the writer task has nothing queued, which saves the
 //! hand-off to that task. The buffered writer they share is behind a lock that a sender only
 //! tries (it never waits for it, nor for room in the socket: the writer task finishes a
@@ -278,12 +278,15 @@ impl FrameSender {
         self.queue(framed).await
     }
 
-    /// As [`FrameSender::send`], for a message that is the only one its sender has to send
-    /// now (a lone call, the reply to the only call running): written and flushed here when
-    /// it is small and the writer has nothing queued, else queued. Messages sent while
-    /// others are on their way go through `send`, so that they leave together.
-    pub async fn send_alone(&self, message: Message) -> Result<(), MessageError> {
+    /// As [`FrameSender::send`], but when `alone` (the message is the only one its sender
+    /// has to send now: a lone call, the reply to the only call running) it is written and
+    /// flushed here if it is small and the writer has nothing queued. Messages sent while
+    /// others are on their way are queued, so that they leave together.
+    pub async fn send_alone_if(&self, message: Message, alone: bool) -> Result<(), MessageError> {
         let framed = message.into_framed(self.max_frame)?;
+        if !alone {
+            return self.queue(framed).await;
+        }
         match self.write_through(framed) {
             Ok(written) => written,
             Err(framed) => self.queue(framed).await,
@@ -744,12 +747,12 @@ mod tests {
         let (sender, mut reader) = pipe(64 * 1024, 1 << 20);
         // The writer task has not run yet: the first is still queued when the second is sent.
         sender.send(reply(1, 16)).await.unwrap();
-        sender.send_alone(reply(2, 16)).await.unwrap();
+        sender.send_alone_if(reply(2, 16), true).await.unwrap();
         assert_eq!(reader.next().await.unwrap(), reply(1, 16));
         assert_eq!(reader.next().await.unwrap(), reply(2, 16));
         // Nothing queued now: the next lone one is written by its sender, and comes next.
         tokio::task::yield_now().await;
-        sender.send_alone(reply(3, 16)).await.unwrap();
+        sender.send_alone_if(reply(3, 16), true).await.unwrap();
         sender.send(reply(4, 16)).await.unwrap();
         assert_eq!(reader.next().await.unwrap(), reply(3, 16));
         assert_eq!(reader.next().await.unwrap(), reply(4, 16));
@@ -760,8 +763,8 @@ mod tests {
         // A pipe of 64 bytes: the sender's flush stops short, and the writer task finishes it.
         let (sender, mut reader) = pipe(64, 1 << 20);
         let message = reply(5, 8 * 1024);
-        sender.send_alone(message.clone()).await.unwrap();
-        sender.send_alone(reply(6, 16)).await.unwrap();
+        sender.send_alone_if(message.clone(), true).await.unwrap();
+        sender.send_alone_if(reply(6, 16), true).await.unwrap();
         let both = async {
             assert_eq!(reader.next().await.unwrap(), message);
             assert_eq!(reader.next().await.unwrap(), reply(6, 16));

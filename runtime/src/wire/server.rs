@@ -370,17 +370,12 @@ async fn serve_calls<D: Dispatch>(
     }
 }
 
-/// Sends a reply; one too large for a frame becomes a `FrameTooLarge` error reply instead.
-/// Sends the reply to call `id`; `alone` when no other call of the connection is running, so
-/// that nothing else is about to go out with it ([`FrameSender::send_alone`]).
+/// Sends the reply to call `id`, `alone` when no other call of the connection is running
+/// ([`FrameSender::send_alone_if`]); one too large for a frame becomes a `FrameTooLarge` error
+/// reply instead.
 async fn send_reply(sender: &FrameSender, id: u64, outcome: Outcome, alone: bool) {
     let reply = Message::Reply(Reply { id, outcome });
-    let sent = if alone {
-        sender.send_alone(reply).await
-    } else {
-        sender.send(reply).await
-    };
-    match sent {
+    match sender.send_alone_if(reply, alone).await {
         Err(MessageError::Frame(FrameError::TooLarge { size, max })) => {
             let error = CallError::FrameTooLarge {
                 size: size as u64,
