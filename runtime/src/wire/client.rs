@@ -22,10 +22,11 @@ use netrun_abi::{CallError, Contract, Outcome, TimeoutStage};
 use tokio::sync::oneshot;
 
 use crate::wire::appnet;
-use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
+use crate::wire::connection::{self, ConnectionError, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
 use crate::wire::secure::ClusterKey;
+use crate::wire::writer::FrameSender;
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);

@@ -1,46 +1,28 @@
-//! One TCP connection between two peers: the handshake, buffered reading of messages, and a
-//! writer task that batches outgoing frames.
+//! One TCP connection between two peers: the handshake and buffered reading of messages; its
+//! writing half is [`crate::wire::writer`]'s.
 //!
 //! Both the calling side ([`crate::wire::client`]) and the serving side
 //! ([`crate::wire::server`]) use it. It owns sockets and bytes, not calls: it never looks
 //! inside a [`Call`](crate::wire::message::Call).
-//! Writes go through one task per connection, so many tasks can send on the same connection
-//! without waiting for each other, and frames queued together leave in one `write` and one
-//! flush; that task also sends large messages in pieces, with the other frames between them.
-//! A lone small frame (a call or reply with no other on its way: `FrameSender::send_alone_if`)
-//! is written by its sender when the writer task has nothing queued, which saves the
-//! hand-off to that task. The buffered writer they share is behind a lock that a sender only
-//! tries (it never waits for it, nor for room in the socket: the writer task finishes a
-//! flush the socket could not take at once).
 
-use std::collections::VecDeque;
 use std::io::Cursor;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use snow::StatelessTransportState;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::wire::appnet;
-use crate::wire::frame::{self, FrameError, FrameKind, HEADER_LEN};
-use crate::wire::message::{Framed, Head, Hello, Message, MessageError};
+use crate::wire::frame::{self, FrameError, FrameKind};
+use crate::wire::message::{Head, Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
+use crate::wire::writer::{FrameSender, spawn_writer};
 
-/// Frames waiting for the writer task, per connection: with the server's calls in flight per
-/// connection, this bounds what a client that never reads its replies makes a peer hold.
-const WRITE_QUEUE: usize = 256;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
 /// The largest frame buffer a connection keeps between frames.
 const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
-/// A message larger than this goes out in pieces of this size, so that a small frame queued
-/// behind it waits for one piece to be written, not for the whole message.
-pub const PIECE_SIZE: usize = 128 * 1024;
 
 /// The reading half of a connection: plaintext, or opened from records.
 pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -232,246 +214,6 @@ impl MessageReader {
 fn let_go_if_grown(buf: &mut Vec<u8>) {
     if buf.capacity() > KEPT_FRAME_BUFFER {
         *buf = Vec::new();
-    }
-}
-
-/// Queues frames for a connection's writer task, which batches them; writes a lone small one
-/// itself when the writer has nothing queued before it (saving the hand-off to the writer
-/// task: about a tenth of a 16-byte call's round trip). Cheap to clone.
-#[derive(Clone)]
-pub struct FrameSender {
-    tx: mpsc::Sender<Outgoing>,
-    max_frame: usize,
-    out: Arc<Outbox>,
-}
-
-/// What the writer task is given: a frame, or the word to finish a flush a sender began.
-enum Outgoing {
-    Frame(Framed),
-    Flush,
-}
-
-/// The writing half of a connection, shared by the writer task and senders writing through.
-struct Outbox {
-    writer: tokio::sync::Mutex<Writing>,
-    /// Frames given to the writer task and not yet written by it: a sender writes through
-    /// only when there are none, so frames leave in the order they were sent.
-    queued: AtomicUsize,
-}
-
-/// The connection's buffered writer, and the large messages going out in pieces.
-struct Writing {
-    buf: BufWriter<ByteWriter>,
-    large: VecDeque<Pieces>,
-}
-
-/// The largest frame a sender writes itself.
-const WRITE_THROUGH: usize = 16 * 1024;
-
-impl FrameSender {
-    /// Encodes `message` and queues it for the writer task, which writes the frames queued
-    /// together in one go (its payload goes out as it is, not copied). A message over the
-    /// frame limit is refused here, before it reaches the wire; a closed connection is
-    /// `Closed`.
-    pub async fn send(&self, message: Message) -> Result<(), MessageError> {
-        let framed = message.into_framed(self.max_frame)?;
-        self.queue(framed).await
-    }
-
-    /// As [`FrameSender::send`], but when `alone` (the message is the only one its sender
-    /// has to send now: a lone call, the reply to the only call running) it is written and
-    /// flushed here if it is small and the writer has nothing queued. Messages sent while
-    /// others are on their way are queued, so that they leave together.
-    pub async fn send_alone_if(&self, message: Message, alone: bool) -> Result<(), MessageError> {
-        let framed = message.into_framed(self.max_frame)?;
-        if !alone {
-            return self.queue(framed).await;
-        }
-        match self.write_through(framed) {
-            Ok(written) => written,
-            Err(framed) => self.queue(framed).await,
-        }
-    }
-
-    /// Gives `framed` to the writer task.
-    async fn queue(&self, framed: Framed) -> Result<(), MessageError> {
-        self.out.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Outgoing::Frame(framed)).await.is_err() {
-            self.out.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(FrameError::Closed.into());
-        }
-        Ok(())
-    }
-
-    /// Writes a small frame into the connection's buffer and flushes it, here, when the
-    /// writer is free and has nothing queued; gives the frame back otherwise.
-    fn write_through(&self, framed: Framed) -> Result<Result<(), MessageError>, Framed> {
-        if framed.len() > WRITE_THROUGH || self.tx.is_closed() {
-            return Err(framed);
-        }
-        let Ok(mut writing) = self.out.writer.try_lock() else {
-            return Err(framed);
-        };
-        if self.out.queued.load(Ordering::Acquire) != 0
-            || writing.buf.buffer().len() + framed.len() > READ_BUFFER
-        {
-            return Err(framed);
-        }
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        for part in [&framed.head, &framed.body] {
-            // It fits the buffer, so it is copied into it whole, with no I/O.
-            match Pin::new(&mut writing.buf).poll_write(&mut cx, part) {
-                Poll::Ready(Ok(n)) if n == part.len() => {}
-                _ => return Ok(Err(FrameError::Closed.into())),
-            }
-        }
-        match Pin::new(&mut writing.buf).poll_flush(&mut cx) {
-            Poll::Ready(Ok(())) => Ok(Ok(())),
-            Poll::Ready(Err(e)) => Ok(Err(FrameError::from(e).into())),
-            // The socket is full: the writer task finishes the flush.
-            Poll::Pending => {
-                let _ = self.tx.try_send(Outgoing::Flush);
-                Ok(Ok(()))
-            }
-        }
-    }
-
-    /// True once the writer task has stopped (the connection is gone).
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// The frame limit this connection enforces.
-    pub fn max_frame(&self) -> usize {
-        self.max_frame
-    }
-}
-
-/// Starts the writer task of a connection. It drains the queue into a buffered writer and
-/// flushes only when the queue is empty, so frames sent together leave together. A message
-/// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
-/// was queued meanwhile going out between them; after each piece the task yields, so the
-/// tasks that queue those frames get to run.
-fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(WRITE_QUEUE);
-    let out = Arc::new(Outbox {
-        writer: tokio::sync::Mutex::new(Writing {
-            buf: BufWriter::with_capacity(READ_BUFFER, writer),
-            large: VecDeque::new(),
-        }),
-        queued: AtomicUsize::new(0),
-    });
-    let shared = out.clone();
-    tokio::spawn(async move {
-        let mut idle = true;
-        loop {
-            let first = if idle {
-                let Some(first) = rx.recv().await else {
-                    break;
-                };
-                Some(first)
-            } else {
-                None
-            };
-            let mut writing = shared.writer.lock().await;
-            let Writing { buf, large } = &mut *writing;
-            let mut take = |outgoing: Outgoing| match outgoing {
-                Outgoing::Frame(framed) => Some(framed),
-                Outgoing::Flush => None,
-            };
-            if let Some(framed) = first.and_then(&mut take) {
-                shared.queued.fetch_sub(1, Ordering::AcqRel);
-                if queue_or_write(buf, large, framed).await.is_err() {
-                    return;
-                }
-            }
-            while let Ok(more) = rx.try_recv() {
-                if let Some(framed) = take(more) {
-                    shared.queued.fetch_sub(1, Ordering::AcqRel);
-                    if queue_or_write(buf, large, framed).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            if let Some(pieces) = large.front_mut() {
-                if pieces.write_next(buf).await.is_err() {
-                    return;
-                }
-                if pieces.is_done() {
-                    large.pop_front();
-                }
-            }
-            if buf.flush().await.is_err() {
-                return;
-            }
-            idle = large.is_empty();
-            drop(writing);
-            if !idle {
-                // Between two pieces, other tasks of this thread get their turn, among them
-                // those that queue frames to go out between the pieces.
-                tokio::task::yield_now().await;
-            }
-        }
-        let _ = shared.writer.lock().await.buf.shutdown().await;
-    });
-    FrameSender { tx, max_frame, out }
-}
-
-/// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
-async fn queue_or_write(
-    writer: &mut BufWriter<ByteWriter>,
-    large: &mut VecDeque<Pieces>,
-    framed: Framed,
-) -> std::io::Result<()> {
-    if framed.len() > HEADER_LEN + PIECE_SIZE {
-        large.push_back(Pieces {
-            framed,
-            at: HEADER_LEN,
-        });
-        return Ok(());
-    }
-    writer.write_all(&framed.head).await?;
-    writer.write_all(&framed.body).await
-}
-
-/// A framed message going out in pieces: its bytes from `at` on (counted over its head, then
-/// its body) are still to be sent.
-struct Pieces {
-    framed: Framed,
-    at: usize,
-}
-
-impl Pieces {
-    /// Writes the next piece, with its own header. The first piece holds at least the whole
-    /// head (the message and its payload's length), however long, so that the reader learns
-    /// the payload's length from it.
-    async fn write_next(&mut self, writer: &mut BufWriter<ByteWriter>) -> std::io::Result<()> {
-        let head_len = self.framed.head.len();
-        let mut end = (self.at + PIECE_SIZE).min(self.framed.len());
-        if self.at == HEADER_LEN {
-            end = end.max(head_len);
-        }
-        let last = end == self.framed.len();
-        writer
-            .write_all(&frame::Header::piece(end - self.at, last))
-            .await?;
-        if self.at < head_len {
-            writer
-                .write_all(&self.framed.head[self.at..end.min(head_len)])
-                .await?;
-        }
-        if end > head_len {
-            let from = self.at.max(head_len) - head_len;
-            writer
-                .write_all(&self.framed.body[from..end - head_len])
-                .await?;
-        }
-        self.at = end;
-        Ok(())
-    }
-
-    fn is_done(&self) -> bool {
-        self.at == self.framed.len()
     }
 }
 
@@ -700,79 +442,20 @@ pub(crate) fn pipe(capacity: usize, max_frame: usize) -> (FrameSender, MessageRe
     )
 }
 
+/// A reply of `size` bytes, each the id's low byte: a message for the tests of what runs over
+/// a connection.
+#[cfg(test)]
+pub(crate) fn reply(id: u64, size: usize) -> Message {
+    Message::Reply(crate::wire::message::Reply {
+        id,
+        outcome: netrun_abi::Outcome::Value(vec![id as u8; size]),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use netrun_abi::Outcome;
-
     use super::*;
-    use crate::wire::message::Reply;
-
-    fn reply(id: u64, size: usize) -> Message {
-        Message::Reply(Reply {
-            id,
-            outcome: Outcome::Value(vec![id as u8; size]),
-        })
-    }
-
-    #[tokio::test]
-    async fn small_messages_overtake_a_large_one_which_arrives_whole() {
-        let (sender, mut reader) = pipe(64 * 1024, 64 << 20);
-        let large = reply(1, 40 * PIECE_SIZE);
-        sender.send(large.clone()).await.unwrap();
-        let mut order = Vec::new();
-        let small = (2..12).map(|id| reply(id, 16)).collect::<Vec<_>>();
-        let read = async {
-            while order.len() < 11 {
-                order.push(reader.next().await.unwrap());
-            }
-        };
-        let send = async {
-            for message in &small {
-                sender.send(message.clone()).await.unwrap();
-            }
-        };
-        tokio::join!(read, send);
-        // Everything arrived intact, and the small ones did not wait for all 40 pieces.
-        let position = order
-            .iter()
-            .position(|m| *m == large)
-            .expect("large arrived");
-        assert!(position > 0, "no small message went out between the pieces");
-        order.remove(position);
-        assert_eq!(order, small);
-    }
-
-    #[tokio::test]
-    async fn a_lone_message_does_not_overtake_one_queued_before_it() {
-        let (sender, mut reader) = pipe(64 * 1024, 1 << 20);
-        // The writer task has not run yet: the first is still queued when the second is sent.
-        sender.send(reply(1, 16)).await.unwrap();
-        sender.send_alone_if(reply(2, 16), true).await.unwrap();
-        assert_eq!(reader.next().await.unwrap(), reply(1, 16));
-        assert_eq!(reader.next().await.unwrap(), reply(2, 16));
-        // Nothing queued now: the next lone one is written by its sender, and comes next.
-        tokio::task::yield_now().await;
-        sender.send_alone_if(reply(3, 16), true).await.unwrap();
-        sender.send(reply(4, 16)).await.unwrap();
-        assert_eq!(reader.next().await.unwrap(), reply(3, 16));
-        assert_eq!(reader.next().await.unwrap(), reply(4, 16));
-    }
-
-    #[tokio::test]
-    async fn a_lone_message_the_socket_cannot_take_at_once_arrives_whole() {
-        // A pipe of 64 bytes: the sender's flush stops short, and the writer task finishes it.
-        let (sender, mut reader) = pipe(64, 1 << 20);
-        let message = reply(5, 8 * 1024);
-        sender.send_alone_if(message.clone(), true).await.unwrap();
-        sender.send_alone_if(reply(6, 16), true).await.unwrap();
-        let both = async {
-            assert_eq!(reader.next().await.unwrap(), message);
-            assert_eq!(reader.next().await.unwrap(), reply(6, 16));
-        };
-        tokio::time::timeout(Duration::from_secs(10), both)
-            .await
-            .expect("the rest of the flush never went out");
-    }
+    use crate::wire::frame::HEADER_LEN;
 
     /// Raw bytes written on one end, a reader with a frame limit of 100 on the other.
     fn raw_pipe() -> (ByteWriter, MessageReader) {

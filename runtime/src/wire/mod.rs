@@ -1,6 +1,7 @@
 //! The wire: how peers talk over TCP.
 //!
-//! Owns frames, messages, one connection (handshake, buffered reads, the batching writer), the
+//! Owns frames, messages, one connection (handshake, buffered reads; the batching writer in
+//! `writer`), the
 //! client pool of outgoing connections with its table of pending calls, and the server loop,
 //! which hands each arriving call to a dispatcher it is given.
 //!
@@ -15,3 +16,4 @@ pub mod message;
 pub mod secure;
 pub mod server;
 pub mod spin;
+pub mod writer;

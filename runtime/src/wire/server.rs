@@ -23,11 +23,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::wire::appnet;
-use crate::wire::connection::{self, ConnectionError, FrameSender, MessageReader};
+use crate::wire::connection::{self, ConnectionError, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, Hello, Message, MessageError, Reply};
 use crate::wire::secure::ClusterKey;
 use crate::wire::spin::{self, RecentWaits};
+use crate::wire::writer::FrameSender;
 
 /// How much a peer's server takes on, and for how long: each is a flag of `netrun run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
