@@ -5,8 +5,9 @@
 //! buffer out, freed with `netrun_free`) and [`ExportCache`]: wasmtime looks an export up by
 //! name and checks its type on every `get_export`, so an instance keeps what it found in its
 //! store and every later call of the same export skips both. What it keeps is shared (`Arc`),
-//! not cloned: a typed function's clone takes references on its type in the engine's registry. It does not know which function a
-//! name means or what a call's limits are (see [`crate::guest::instance`]).
+//! not cloned: a typed function's clone takes references on its type in the engine's
+//! registry. It does not know which function a name means or what a call's limits are (see
+//! [`crate::guest::instance`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The wire: how peers talk over TCP.
 //!
-//! Owns frames, messages, one connection (handshake, buffered reads; the batching writer in
-//! `writer`), the
+//! Owns frames, messages, one connection (handshake and buffered reads in `connection`, the
+//! batching writer in `writer`), waiting awake for a moment before sleeping (`spin`), the
 //! client pool of outgoing connections with its table of pending calls, and the server loop,
 //! which hands each arriving call to a dispatcher it is given.
 //!

@@ -172,18 +172,13 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
             };
             let mut writing = shared.writer.lock().await;
             let Writing { buf, large } = &mut *writing;
-            let mut take = |outgoing: Outgoing| match outgoing {
-                Outgoing::Frame(framed) => Some(framed),
-                Outgoing::Flush => None,
-            };
-            if let Some(framed) = first.and_then(&mut take) {
-                shared.queued.fetch_sub(1, Ordering::AcqRel);
-                if queue_or_write(buf, large, framed).await.is_err() {
-                    return;
-                }
-            }
-            while let Ok(more) = rx.try_recv() {
-                if let Some(framed) = take(more) {
+            // What came first, then whatever else is queued; a `Flush` only asks for the flush
+            // below.
+            let queued = first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()));
+            for outgoing in queued {
+                if let Outgoing::Frame(framed) = outgoing {
                     shared.queued.fetch_sub(1, Ordering::AcqRel);
                     if queue_or_write(buf, large, framed).await.is_err() {
                         return;
