@@ -145,17 +145,18 @@ pub type Inbox = mpsc::UnboundedSender<Task>;
 /// The queue of calls and the workers running each chain. Shared by whoever submits calls (the
 /// router, an entry) and the instances (which say which chain they run).
 pub struct Scheduler {
-    queue: mpsc::Sender<Task>,
+    queue: flume::Sender<Task>,
     running: Mutex<HashMap<ChainId, Inbox>>,
 }
 
-/// The receiving end of the queue, for [`crate::guest::workers::start`].
-pub struct Queue(pub(crate) mpsc::Receiver<Task>);
+/// The receiving end of the queue, for [`crate::guest::workers::start`]: each idle worker waits
+/// on a clone of its own, so none waits behind another (see `Worker::serve`).
+pub struct Queue(pub(crate) flume::Receiver<Task>);
 
 impl Scheduler {
     /// An empty queue and no chain running.
     pub fn new() -> (Arc<Scheduler>, Queue) {
-        let (queue, tasks) = mpsc::channel(QUEUE);
+        let (queue, tasks) = flume::bounded(QUEUE);
         let scheduler = Scheduler {
             queue,
             running: Mutex::new(HashMap::new()),
@@ -186,7 +187,7 @@ impl Scheduler {
         };
         let answered = async {
             if let Some(task) = self.hand_to_runner(task) {
-                self.queue.send(task).await.map_err(|_| stopped())?;
+                self.queue.send_async(task).await.map_err(|_| stopped())?;
             }
             answer.await.map_err(|_| stopped())?
         };
@@ -241,7 +242,7 @@ impl Scheduler {
     pub fn requeue(&self, task: Task) {
         let queue = self.queue.clone();
         tokio::spawn(async move {
-            if let Err(e) = queue.send(task).await {
+            if let Err(e) = queue.send_async(task).await {
                 e.0.answer(Err(stopped()));
             }
         });
@@ -292,7 +293,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_whose_time_ran_out_in_the_queue_never_starts() {
-        let (scheduler, mut queue) = Scheduler::new();
+        let (scheduler, queue) = Scheduler::new();
         let soon = Instant::now() + Duration::from_millis(20);
         let job = Job::Entry { export: "e".into() };
         // Nobody takes the task before its deadline: its caller hears "queued".
@@ -302,7 +303,11 @@ mod tests {
         };
         assert_eq!(stage, TimeoutStage::Queued);
         // A worker that takes it afterwards must not run it.
-        let mut task = queue.0.recv().await.expect("the task is in the queue");
+        let mut task = queue
+            .0
+            .recv_async()
+            .await
+            .expect("the task is in the queue");
         assert!(!task.start());
         // A task in time starts once, and then cannot expire.
         let mut fresh = task_with_deadline(Instant::now() + Duration::from_secs(60));

@@ -17,9 +17,6 @@
 //! one is made ahead of need (a spare per worker, made while the worker waits for calls), so
 //! the replacement is a swap and the trapped call's caller hears of the trap before it.
 
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
 use wasmtime::InstancePre;
 
 use crate::guest::instance::{self, Live};
@@ -33,7 +30,6 @@ pub async fn start(
     env: InstanceEnv,
     queue: Queue,
 ) -> anyhow::Result<()> {
-    let queue = Arc::new(tokio::sync::Mutex::new(queue.0));
     for number in 1..=env.config.workers.max(1) {
         let live = instance::instantiate(&pre, &env).await?;
         let spare = Some(Spare::prepare(&pre, &env, None));
@@ -44,7 +40,7 @@ pub async fn start(
             live,
             spare,
         };
-        tokio::spawn(worker.serve(queue.clone()));
+        tokio::spawn(worker.serve(queue.0.clone()));
     }
     Ok(())
 }
@@ -92,10 +88,15 @@ impl Spare {
 
 impl Worker {
     /// Takes calls from the queue while it is free, until the queue closes.
-    async fn serve(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Task>>>) {
+    ///
+    /// Each idle worker waits on the queue by itself: when they waited in turn behind a lock,
+    /// the worker that took a call woke the next one as it let go of the lock, on its own
+    /// thread, in the slot tokio runs next there and no other thread may take from; it then
+    /// ran its call, and a long call held the next worker, and every call queued meanwhile,
+    /// until it ended, while the runtime's other thread slept.
+    async fn serve(mut self, queue: flume::Receiver<Task>) {
         loop {
-            // Idle workers wait in turn; the first takes the next call.
-            let Some(mut task) = queue.lock().await.recv().await else {
+            let Ok(mut task) = queue.recv_async().await else {
                 return;
             };
             if !task.start() {
