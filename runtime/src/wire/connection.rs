@@ -110,7 +110,7 @@ struct Partial {
 }
 
 impl MessageReader {
-    fn new(reader: ByteReader, max_frame: usize) -> MessageReader {
+    pub(crate) fn new(reader: ByteReader, max_frame: usize) -> MessageReader {
         MessageReader {
             reader: BufReader::with_capacity(READ_BUFFER, reader),
             buf: Vec::new(),

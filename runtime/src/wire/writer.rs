@@ -11,6 +11,7 @@
 //! flush the socket could not take at once).
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -226,6 +227,22 @@ async fn queue_or_write(
     writer.write_all(&framed.body).await
 }
 
+/// Writes all of `parts`, in as few writes as the writer takes them in.
+async fn write_all_vectored(
+    writer: &mut BufWriter<ByteWriter>,
+    mut parts: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let written = writer.write_vectored(parts).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, written);
+    }
+    Ok(())
+}
+
 /// A framed message going out in pieces: its bytes from `at` on (counted over its head, then
 /// its body) are still to be sent.
 struct Pieces {
@@ -236,7 +253,9 @@ struct Pieces {
 impl Pieces {
     /// Writes the next piece, with its own header. The first piece holds at least the whole
     /// head (the message and its payload's length), however long, so that the reader learns
-    /// the payload's length from it.
+    /// the payload's length from it. The header and the piece's bytes go out in one vectored
+    /// write: written apart, the 4-byte header left in a `send` of its own, which woke the
+    /// reader for it (two system calls a piece on each side).
     async fn write_next(&mut self, writer: &mut BufWriter<ByteWriter>) -> std::io::Result<()> {
         let head_len = self.framed.head.len();
         let mut end = (self.at + PIECE_SIZE).min(self.framed.len());
@@ -244,20 +263,17 @@ impl Pieces {
             end = end.max(head_len);
         }
         let last = end == self.framed.len();
-        writer
-            .write_all(&frame::Header::piece(end - self.at, last))
-            .await?;
-        if self.at < head_len {
-            writer
-                .write_all(&self.framed.head[self.at..end.min(head_len)])
-                .await?;
-        }
-        if end > head_len {
-            let from = self.at.max(head_len) - head_len;
-            writer
-                .write_all(&self.framed.body[from..end - head_len])
-                .await?;
-        }
+        let header = frame::Header::piece(end - self.at, last);
+        // The piece's bytes of the head, then of the body (either may be none).
+        let head = &self.framed.head[self.at.min(head_len)..end.min(head_len)];
+        let (from, to) = (self.at.max(head_len), end.max(head_len));
+        let body = &self.framed.body[from - head_len..to - head_len];
+        let mut parts = [
+            IoSlice::new(&header),
+            IoSlice::new(head),
+            IoSlice::new(body),
+        ];
+        write_all_vectored(writer, &mut parts).await?;
         self.at = end;
         Ok(())
     }
@@ -272,7 +288,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::wire::connection::{pipe, reply};
+    use crate::wire::connection::{MessageReader, pipe, reply};
 
     #[tokio::test]
     async fn small_messages_overtake_a_large_one_which_arrives_whole() {
@@ -332,5 +348,85 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), both)
             .await
             .expect("the rest of the flush never went out");
+    }
+
+    /// Takes at most `at_most` bytes a write, over as many slices as that covers: the socket
+    /// under a vectored write that it cannot take whole.
+    struct Trickle {
+        taken: Arc<std::sync::Mutex<Vec<u8>>>,
+        at_most: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            parts: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut taken = self.taken.lock().unwrap();
+            let before = taken.len();
+            for part in parts {
+                let room = self.at_most - (taken.len() - before);
+                taken.extend_from_slice(&part[..part.len().min(room)]);
+            }
+            Poll::Ready(Ok(taken.len() - before))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_written_in_parts_a_socket_takes_arrive_whole() {
+        let message = reply(7, 3 * PIECE_SIZE + 17);
+        for at_most in [1000, PIECE_SIZE + 3, 3 * PIECE_SIZE] {
+            let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let trickle: ByteWriter = Box::new(Trickle {
+                taken: taken.clone(),
+                at_most,
+            });
+            let mut writer = BufWriter::with_capacity(WRITE_BUFFER, trickle);
+            let mut pieces = Pieces {
+                framed: message.clone().into_framed(64 << 20).unwrap(),
+                at: HEADER_LEN,
+            };
+            let mut count = 0;
+            while !pieces.is_done() {
+                pieces.write_next(&mut writer).await.unwrap();
+                count += 1;
+            }
+            writer.flush().await.unwrap();
+            assert_eq!(count, 4, "a piece per {PIECE_SIZE} bytes");
+            let bytes = std::mem::take(&mut *taken.lock().unwrap());
+            let mut reader = MessageReader::new(Box::new(std::io::Cursor::new(bytes)), 64 << 20);
+            assert_eq!(
+                reader.next().await.unwrap(),
+                message,
+                "taking {at_most} a write"
+            );
+        }
     }
 }
