@@ -10,45 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snow::StatelessTransportState;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::wire::appnet;
 use crate::wire::frame::{self, FrameError, FrameKind};
 use crate::wire::message::{Head, Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
+use crate::wire::stream::{ByteReader, ByteWriter, Stream};
 use crate::wire::writer::{FrameSender, spawn_writer};
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
 /// The largest frame buffer a connection keeps between frames.
 const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
-
-/// The reading half of a connection: plaintext, or opened from records.
-pub type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
-/// The writing half of a connection: plaintext, or sealed into records.
-pub type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// A byte stream a connection runs over: TCP between peers; an in-memory pipe where the
-/// handshake is driven by a test or a fuzzer.
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
-    /// The stream as two owned halves, one per direction.
-    fn into_halves(self) -> (ByteReader, ByteWriter);
-}
-
-impl Stream for TcpStream {
-    fn into_halves(self) -> (ByteReader, ByteWriter) {
-        let (read, write) = self.into_split();
-        (Box::new(read), Box::new(write))
-    }
-}
-
-impl Stream for tokio::io::DuplexStream {
-    fn into_halves(self) -> (ByteReader, ByteWriter) {
-        let (read, write) = tokio::io::split(self);
-        (Box::new(read), Box::new(write))
-    }
-}
 
 /// The halves of `stream`, sealed and opened with `transport` when the link is secured.
 fn halves<S: Stream>(

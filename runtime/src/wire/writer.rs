@@ -20,9 +20,9 @@ use std::task::Poll;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
-use crate::wire::connection::ByteWriter;
 use crate::wire::frame::{self, FrameError, HEADER_LEN};
 use crate::wire::message::{Framed, Message, MessageError};
+use crate::wire::stream::ByteWriter;
 
 /// Frames waiting for the writer task, per connection: with the server's calls in flight per
 /// connection, this bounds what a client that never reads its replies makes a peer hold.
