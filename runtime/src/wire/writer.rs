@@ -223,15 +223,17 @@ async fn queue_or_write(
         });
         return Ok(());
     }
-    writer.write_all(&framed.head).await?;
-    writer.write_all(&framed.body).await
+    let mut parts = [IoSlice::new(&framed.head), IoSlice::new(&framed.body)];
+    write_all_vectored(writer, &mut parts).await
 }
 
-/// Writes all of `parts`, in as few writes as the writer takes them in.
+/// Writes all of `parts`, in as few writes as the writer takes them in: a frame's head and a
+/// body too large for the buffer go to the socket in one `send`, not the head alone first.
 async fn write_all_vectored(
     writer: &mut BufWriter<ByteWriter>,
     mut parts: &mut [IoSlice<'_>],
 ) -> std::io::Result<()> {
+    // Leading empty parts dropped: nothing left to write is done, not a zero-length write.
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         let written = writer.write_vectored(parts).await?;
