@@ -295,8 +295,7 @@ async fn serve_calls<D: Dispatch>(
     let most = admission.limits.calls_per_connection.max(1);
     let idle = admission.limits.idle;
     // Calls dispatched and not yet answered: the reply to the last one goes out alone.
-    let unanswered = AtomicUsize::new(0);
-    let in_flight = &unanswered;
+    let in_flight = &AtomicUsize::new(0);
     let mut running = FuturesUnordered::new();
     // When the last call in flight ended (or the connection opened): the idle time runs from
     // there. One timer, moved on only when it goes off.

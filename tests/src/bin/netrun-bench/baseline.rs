@@ -16,8 +16,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// How long an [`Wait::Awake`] end polls before it sleeps: netrun's own `SPIN`.
-const SPIN: Duration = Duration::from_micros(150);
+use netrun::wire::spin::SPIN;
 
 /// How both ends of a ping-pong wait for the other's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
