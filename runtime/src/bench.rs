@@ -174,7 +174,7 @@ pub async fn run(
 /// A call's outcome as success or the reason it failed.
 fn answered(outcome: Outcome) -> Result<(), String> {
     match outcome {
-        Outcome::Value(_) => Ok(()),
+        Outcome::Value(_) | Outcome::ValueWithBlobs(_) => Ok(()),
         Outcome::Flag(flag) => Err(format!("it answered with flag {flag}")),
         Outcome::Error(e) => Err(e.to_string()),
     }

@@ -294,6 +294,9 @@ fn json_result(outcome: Outcome, peer: &str, function: &str) -> Result<Value, Fa
         Outcome::Value(bytes) => serde_json::from_slice(&bytes)
             .with_context(|| format!("peer {peer} answered {function} with invalid JSON"))
             .map_err(failed),
+        Outcome::ValueWithBlobs(_) => Err(failed(anyhow!(
+            "peer {peer} answered {function} in bincode with blobs, not JSON"
+        ))),
         Outcome::Flag(name) if name == flag::NULL => {
             Ok(Value::String(flag::NULL_VALUE.to_string()))
         }

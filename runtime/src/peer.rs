@@ -315,7 +315,7 @@ pub async fn start(
 pub async fn run_entry(scheduler: &Scheduler, name: &str) -> Result<(), String> {
     let export = names::export(ExportKind::Entry, name).into();
     match scheduler.run(Job::Entry { export }, None, None).await {
-        Ok(Outcome::Value(_)) => Ok(()),
+        Ok(Outcome::Value(_) | Outcome::ValueWithBlobs(_)) => Ok(()),
         Ok(Outcome::Error(CallError::Remote { message, .. })) => {
             Err(format!("entry {name} failed: {message}"))
         }

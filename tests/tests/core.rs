@@ -21,13 +21,14 @@ const PARITY_VALUES: [&str; 11] = [
 ];
 
 /// What every core_probe peer answers: its connected functions and the built-ins.
-const PROBE_FUNCTIONS: [&str; 7] = [
+const PROBE_FUNCTIONS: [&str; 8] = [
     "add",
     "counter",
     "echo",
     "echo_bytes",
     "make_bytes",
     "panic_with",
+    "swap_parcel",
     "tagged_name",
 ];
 const BUILTINS: [&str; 4] = ["connections", "info", "null", "pass_through"];
@@ -185,6 +186,15 @@ fn eight_mib_arguments_and_results_arrive_intact() {
     let out = run_entry(&ports, &app("core_probe"), "big_payload", &[]);
     out.expect_code(0);
     assert!(out.stdout.contains("8 MiB round trip ok"), "{out}");
+}
+
+#[test]
+fn large_byte_strings_travel_beside_their_values_through_every_kind_of_call() {
+    let ports = Ports::new();
+    let _server = TestPeer::probe(&ports, &[]);
+    let out = run_entry(&ports, &app("core_probe"), "blobs_both_ways", &[]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("blobs both ways ok"), "{out}");
 }
 
 #[test]

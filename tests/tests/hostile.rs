@@ -2,7 +2,7 @@
 //! dribbling client, a thousand idle connections, thousands of calls whose replies are never
 //! read. Each closes (or stalls) only its own connection: the peer keeps answering normal
 //! calls, and its resident memory stays bounded (read from `/proc/PID/status`, not timed).
-//! Also `--require-same-module`.
+//! Also `--require-same-module`, and arguments with blobs that do not add up.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -227,4 +227,77 @@ fn a_peer_that_requires_its_own_module_refuses_peers_running_another_and_serves_
     out.expect_code(0);
     assert!(out.stdout.contains(strict_sandbox.id()), "{out}");
     still_answers(&ports, &strict_core);
+}
+
+/// Sends `call` on `stream` and reads its reply's outcome.
+fn ask(stream: &mut TcpStream, call: Call) -> netrun_abi::Outcome {
+    let id = call.id;
+    stream
+        .write_all(&Message::Call(call).to_frame(1 << 24).unwrap())
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).unwrap();
+    let mut answer = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut answer).unwrap();
+    match Message::decode(&answer) {
+        Ok(Message::Reply(reply)) if reply.id == id => reply.outcome,
+        other => panic!("expected the reply to call {id}, got {other:?}"),
+    }
+}
+
+/// A call of `echo_bytes` whose arguments are said to carry blobs.
+fn with_blobs(id: u64, args: Vec<u8>) -> Call {
+    Call {
+        id,
+        chain: None,
+        kind: CallKind::Function,
+        function: "echo_bytes".into(),
+        encoding: Encoding::BincodeWithBlobs,
+        args,
+        contract: None,
+        time_left_ms: None,
+    }
+}
+
+#[test]
+fn arguments_with_blobs_that_do_not_add_up_are_refused_and_the_peer_serves_on() {
+    use netrun_abi::blob::layout::{Gather, split};
+    use netrun_abi::{CallError, Outcome, codec};
+    let ports = Ports::new();
+    let peer = TestPeer::probe(&ports, &[]);
+    let mut stream = shaken(&peer);
+    let blob: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+    // `(Bytes,)` whose bytes travel beside: their length, then no bytes inline.
+    let body = codec::encode(&((blob.len() as u64, serde_bytes::Bytes::new(&[])),)).unwrap();
+
+    // Well laid out: the guest takes the blob, and its result sends it back beside the value.
+    let mut gather = Gather::default();
+    gather.push(0, &blob).unwrap();
+    let Outcome::ValueWithBlobs(payload) = ask(&mut stream, with_blobs(1, gather.finish(&body)))
+    else {
+        panic!("the echo of a blob came back without it");
+    };
+    let at = split(&payload).expect("a payload with blobs");
+    assert_eq!(&payload[at.blob(0, blob.len()).unwrap()], &blob[..]);
+    assert_eq!(&payload[at.body.clone()], &body[..]);
+
+    // Not laid out as a payload with blobs at all.
+    match ask(&mut stream, with_blobs(2, vec![1, 2, 3])) {
+        Outcome::Error(CallError::Codec { message }) => {
+            assert!(message.contains("too short for its lengths"), "{message}")
+        }
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    // A value that asks for a blob its payload does not carry.
+    match ask(&mut stream, with_blobs(3, Gather::default().finish(&body))) {
+        Outcome::Error(CallError::BadArguments { message, .. }) => assert!(
+            message.contains("blob 0 of 70000 bytes did not come with the value"),
+            "{message}"
+        ),
+        other => panic!("expected bad arguments, got {other:?}"),
+    }
+    still_answers(&ports, &peer);
 }

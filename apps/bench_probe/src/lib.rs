@@ -7,17 +7,17 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_bytes::ByteBuf;
+use net::Bytes;
 
 /// Answers its argument: the served side of every call scenario.
 #[net::connect]
-fn echo(data: ByteBuf) -> ByteBuf {
+fn echo(data: Bytes) -> Bytes {
     data
 }
 
 /// The same body as `echo`, never connected: what a local call of `echo` is compared with.
 #[inline(never)]
-fn echo_plain(data: ByteBuf) -> ByteBuf {
+fn echo_plain(data: Bytes) -> Bytes {
     data
 }
 
@@ -31,7 +31,7 @@ fn work(ms: u64) -> u64 {
 /// Answers its argument after 50 milliseconds of sleep: a call slow enough for `netrun
 /// bench`'s progress line.
 #[net::connect]
-fn slow_echo(data: ByteBuf) -> ByteBuf {
+fn slow_echo(data: Bytes) -> Bytes {
     std::thread::sleep(Duration::from_millis(50));
     data
 }
@@ -42,7 +42,7 @@ thread_local! {
 
 /// Counts the call and its argument's bytes (in this instance).
 #[net::connect]
-fn tally(data: ByteBuf) -> u64 {
+fn tally(data: Bytes) -> u64 {
     TALLY.with(|t| {
         let mut t = t.borrow_mut();
         t.0 += 1;
@@ -76,7 +76,7 @@ fn peer(id: &str) -> net::Peer {
 #[net::connect]
 fn time_remote(peer_id: String, calls: u32, size: u32) -> Vec<u64> {
     let target = peer(&peer_id);
-    let data = ByteBuf::from(vec![7u8; size as usize]);
+    let data = Bytes::from(vec![7u8; size as usize]);
     (0..calls)
         .map(|_| {
             // The argument is the caller's before the call starts: the copy is not timed.
@@ -94,7 +94,7 @@ fn time_remote(peer_id: String, calls: u32, size: u32) -> Vec<u64> {
 /// with `size` bytes: (connected, plain) nanoseconds per call.
 #[net::connect]
 fn time_local(calls: u32, size: u32) -> (Vec<u64>, Vec<u64>) {
-    let data = ByteBuf::from(vec![7u8; size as usize]);
+    let data = Bytes::from(vec![7u8; size as usize]);
     let mut connected = Vec::with_capacity(calls as usize);
     let mut plain = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
@@ -114,8 +114,8 @@ fn time_local(calls: u32, size: u32) -> (Vec<u64>, Vec<u64>) {
 #[net::connect]
 fn time_mixed(peer_id: String, rounds: u32, big: u32, small_calls: u32, small: u32) -> Vec<u64> {
     let target = peer(&peer_id);
-    let big_data = ByteBuf::from(vec![1u8; big as usize]);
-    let small_data = ByteBuf::from(vec![2u8; small as usize]);
+    let big_data = Bytes::from(vec![1u8; big as usize]);
+    let small_data = Bytes::from(vec![2u8; small as usize]);
     let mut times = Vec::new();
     for _ in 0..rounds {
         let pending = echo::spawn(&target, big_data.clone());
@@ -139,9 +139,9 @@ fn time_mixed(peer_id: String, rounds: u32, big: u32, small_calls: u32, small: u
 #[net::connect]
 fn time_concurrent(peer_id: String, calls: u32, size: u32) -> u64 {
     let target = peer(&peer_id);
-    let data = ByteBuf::from(vec![3u8; size as usize]);
+    let data = Bytes::from(vec![3u8; size as usize]);
     let started = Instant::now();
-    let pending: Vec<net::Pending<ByteBuf>> = (0..calls)
+    let pending: Vec<net::Pending<Bytes>> = (0..calls)
         .map(|_| echo::spawn(&target, data.clone()))
         .collect();
     for result in net::wait_all(pending) {

@@ -208,6 +208,65 @@ fn big_payload() -> Result<(), String> {
     Ok(())
 }
 
+/// Large and small byte strings among other fields: the large ones travel beside the value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Parcel {
+    name: String,
+    first: Bytes,
+    small: Bytes,
+    second: Bytes,
+    count: u32,
+}
+
+/// The parcel with its two large byte strings swapped and its count one more.
+#[net::connect]
+fn swap_parcel(parcel: Parcel) -> Parcel {
+    Parcel {
+        first: parcel.second,
+        second: parcel.first,
+        count: parcel.count + 1,
+        ..parcel
+    }
+}
+
+/// Byte strings of 64 KiB and more, and small ones, both ways, through every kind of call
+/// (plain, started and waited for, any member of a group, the `pass_through` built-in),
+/// checked byte for byte.
+#[net::entry]
+fn blobs_both_ways() -> Result<(), String> {
+    let p = target()?;
+    let group = net::this_peer().group;
+    let parcel = Parcel {
+        name: "parcel".into(),
+        first: Bytes::from(pattern(64 * 1024)),
+        small: Bytes::from(vec![1, 2, 3]),
+        second: Bytes::from(pattern(300_001).into_iter().rev().collect::<Vec<_>>()),
+        count: 1,
+    };
+    let swapped = swap_parcel(parcel.clone());
+    let check = |how: &str, back: Result<Parcel, net::Error>| match back {
+        Ok(back) if back == swapped => Ok(()),
+        Ok(back) => Err(format!("{how}: came back different: {back:?}")),
+        Err(e) => Err(format!("{how}: {e}")),
+    };
+    check("a call", swap_parcel::on(&p, parcel.clone()))?;
+    check(
+        "a started call",
+        swap_parcel::spawn(&p, parcel.clone()).wait(),
+    )?;
+    check(
+        "a call of any member",
+        swap_parcel::any(&group, parcel.clone()).map(|served| served.value),
+    )?;
+    let big = Bytes::from(pattern(200_000));
+    match p.pass_through(big.clone()) {
+        Ok(back) if back == big => {}
+        other => return Err(format!("pass_through: {other:?}")),
+    }
+    println!("blobs both ways ok");
+    Ok(())
+}
+
 fn ids(peers: Result<Vec<Peer>, net::Error>) -> Result<String, String> {
     let mut ids: Vec<String> = peers
         .map_err(|e| e.to_string())?

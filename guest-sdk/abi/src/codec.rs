@@ -58,7 +58,8 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 /// How many bytes the encoding of `value` takes, found without writing it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
     let mut size = bincode::enc::write::SizeWriter::default();
-    bincode::serde::encode_into_writer(value, &mut size, config())
+    // A blob that will go beside the value takes no room in it, and is not handed over yet.
+    crate::blob::measuring(|| bincode::serde::encode_into_writer(value, &mut size, config()))
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(size.bytes_written)
 }

@@ -9,11 +9,13 @@
 //!
 //! - [`names`]: import module, import names, export names and prefixes, ABI version.
 //! - [`codec`]: the one bincode configuration; nothing else touches bincode.
+//! - [`blob`]: [`Blob`], bytes that travel beside the value that holds them, and the layout
+//!   of a payload that carries them.
 //! - [`manifest`]: the custom section that lists what a module offers, and type fingerprints.
 //! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
 //! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
 //!
-//! # Calling convention (ABI version 3: app-net interop)
+//! # Calling convention (ABI version 4: blobs)
 //!
 //! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
 //! handed across the boundary is returned packed in one `i64` by [`names::pack`]:
@@ -40,13 +42,21 @@
 //! - `call` takes a [`CallRequest`] (to a peer, or to any member of a group) and returns a
 //!   [`CallReply`]; `call_start` takes the same request and returns a handle (a plain `i64`),
 //!   which `call_wait` turns into the [`CallReply`] and `call_forget` gives up.
+//! - Blobs: while the guest encodes a request or a result, each large [`Blob`] in it is handed
+//!   to `blob_out` (the host copies it) and only its length is encoded; the request the guest
+//!   passes to `call` next, or the outcome its export returns, carries them. While the guest
+//!   decodes its arguments or a reply's value, each blob that travelled beside it is asked
+//!   for from `blob_in`, which copies it into a buffer of its own. The host never decodes a
+//!   value: it only moves the blobs with it (see [`blob`]).
 
+pub mod blob;
 pub mod codec;
 pub mod manifest;
 pub mod names;
 pub mod peer_id;
 pub mod types;
 
+pub use blob::Blob;
 pub use types::{
     CallError, CallReply, CallReplyRef, CallRequest, CallTarget, Contract, EventTrigger, Outcome,
     OutcomeRef, PeerDetails, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, TimeoutStage,

@@ -5,7 +5,9 @@
 /// name a target (a peer or any member of a group), replies say who served them, timeouts name
 /// their stage, and calls can be started and waited for separately. Version 3: app-net peers
 /// (`PeerInfo::appnet`, JSON calls and event values, subscription handlers' JSON entries).
-pub const ABI_VERSION: u32 = 3;
+/// Version 4: blobs travel beside the values that hold them (`blob_out`, `blob_in`; see
+/// [`crate::blob`]).
+pub const ABI_VERSION: u32 = 4;
 
 /// The wasm import module that holds every host function.
 pub const IMPORT_MODULE: &str = "net";
@@ -104,7 +106,19 @@ pub mod import {
     /// subscribers that take JSON (app-net peers), so the guest adds its value's JSON to the
     /// [`crate::EventTrigger`]; else 0.
     pub const EVENT_JSON: &str = "event_json";
+    /// `blob_out(ptr, len, index)`: while the guest encodes a call's arguments or a result,
+    /// hands the host blob number `index` of it (from 0 in each value; 0 starts a new value),
+    /// the `len` bytes at `ptr`, which the host copies. The next call the guest makes, or the
+    /// result of the export it runs, carries the blobs handed over (see [`crate::blob`]).
+    pub const BLOB_OUT: &str = "blob_out";
+    /// `blob_in(index, len) -> i64`: while the guest decodes a call's arguments or the result
+    /// of its last call, blob number `index` of it, of `len` bytes, in a buffer from
+    /// `netrun_alloc` (the guest's to free); [`super::NO_BLOB`] when it has no such blob.
+    pub const BLOB_IN: &str = "blob_in";
 }
+
+/// What [`import::BLOB_IN`] returns when the value being decoded has no such blob.
+pub const NO_BLOB: i64 = -1;
 
 /// Levels for [`import::LOG`].
 pub mod log_level {

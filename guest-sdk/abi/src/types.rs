@@ -86,6 +86,11 @@ pub enum Outcome {
     Flag(String),
     /// The call failed.
     Error(CallError),
+    /// A bincode value with the blobs that travelled beside it, laid out as
+    /// [`crate::blob::layout`] says: what a host makes of a guest's `Value` and the blobs the
+    /// guest handed over with it, for the wire. The receiving host gives the guest the value
+    /// and the blobs apart; a guest never makes or reads this variant.
+    ValueWithBlobs(#[serde(with = "crate::codec::bytes")] Vec<u8>),
 }
 
 /// An [`Outcome`] read where it lies: the value borrows the buffer it was decoded from (same

@@ -6,7 +6,7 @@
 
 use std::fmt::Display;
 
-use netrun_abi::{CallError, Contract, EventTrigger, Outcome, codec};
+use netrun_abi::{CallError, Contract, EventTrigger, Outcome, blob, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -163,10 +163,11 @@ pub fn handle_bincode<A: DeserializeOwned, R: Serialize>(
     args: Vec<u8>,
     f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> Vec<u8> {
-    let decoded = codec::decode::<A>(&args).map_err(|e| e.to_string());
+    let decoded = blob::receiving(crate::host::blob_in, || codec::decode::<A>(&args));
+    let decoded = decoded.map_err(|e| e.to_string());
     drop(args);
     run(function, signature, decoded, f, |r| {
-        Outcome::encode_value(r).map_err(|e| e.to_string())
+        blob::sending(crate::host::blob_out, || Outcome::encode_value(r)).map_err(|e| e.to_string())
     })
 }
 

@@ -7,7 +7,8 @@
 //!
 //! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
 //! (started ones when waited for) and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
-//! group `None`), logs and panic messages go to stderr, and events reach no one.
+//! group `None`), logs and panic messages go to stderr, events reach no one, and blobs handed
+//! over go nowhere (none comes back).
 
 #[cfg(target_arch = "wasm32")]
 mod imports {
@@ -33,6 +34,10 @@ mod imports {
         pub fn trigger(ptr: i32, len: i32);
         #[link_name = "event_json"]
         pub fn event_json(ptr: i32, len: i32) -> i32;
+        #[link_name = "blob_out"]
+        pub fn blob_out(ptr: i32, len: i32, index: i32);
+        #[link_name = "blob_in"]
+        pub fn blob_in(index: i32, len: i32) -> i64;
     }
 }
 
@@ -89,6 +94,17 @@ mod imp {
     pub fn event_json(event: &str) -> bool {
         // SAFETY: the host only reads the name.
         unsafe { imports::event_json(event.as_ptr() as i32, event.len() as i32) == 1 }
+    }
+
+    pub fn blob_out(bytes: &[u8], index: u32) {
+        // SAFETY: the host only reads (copies) the bytes, before this returns.
+        unsafe { imports::blob_out(bytes.as_ptr() as i32, bytes.len() as i32, index as i32) }
+    }
+
+    pub fn blob_in(index: u32, len: usize) -> Option<Vec<u8>> {
+        // SAFETY: the host returns a buffer it allocated with netrun_alloc, or NO_BLOB.
+        let packed = unsafe { imports::blob_in(index as i32, len as i32) };
+        (packed != netrun_abi::names::NO_BLOB).then(|| unsafe { take_packed(packed) })
     }
 }
 
@@ -151,6 +167,12 @@ mod imp {
 
     pub fn event_json(_event: &str) -> bool {
         false
+    }
+
+    pub fn blob_out(_bytes: &[u8], _index: u32) {}
+
+    pub fn blob_in(_index: u32, _len: usize) -> Option<Vec<u8>> {
+        None
     }
 }
 

@@ -27,7 +27,7 @@
 //!   finding and calling peers (module `peer`).
 //! - [`Error`]: every way a call can fail, to match on.
 //! - [`log`]: messages in the peer's log.
-//! - [`Bytes`]: byte payloads that cross the wire as one slice.
+//! - [`Bytes`]: byte payloads that cross the wire as one slice, large ones beside the rest.
 //! - `host` (private): the `net` host imports; stubs outside wasm.
 //! - `memory` (private): the `netrun_alloc` / `netrun_free` exports and buffer hand-over.
 //! - `__private` (hidden): what generated code calls; not a stable API.
@@ -238,12 +238,17 @@ pub use netrun_abi::TimeoutStage;
 pub type Error = netrun_abi::CallError;
 
 /// A byte payload that crosses the wire as one slice (a `Vec<u8>` works too, more slowly).
+/// One of 64 KiB or more in a call's arguments or result travels beside their encoding: its
+/// bytes are copied once out of the sending guest and once into the receiving one, where a
+/// `serde_bytes::ByteBuf` is also encoded and decoded on each side (see `netrun_abi::blob`).
+/// Elsewhere (an event's value, JSON) it is its bytes, like a `ByteBuf`.
 ///
 /// ```
 /// let data = net::Bytes::from(vec![1u8, 2, 3]);
 /// assert_eq!(data.len(), 3);
+/// assert_eq!(data.into_vec(), [1, 2, 3]);
 /// ```
-pub type Bytes = serde_bytes::ByteBuf;
+pub type Bytes = netrun_abi::Blob;
 
 /// Messages in the peer's log (stderr of `netrun`), at a level.
 ///

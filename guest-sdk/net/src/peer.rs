@@ -3,7 +3,7 @@
 use netrun_abi::names::{builtin, flag};
 use netrun_abi::{
     CallReplyRef, CallRequest, CallTarget, Contract, OutcomeRef, PeerDetails, PeerInfo, PeerQuery,
-    codec, peer_id,
+    blob, codec, peer_id,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -226,9 +226,8 @@ pub(crate) fn request<A: Serialize + ?Sized>(
     args: &A,
     contract: &Option<Contract>,
 ) -> Result<Vec<u8>, Error> {
-    Ok(CallRequest::encode_with_args(
-        target, function, args, contract, None, false,
-    )?)
+    let encode = || CallRequest::encode_with_args(target, function, args, contract, None, false);
+    Ok(blob::sending(host::blob_out, encode)?)
 }
 
 /// Turns an outcome into the caller's result; flags are resolved here, on the caller's side.
@@ -238,12 +237,13 @@ pub(crate) fn resolve<R: DeserializeOwned>(
     function: &str,
 ) -> Result<R, Error> {
     match outcome {
-        OutcomeRef::Value(bytes) => codec::decode(bytes).map_err(|e| Error::Codec {
-            message: format!(
-                "cannot decode the result of {function} from peer {}: {e}",
-                peer.display_name()
-            ),
-        }),
+        OutcomeRef::Value(bytes) => blob::receiving(host::blob_in, || codec::decode(bytes))
+            .map_err(|e| Error::Codec {
+                message: format!(
+                    "cannot decode the result of {function} from peer {}: {e}",
+                    peer.display_name()
+                ),
+            }),
         OutcomeRef::Flag(name) if name == flag::NULL => {
             let null = codec::encode(flag::NULL_VALUE)?;
             codec::decode(&null).map_err(|_| Error::Codec {

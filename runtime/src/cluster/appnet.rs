@@ -130,6 +130,9 @@ pub fn reply(outcome: Outcome) -> Reply {
             Ok(value) => Reply::Value(value),
             Err(e) => Reply::Error(format!("the function's JSON result is malformed: {e}")),
         },
+        Outcome::ValueWithBlobs(_) => {
+            Reply::Error("the function answered bincode with blobs, not JSON".to_string())
+        }
         Outcome::Flag(name) => Reply::Flag(name),
         Outcome::Error(CallError::InvalidConnection { .. }) => {
             Reply::Flag(flag::INVALID_CONNECTION.to_string())

@@ -66,6 +66,7 @@ impl PeerContext {
     async fn call_from_guest(
         &self,
         request: CallRequest,
+        with_blobs: bool,
         chain: Option<ChainId>,
         limit: Option<Duration>,
     ) -> CallReply {
@@ -86,10 +87,10 @@ impl PeerContext {
             kind: CallKind::Function,
             chain,
             function: &function,
-            encoding: if json {
-                Encoding::Json
-            } else {
-                Encoding::Bincode
+            encoding: match (json, with_blobs) {
+                (true, _) => Encoding::Json,
+                (false, true) => Encoding::BincodeWithBlobs,
+                (false, false) => Encoding::Bincode,
             },
             args,
             contract: contract.clone(),
@@ -127,10 +128,11 @@ impl PeerServices for PeerContext {
     fn call(
         &self,
         request: CallRequest,
+        with_blobs: bool,
         chain: Option<ChainId>,
         limit: Option<Duration>,
     ) -> ServiceFuture<'_, CallReply> {
-        Box::pin(self.call_from_guest(request, chain, limit))
+        Box::pin(self.call_from_guest(request, with_blobs, chain, limit))
     }
 
     fn peers(&self, query: PeerQuery) -> ServiceFuture<'_, Result<Vec<PeerInfo>, CallError>> {

@@ -388,7 +388,7 @@ impl Delivery {
             self.shared.done(1);
             let error = match outcome {
                 Outcome::Error(e) => e,
-                Outcome::Value(_) | Outcome::Flag(_) => continue,
+                Outcome::Value(_) | Outcome::ValueWithBlobs(_) | Outcome::Flag(_) => continue,
             };
             let gone = matches!(
                 error,

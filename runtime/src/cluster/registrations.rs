@@ -219,6 +219,9 @@ impl Registrations {
                 Ok(_) => State::Registered,
                 Err(e) => State::Refused(format!("unreadable answer: {e}")),
             },
+            Outcome::ValueWithBlobs(_) => {
+                State::Refused("unreadable answer: a value with blobs".to_string())
+            }
             Outcome::Error(e) => State::Refused(e.to_string()),
             Outcome::Flag(flag) => State::Refused(format!("answered with flag {flag}")),
         };

@@ -88,14 +88,14 @@ impl Router {
                     return outcome;
                 }
                 let kind = match call.encoding {
-                    Encoding::Bincode => ExportKind::Function,
+                    Encoding::Bincode | Encoding::BincodeWithBlobs => ExportKind::Function,
                     Encoding::Json => ExportKind::Json,
                 };
                 (&self.manifest.functions, kind)
             }
             CallKind::Event => {
                 let kind = match call.encoding {
-                    Encoding::Bincode => ExportKind::Subscriber,
+                    Encoding::Bincode | Encoding::BincodeWithBlobs => ExportKind::Subscriber,
                     Encoding::Json => ExportKind::SubscriberJson,
                 };
                 (&self.manifest.subscriptions, kind)
@@ -176,6 +176,7 @@ impl Router {
         let job = Job::Export {
             export: self.exports.get(kind, &call.function),
             args: call.args,
+            with_blobs: call.encoding == Encoding::BincodeWithBlobs,
         };
         match self.scheduler.run(job, call.chain, deadline).await {
             Ok(outcome) => outcome,
@@ -264,6 +265,7 @@ impl Router {
     fn pass_through(&self, call: &Call) -> Outcome {
         match call.encoding {
             Encoding::Bincode => Outcome::Value(call.args.clone()),
+            Encoding::BincodeWithBlobs => Outcome::ValueWithBlobs(call.args.clone()),
             Encoding::Json => match serde_json::from_slice::<Vec<serde_json::Value>>(&call.args) {
                 Ok(mut args) if args.len() == 1 => encode(Encoding::Json, &args.remove(0)),
                 Ok(args) => encode(Encoding::Json, &args),
@@ -324,7 +326,9 @@ impl Dispatch for Router {
 /// A built-in's answer in the call's encoding.
 fn encode<T: Serialize>(encoding: Encoding, value: &T) -> Outcome {
     let bytes = match encoding {
-        Encoding::Bincode => codec::encode(value).map_err(|e| e.to_string()),
+        Encoding::Bincode | Encoding::BincodeWithBlobs => {
+            codec::encode(value).map_err(|e| e.to_string())
+        }
         Encoding::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
     };
     match bytes {

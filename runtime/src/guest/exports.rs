@@ -70,6 +70,30 @@ impl GuestExports {
         Ok((ptr, len))
     }
 
+    /// Copies `len` bytes that `bytes_of` finds in the store's data into a fresh guest buffer
+    /// from `netrun_alloc`; returns `(ptr, len)`. The buffer then belongs to the guest.
+    pub async fn give_from<T: Send + 'static>(
+        &self,
+        mut ctx: impl AsContextMut<Data = T>,
+        len: usize,
+        bytes_of: impl FnOnce(&T) -> &[u8],
+    ) -> wasmtime::Result<(i32, i32)> {
+        let (ptr, given) = self.alloc(&mut ctx, len).await?;
+        let start = ptr as u32 as usize;
+        let (memory, data) = self.memory.data_and_store_mut(&mut ctx);
+        let bytes = bytes_of(data);
+        memory
+            .get_mut(start..start.saturating_add(len))
+            .ok_or_else(|| {
+                wasmtime::format_err!(
+                    "{} returned a buffer outside guest memory",
+                    names::EXPORT_ALLOC
+                )
+            })?
+            .copy_from_slice(bytes);
+        Ok((ptr, given))
+    }
+
     /// Encodes `value` straight into a fresh guest buffer from `netrun_alloc` (sized first, so
     /// its bytes are written once, with no buffer of the host's in between); returns
     /// `(ptr, len)`. The buffer then belongs to the guest.

@@ -47,6 +47,12 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     })?;
     linker.func_wrap(module, import::LOG, log)?;
     linker.func_wrap(module, import::PANIC, panic)?;
+    linker.func_wrap(module, import::BLOB_OUT, blob_out)?;
+    linker.func_wrap_async(
+        module,
+        import::BLOB_IN,
+        |caller, (index, len): (i32, i32)| Box::new(blob_in(caller, index, len)),
+    )?;
     Ok(())
 }
 
@@ -61,14 +67,41 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 /// is out of bounds or not a `CallRequest`, or if a call run meanwhile (or the flag handler)
 /// trapped.
 async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
-    let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL)?;
+    let (request, with_blobs) = read_request(&mut caller, ptr, len, import::CALL)?;
     let called = Called::of(&request);
     let services = caller.data().services.clone();
     let chain = going_out(&mut caller);
-    let reply = services.call(request, chain, time_left(&caller));
+    let reply = services.call(request, with_blobs, chain, time_left(&caller));
     let reply = reentry::wait_serving(&mut caller, reply).await?;
     let reply = resolve_flag(&mut caller, &called, reply).await?;
-    write_value(&mut caller, &reply).await
+    write_reply(&mut caller, reply).await
+}
+
+/// Reads the [`CallRequest`] at `[ptr, ptr + len)` for `import`, with the blobs the guest
+/// handed over while encoding it: its arguments are then a payload with blobs (the second
+/// value says so).
+fn read_request(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    import: &str,
+) -> wasmtime::Result<(CallRequest, bool)> {
+    let mut request: CallRequest = read_value(caller, ptr, len, import)?;
+    let out = caller.data_mut().blobs.take_out();
+    if out.is_empty() || request.json {
+        return Ok((request, false));
+    }
+    request.args = out.finish(&request.args);
+    Ok((request, true))
+}
+
+/// Hands `reply` to the guest: its value in a buffer, its blobs kept for the guest to take.
+async fn write_reply(
+    caller: &mut Caller<'_, HostState>,
+    mut reply: CallReply,
+) -> wasmtime::Result<i64> {
+    caller.data_mut().blobs.deliver(&mut reply);
+    write_value(caller, &reply).await
 }
 
 /// `net.call_start(ptr, len) -> i64`: starts the bincode [`CallRequest`] at `[ptr, ptr + len)`
@@ -77,7 +110,7 @@ async fn call(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
 /// `net.call_wait` or `net.call_forget`. Traps if the buffer is out of bounds or not a
 /// `CallRequest`.
 fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
-    let request: CallRequest = read_value(&mut caller, ptr, len, import::CALL_START)?;
+    let (request, with_blobs) = read_request(&mut caller, ptr, len, import::CALL_START)?;
     let Called {
         target,
         function,
@@ -86,7 +119,7 @@ fn call_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
     } = Called::of(&request);
     let (chain, limit) = (going_out(&mut caller), time_left(&caller));
     let services = caller.data().services.clone();
-    let reply = tokio::spawn(async move { services.call(request, chain, limit).await });
+    let reply = tokio::spawn(async move { services.call(request, with_blobs, chain, limit).await });
     let handle = caller.data_mut().started.insert(Started {
         reply,
         target,
@@ -131,7 +164,7 @@ async fn call_wait(mut caller: Caller<'_, HostState>, handle: i64) -> wasmtime::
     };
     let reply = reentry::wait_serving(&mut caller, finished).await?;
     let reply = resolve_flag(&mut caller, &called, reply).await?;
-    write_value(&mut caller, &reply).await
+    write_reply(&mut caller, reply).await
 }
 
 /// `net.call_forget(handle)`: the guest will not wait for the call `handle` names; the call
@@ -211,6 +244,50 @@ fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Res
     let text = read_text(&mut caller, ptr, len, import::PANIC)?;
     caller.data_mut().panic_message = Some(text);
     Ok(())
+}
+
+/// `net.blob_out(ptr, len, index)`: copies blob `index` of the value the guest is encoding,
+/// the guest buffer `[ptr, ptr + len)`, to go with it (see [`crate::guest::blobs`]). Traps if the buffer is
+/// out of bounds, if blobs come out of order, or if the blobs of one value would exceed the
+/// instance's memory limit (they cannot all be in its memory then).
+fn blob_out(
+    mut caller: Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    index: i32,
+) -> wasmtime::Result<()> {
+    let memory = instance::buffers_of(&mut caller)?.memory();
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let bytes = data.get(start..start.saturating_add(len)).ok_or_else(|| {
+        format_err!(
+            "net.{}: buffer {start}+{len} is outside guest memory",
+            import::BLOB_OUT
+        )
+    })?;
+    let limit = state.config.limits.max_memory;
+    state
+        .blobs
+        .hand_over(index as u32, bytes, limit)
+        .map_err(|e| format_err!("net.{}: {e}", import::BLOB_OUT))
+}
+
+/// `net.blob_in(index, len) -> i64`: blob `index`, of `len` bytes, of the value the guest is
+/// decoding, copied into a buffer from `netrun_alloc` (the guest's to free), packed; or
+/// [`names::NO_BLOB`] when the value has no such blob. Once the guest has its last blob, the
+/// payload is let go.
+async fn blob_in(mut caller: Caller<'_, HostState>, index: i32, len: i32) -> wasmtime::Result<i64> {
+    let Some(range) = caller.data().blobs.find(index as u32, len as u32 as usize) else {
+        return Ok(names::NO_BLOB);
+    };
+    let len = range.len();
+    let (ptr, len) = instance::buffers_of(&mut caller)?
+        .give_from(&mut caller, len, |state: &HostState| {
+            state.blobs.came_bytes(range)
+        })
+        .await?;
+    caller.data_mut().blobs.taken(index as u32);
+    Ok(names::pack(ptr as u32, len as u32))
 }
 
 /// What resolving a flag needs of the call it answered, once the request is gone.
@@ -301,9 +378,8 @@ async fn run_flag_handler(
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
     let export = names::export(ExportKind::Flag, &handler.name);
     let func = instance::function_of(caller, &export)?;
-    instance::buffers_of(caller)?
-        .call(&mut *caller, &func, &args)
-        .await
+    let buffers = instance::buffers_of(caller)?;
+    instance::run_export(&mut *caller, &buffers, &func, args, false).await
 }
 
 /// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place; traps if it is out of bounds.

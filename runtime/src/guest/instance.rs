@@ -10,8 +10,11 @@ use std::time::Instant;
 
 use netrun_abi::names;
 use netrun_abi::{Outcome, TimeoutStage};
-use wasmtime::{Caller, Instance, InstancePre, Store, StoreContextMut, TypedFunc, UpdateDeadline};
+use wasmtime::{
+    AsContextMut, Caller, Instance, InstancePre, Store, StoreContextMut, TypedFunc, UpdateDeadline,
+};
 
+use crate::guest::blobs;
 use crate::guest::config::Limits;
 use crate::guest::exports::{ExportFunc, GuestExports, export_func};
 use crate::guest::scheduler::{GuestFailure, Job};
@@ -131,11 +134,15 @@ impl Live {
     async fn run_job(&mut self, job: Job, deadline: Option<Instant>) -> wasmtime::Result<Outcome> {
         let limits = self.store.data().config.limits;
         match job {
-            Job::Export { export, args } => {
+            Job::Export {
+                export,
+                args,
+                with_blobs,
+            } => {
                 arm(&mut self.store, &limits, deadline)
                     .map_err(|e| wasmtime::format_err!("{e}"))?;
                 let func = self.function(&export)?;
-                self.exports.call(&mut self.store, &func, &args).await
+                run_export(&mut self.store, &self.exports, &func, args, with_blobs).await
             }
             Job::Entry { export } => {
                 // An entry runs as long as it likes (`netrun run --entry`).
@@ -162,6 +169,33 @@ impl Live {
         let func: ExportFunc = self.instance.get_typed_func(&mut self.store, name)?;
         Ok(self.store.data_mut().exports.keep_function(name, func))
     }
+}
+
+/// Runs `func`, an export `(ptr, len) -> packed`, with `args` (a payload with blobs when
+/// `with_blobs`: the guest gets the body, and takes the blobs through `net.blob_in`), and
+/// returns its outcome with the blobs its result handed over (see [`blobs`]).
+pub async fn run_export(
+    mut ctx: impl AsContextMut<Data = HostState>,
+    buffers: &GuestExports,
+    func: &ExportFunc,
+    args: Vec<u8>,
+    with_blobs: bool,
+) -> wasmtime::Result<Outcome> {
+    let mut store = ctx.as_context_mut();
+    store.data_mut().blobs.clear_out();
+    let outcome = if with_blobs {
+        let body = match store.data_mut().blobs.came(args) {
+            Ok(body) => body.to_vec(),
+            Err(e) => return Ok(blobs::unreadable("the call's arguments", e)),
+        };
+        buffers.call(&mut store, func, &body).await
+    } else {
+        buffers.call(&mut store, func, &args).await
+    };
+    let blobs = &mut store.data_mut().blobs;
+    blobs.forget_came();
+    let out = blobs.take_out();
+    Ok(blobs::with_out(outcome?, out))
 }
 
 /// Names what went wrong: a nested call's trap that ended this one too, the caller's time

@@ -9,6 +9,7 @@
 //! types (a chain id) and its way of waiting awake ([`crate::wire::spin`]), but none of its
 //! machinery.
 
+pub mod blobs;
 pub mod chain;
 pub mod config;
 pub mod exports;

@@ -97,13 +97,20 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
         // Its time ran out before this instance got to it: it never runs.
         return Ok(());
     }
-    let Job::Export { export, args } = &task.job else {
-        // Entries are never part of a chain; nothing routes one here.
-        task.answer(Err(GuestFailure::Trap {
-            kind: "error".into(),
-            message: "an entry cannot run as a nested call".into(),
-        }));
-        return Ok(());
+    let (export, args, with_blobs) = match &mut task.job {
+        Job::Export {
+            export,
+            args,
+            with_blobs,
+        } => (export.clone(), std::mem::take(args), *with_blobs),
+        Job::Entry { .. } => {
+            // Entries are never part of a chain; nothing routes one here.
+            task.answer(Err(GuestFailure::Trap {
+                kind: "error".into(),
+                message: "an entry cannot run as a nested call".into(),
+            }));
+            return Ok(());
+        }
     };
     tracing::debug!("running {export} nested, in the instance waiting on its chain");
     // The outer call's deadline, or the nested call's caller's if that comes first. Within an
@@ -115,10 +122,9 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
         Some(outer) => Some(outer.or_earlier(task.deadline)),
     };
     let run = async {
-        let func = instance::function_of(caller, export)?;
-        instance::buffers_of(caller)?
-            .call(&mut *caller, &func, args)
-            .await
+        let func = instance::function_of(caller, &export)?;
+        let buffers = instance::buffers_of(caller)?;
+        instance::run_export(&mut *caller, &buffers, &func, args, with_blobs).await
     };
     let result = run.await;
     caller.data_mut().deadline = outer_deadline;

@@ -68,8 +68,13 @@ impl std::fmt::Display for GuestFailure {
 /// What to run in an instance.
 #[derive(Debug)]
 pub enum Job {
-    /// A function export `(ptr, len) -> i64` with these argument bytes.
-    Export { export: Arc<str>, args: Vec<u8> },
+    /// A function export `(ptr, len) -> i64` with these argument bytes (a payload with blobs
+    /// when `with_blobs`: see `netrun_abi::blob`).
+    Export {
+        export: Arc<str>,
+        args: Vec<u8>,
+        with_blobs: bool,
+    },
     /// An entry export `() -> i64`.
     Entry { export: Arc<str> },
 }

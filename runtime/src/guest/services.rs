@@ -17,7 +17,8 @@ pub type ServiceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The services of the peer an instance runs in (the `net` imports' side of the peer).
 pub trait PeerServices: Send + Sync {
-    /// Runs `request` on the peer it names (or one member of the group it names), as part of
+    /// Runs `request` (whose arguments are a payload with blobs when `with_blobs`: see
+    /// `netrun_abi::blob`) on the peer it names (or one member of the group it names), as part of
     /// `chain` (the chain of the call the guest is running, if any), within `limit` (what is
     /// left of that call's time, if it has a deadline) and answers its outcome (imports
     /// `net.call`, `net.call_start`). Failures are outcomes: they go back to the guest as
@@ -25,6 +26,7 @@ pub trait PeerServices: Send + Sync {
     fn call(
         &self,
         request: CallRequest,
+        with_blobs: bool,
         chain: Option<ChainId>,
         limit: Option<Duration>,
     ) -> ServiceFuture<'_, CallReply>;

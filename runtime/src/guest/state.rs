@@ -13,6 +13,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::guest::blobs::Blobs;
 use crate::guest::chain::ChainState;
 use crate::guest::config::GuestConfig;
 use crate::guest::exports::ExportCache;
@@ -57,6 +58,8 @@ pub struct HostState {
     /// How long the replies to this instance's outgoing calls took lately: whether it polls
     /// for the next one awake before sleeping.
     pub recent_replies: RecentWaits,
+    /// Blobs the guest handed over, and those of the value it is decoding.
+    pub blobs: Blobs,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -177,6 +180,7 @@ impl HostState {
             output,
             exports: ExportCache::default(),
             recent_replies: RecentWaits::quick(),
+            blobs: Blobs::default(),
         })
     }
 }

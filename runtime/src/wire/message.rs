@@ -14,7 +14,7 @@ use crate::wire::frame::{self, FrameError};
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of this wire protocol; peers speaking another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,10 @@ pub struct Hello {
 pub enum Encoding {
     /// Bincode of the parameter tuple; bincode result. What guests use.
     Bincode,
+    /// Bincode of the parameter tuple whose blobs travel beside it, the arguments laid out as
+    /// `netrun_abi::blob::layout` says; bincode result. What guests use when the arguments
+    /// hold large `Blob`s.
+    BincodeWithBlobs,
     /// A JSON array of the arguments; JSON result. What the CLI uses.
     Json,
 }
@@ -268,7 +272,7 @@ impl Message {
             self,
             Message::Call(_)
                 | Message::Reply(Reply {
-                    outcome: Outcome::Value(_),
+                    outcome: Outcome::Value(_) | Outcome::ValueWithBlobs(_),
                     ..
                 })
         )
@@ -279,7 +283,7 @@ impl Message {
         match self {
             Message::Call(call) => Some(std::mem::take(&mut call.args)),
             Message::Reply(Reply {
-                outcome: Outcome::Value(value),
+                outcome: Outcome::Value(value) | Outcome::ValueWithBlobs(value),
                 ..
             }) => Some(std::mem::take(value)),
             _ => None,
@@ -292,7 +296,7 @@ impl Message {
         match self {
             Message::Call(call) => call.args = payload,
             Message::Reply(Reply {
-                outcome: Outcome::Value(value),
+                outcome: Outcome::Value(value) | Outcome::ValueWithBlobs(value),
                 ..
             }) => *value = payload,
             _ => debug_assert!(payload.is_empty(), "a payload for a message without one"),
@@ -321,6 +325,24 @@ mod tests {
         });
         let frame = call.to_frame(frame::DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(Message::decode(&frame[frame::HEADER_LEN..]).unwrap(), call);
+    }
+
+    #[test]
+    fn a_value_with_blobs_travels_after_its_message_as_any_payload() {
+        let value = vec![6u8; 200_000];
+        let at = value.as_ptr();
+        let reply = Message::Reply(Reply {
+            id: 4,
+            outcome: Outcome::ValueWithBlobs(value),
+        });
+        let expected = reply.clone();
+        let framed = reply.into_framed(frame::DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(framed.body.as_ptr(), at, "the payload was copied");
+        let whole = framed.into_vec();
+        assert_eq!(
+            Message::decode(&whole[frame::HEADER_LEN..]).unwrap(),
+            expected
+        );
     }
 
     #[test]
