@@ -31,7 +31,7 @@ const WRITE_QUEUE: usize = 256;
 const WRITE_BUFFER: usize = 64 * 1024;
 /// A message larger than this goes out in pieces of this size, so that a small frame queued
 /// behind it waits for one piece to be written, not for the whole message.
-pub const PIECE_SIZE: usize = 128 * 1024;
+pub const PIECE_SIZE: usize = 512 * 1024;
 
 /// Queues frames for a connection's writer task, which batches them; writes a lone small one
 /// itself when the writer has nothing queued before it (saving the hand-off to the writer
