@@ -15,6 +15,8 @@ use std::ops::Range;
 use netrun_abi::blob::layout::{self, Gather, LayoutError, Split};
 use netrun_abi::{CallError, CallReply, Outcome};
 
+use crate::guest::exports::chunks_sharing_cpu;
+
 /// An instance's blobs: handed over, and come in.
 #[derive(Debug, Default)]
 pub struct Blobs {
@@ -36,7 +38,7 @@ impl Blobs {
     }
 
     /// Keeps a copy of `bytes`, blob `index` of the value being encoded (0 starts a new
-    /// value). Fails if blobs come out of order, or if the blobs of one value would exceed
+    /// value), made sharing the CPU ([`chunks_sharing_cpu`]). Fails if blobs come out of order, or if the blobs of one value would exceed
     /// `limit` bytes.
     pub fn hand_over(&mut self, index: u32, bytes: &[u8], limit: usize) -> Result<(), String> {
         let before = if index == 0 { 0 } else { self.out.len() };
@@ -46,7 +48,9 @@ impl Blobs {
                 limit / (1024 * 1024)
             ));
         }
-        self.out.push(index, bytes).map_err(|e| e.to_string())
+        self.out
+            .push_in(index, bytes.len(), chunks_sharing_cpu(bytes))
+            .map_err(|e| e.to_string())
     }
 
     /// Where blob `index` of `len` bytes of the value being decoded lies, if it came.

@@ -6,8 +6,8 @@
 //! name and checks its type on every `get_export`, so an instance keeps what it found in its
 //! store and every later call of the same export skips both. What it keeps is shared (`Arc`),
 //! not cloned: a typed function's clone takes references on its type in the engine's
-//! registry. It does not know which function a name means or what a call's limits are (see
-//! [`crate::guest::instance`]).
+//! registry. Large copies share the CPU ([`chunks_sharing_cpu`]). It does not know which
+//! function a name means or what a call's limits are (see [`crate::guest::instance`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +15,31 @@ use std::sync::Arc;
 use netrun_abi::{Outcome, codec, names};
 use serde::Serialize;
 use wasmtime::{AsContextMut, Caller, Instance, Memory, TypedFunc};
+
+use crate::wire::spin;
+
+/// How many bytes a large copy on a runtime thread copies between two chances it gives other
+/// threads to run ([`chunks_sharing_cpu`]): about 25 µs of copying here.
+const SHARE_CPU_EVERY: usize = 256 * 1024;
+
+/// `bytes` in chunks of [`SHARE_CPU_EVERY`], letting any other thread ready to run on this
+/// CPU run between two ([`spin::share_cpu`]): copying megabytes holds a CPU for a millisecond
+/// or more.
+pub fn chunks_sharing_cpu(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes.chunks(SHARE_CPU_EVERY).enumerate().map(|(i, chunk)| {
+        if i > 0 {
+            spin::share_cpu();
+        }
+        chunk
+    })
+}
+
+/// Copies `from` into `to`, of the same length, in chunks sharing the CPU.
+fn copy_sharing_cpu(to: &mut [u8], from: &[u8]) {
+    for (to, from) in to.chunks_mut(SHARE_CPU_EVERY).zip(chunks_sharing_cpu(from)) {
+        to.copy_from_slice(from);
+    }
+}
 
 /// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
 pub type ExportFunc = TypedFunc<(i32, i32), i64>;
@@ -57,21 +82,22 @@ impl GuestExports {
         self.memory
     }
 
-    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc`; returns `(ptr, len)`.
-    /// The buffer then belongs to the guest.
+    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc` (sharing the CPU, when
+    /// large: [`chunks_sharing_cpu`]); returns `(ptr, len)`. The buffer then belongs to the
+    /// guest.
     pub async fn give<T: Send + 'static>(
         &self,
         mut ctx: impl AsContextMut<Data = T>,
         bytes: &[u8],
     ) -> wasmtime::Result<(i32, i32)> {
         let (ptr, len) = self.alloc(&mut ctx, bytes.len()).await?;
-        self.buffer_mut(&mut ctx, ptr, bytes.len())?
-            .copy_from_slice(bytes);
+        copy_sharing_cpu(self.buffer_mut(&mut ctx, ptr, bytes.len())?, bytes);
         Ok((ptr, len))
     }
 
     /// Copies `len` bytes that `bytes_of` finds in the store's data into a fresh guest buffer
-    /// from `netrun_alloc`; returns `(ptr, len)`. The buffer then belongs to the guest.
+    /// from `netrun_alloc` (sharing the CPU, when large); returns `(ptr, len)`. The buffer then
+    /// belongs to the guest.
     pub async fn give_from<T: Send + 'static>(
         &self,
         mut ctx: impl AsContextMut<Data = T>,
@@ -81,16 +107,15 @@ impl GuestExports {
         let (ptr, given) = self.alloc(&mut ctx, len).await?;
         let start = ptr as u32 as usize;
         let (memory, data) = self.memory.data_and_store_mut(&mut ctx);
-        let bytes = bytes_of(data);
-        memory
+        let to = memory
             .get_mut(start..start.saturating_add(len))
             .ok_or_else(|| {
                 wasmtime::format_err!(
                     "{} returned a buffer outside guest memory",
                     names::EXPORT_ALLOC
                 )
-            })?
-            .copy_from_slice(bytes);
+            })?;
+        copy_sharing_cpu(to, bytes_of(data));
         Ok((ptr, given))
     }
 

@@ -17,6 +17,7 @@ use crate::wire::appnet;
 use crate::wire::frame::{self, FrameError, FrameKind};
 use crate::wire::message::{Head, Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
+use crate::wire::spin;
 use crate::wire::stream::{ByteReader, ByteWriter, Stream};
 use crate::wire::writer::{FrameSender, spawn_writer};
 
@@ -143,9 +144,10 @@ impl MessageReader {
             }
             if !last {
                 // Between two pieces of a large message, the tasks that wait (a guest, a
-                // writer, the frames that came between the pieces) get their turn: the
-                // pieces of 8 MiB would otherwise hold this thread for milliseconds.
-                tokio::task::yield_now().await;
+                // writer, the frames that came between the pieces) get their turn, and so do
+                // the threads waiting on this CPU: the pieces of 8 MiB would otherwise hold
+                // this thread, and this CPU, for milliseconds.
+                spin::let_others_run().await;
                 continue;
             }
             let Partial { head, payload } = self.partial.take().expect("a message in pieces");

@@ -17,6 +17,10 @@
 //! - a connection's wait for its next call once it has none running
 //!   ([`crate::wire::server`]): a caller making one call after another sends the next within
 //!   a few tens of µs of its reply.
+//!
+//! Work that holds a thread for long between two waits shares its CPU the same way
+//! ([`share_cpu`], [`let_others_run`]): the pieces of a large message, large copies into and
+//! out of guest memory.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -90,12 +94,30 @@ pub async fn poll_awake<F: Future>(mut wait: Pin<&mut F>, spin: Duration) -> Opt
         if waited >= SHARE_CPU_AFTER {
             // A thread waiting on this CPU (the other side of the call, on a busy machine)
             // runs now rather than after this one's time slice.
-            std::thread::yield_now();
+            share_cpu();
         }
         // Back in the queue behind the thread's other tasks, after a look at the network that
         // does not block.
         tokio::task::yield_now().await;
     }
+}
+
+/// Lets any other thread ready to run on this CPU run first (`sched_yield`). On loopback a
+/// `send` wakes its receiver onto the sender's own CPU, as for a sender about to sleep, so a
+/// peer's thread that goes on working (copying megabytes, writing or reading the pieces of a
+/// large message) keeps the thread it woke (a caller whose small call it answered, a guest
+/// polling for its reply) waiting behind it, while the other CPU idles, until it sleeps or a
+/// scheduler tick comes (docs/performance.md).
+pub fn share_cpu() {
+    std::thread::yield_now();
+}
+
+/// Lets the other tasks of this thread run, then any other thread ready on its CPU
+/// ([`share_cpu`]): what the reader and the writer of a connection do between two pieces of a
+/// large message.
+pub async fn let_others_run() {
+    tokio::task::yield_now().await;
+    share_cpu();
 }
 
 /// Runs `wait`, polling it awake for up to `spin` ([`poll_awake`]), then waiting for it as

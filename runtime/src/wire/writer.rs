@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::wire::frame::{self, FrameError, HEADER_LEN};
 use crate::wire::message::{Framed, Message, MessageError};
+use crate::wire::spin;
 use crate::wire::stream::ByteWriter;
 
 /// Frames waiting for the writer task, per connection: with the server's calls in flight per
@@ -149,7 +150,7 @@ impl FrameSender {
 /// flushes only when the queue is empty, so frames sent together leave together. A message
 /// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
 /// was queued meanwhile going out between them; after each piece the task yields, so the
-/// tasks that queue those frames get to run.
+/// tasks that queue those frames get to run, and so do the threads waiting on its CPU.
 pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(WRITE_QUEUE);
     let out = Arc::new(Outbox {
@@ -201,8 +202,9 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
             drop(writing);
             if !idle {
                 // Between two pieces, other tasks of this thread get their turn, among them
-                // those that queue frames to go out between the pieces.
-                tokio::task::yield_now().await;
+                // those that queue frames to go out between the pieces, and so do the threads
+                // waiting on this CPU.
+                spin::let_others_run().await;
             }
         }
         let _ = shared.writer.lock().await.buf.shutdown().await;

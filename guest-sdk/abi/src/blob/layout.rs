@@ -51,6 +51,17 @@ impl Gather {
     /// Adds blob number `index` of a value; blob 0 starts a new value (the blobs of one that
     /// was not sent are forgotten). Blobs come in order.
     pub fn push(&mut self, index: u32, blob: &[u8]) -> Result<(), LayoutError> {
+        self.push_in(index, blob.len(), [blob])
+    }
+
+    /// [`Gather::push`] of a blob of about `len` bytes (room is made for that many) handed
+    /// over as `chunks`, which make the blob one after the other.
+    pub fn push_in<'a>(
+        &mut self,
+        index: u32,
+        len: usize,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), LayoutError> {
         if index == 0 {
             self.clear();
         }
@@ -60,9 +71,12 @@ impl Gather {
                 expected: self.lens.len(),
             });
         }
-        self.bytes.reserve(blob.len() + ROOM_AFTER);
-        self.bytes.extend_from_slice(blob);
-        self.lens.push(blob.len() as u64);
+        self.bytes.reserve(len + ROOM_AFTER);
+        let start = self.bytes.len();
+        for chunk in chunks {
+            self.bytes.extend_from_slice(chunk);
+        }
+        self.lens.push((self.bytes.len() - start) as u64);
         Ok(())
     }
 
@@ -144,7 +158,7 @@ mod tests {
         let mut gather = Gather::default();
         gather.push(0, &[1; 5]).unwrap();
         gather.push(1, &[]).unwrap();
-        gather.push(2, &[3; 70]).unwrap();
+        gather.push_in(2, 70, [&[3; 30][..], &[3; 40]]).unwrap();
         assert_eq!(gather.len(), 75);
         let payload = gather.finish(b"body");
         let split = split(&payload).unwrap();
