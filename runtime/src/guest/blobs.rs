@@ -38,8 +38,8 @@ impl Blobs {
     }
 
     /// Keeps a copy of `bytes`, blob `index` of the value being encoded (0 starts a new
-    /// value), made sharing the CPU ([`chunks_sharing_cpu`]). Fails if blobs come out of order, or if the blobs of one value would exceed
-    /// `limit` bytes.
+    /// value), made sharing the CPU ([`chunks_sharing_cpu`]). Fails if blobs come out of
+    /// order, or if the blobs of one value would exceed `limit` bytes.
     pub fn hand_over(&mut self, index: u32, bytes: &[u8], limit: usize) -> Result<(), String> {
         let before = if index == 0 { 0 } else { self.out.len() };
         if before.saturating_add(bytes.len()) > limit {
@@ -94,18 +94,7 @@ impl Blobs {
     pub fn forget_came(&mut self) {
         self.came = None;
     }
-}
 
-/// `outcome` with the blobs `out` its value handed over: a value with blobs when there are
-/// some.
-pub fn with_out(outcome: Outcome, out: Gather) -> Outcome {
-    match outcome {
-        Outcome::Value(body) if !out.is_empty() => Outcome::ValueWithBlobs(out.finish(&body)),
-        outcome => outcome,
-    }
-}
-
-impl Blobs {
     /// Readies `reply` for the guest: the blobs of a value with blobs are kept for it to take,
     /// and its value becomes the body alone (a payload not laid out as one is a codec error).
     pub fn deliver(&mut self, reply: &mut CallReply) {
@@ -118,6 +107,15 @@ impl Blobs {
             Ok(body) => Outcome::Value(body.to_vec()),
             Err(e) => unreadable("the reply's value", e),
         };
+    }
+}
+
+/// `outcome` with the blobs `out` its value handed over: a value with blobs when there are
+/// some.
+pub fn with_out(outcome: Outcome, out: Gather) -> Outcome {
+    match outcome {
+        Outcome::Value(body) if !out.is_empty() => Outcome::ValueWithBlobs(out.finish(&body)),
+        outcome => outcome,
     }
 }
 

@@ -247,9 +247,9 @@ fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Res
 }
 
 /// `net.blob_out(ptr, len, index)`: copies blob `index` of the value the guest is encoding,
-/// the guest buffer `[ptr, ptr + len)`, to go with it (see [`crate::guest::blobs`]). Traps if the buffer is
-/// out of bounds, if blobs come out of order, or if the blobs of one value would exceed the
-/// instance's memory limit (they cannot all be in its memory then).
+/// the guest buffer `[ptr, ptr + len)`, to go with it (see [`crate::guest::blobs`]). Traps if
+/// the buffer is out of bounds, if blobs come out of order, or if the blobs of one value would
+/// exceed the instance's memory limit (they cannot all be in its memory then).
 fn blob_out(
     mut caller: Caller<'_, HostState>,
     ptr: i32,
