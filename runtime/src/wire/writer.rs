@@ -30,9 +30,15 @@ use crate::wire::stream::ByteWriter;
 const WRITE_QUEUE: usize = 256;
 /// Write buffer per connection.
 const WRITE_BUFFER: usize = 64 * 1024;
-/// A message larger than this goes out in pieces of this size, so that a small frame queued
-/// behind it waits for one piece to be written, not for the whole message.
+/// A message larger than [`SMALL_PIECE`] goes out in pieces of this size while it has the
+/// connection to itself, so that a small frame queued behind it waits for one piece to be
+/// written, not for the whole message.
 pub const PIECE_SIZE: usize = 512 * 1024;
+/// The size of the pieces while other frames go out between them: for [`CROWDED_TURNS`]
+/// turns of the writer after the last small frame written.
+pub const SMALL_PIECE: usize = 128 * 1024;
+/// How many pieces stay small after a small frame was written.
+const CROWDED_TURNS: u32 = 8;
 
 /// Queues frames for a connection's writer task, which batches them; writes a lone small one
 /// itself when the writer has nothing queued before it (saving the hand-off to the writer
@@ -58,10 +64,25 @@ struct Outbox {
     queued: AtomicUsize,
 }
 
-/// The connection's buffered writer, and the large messages going out in pieces.
+/// The connection's buffered writer, the large messages going out in pieces, and how many
+/// more of their pieces are small ([`SMALL_PIECE`]) since the last small frame.
 struct Writing {
     buf: BufWriter<ByteWriter>,
     large: VecDeque<Pieces>,
+    crowded: u32,
+}
+
+impl Writing {
+    /// The size of the next piece, counting this turn.
+    fn next_piece_size(&mut self) -> usize {
+        match self.crowded {
+            0 => PIECE_SIZE,
+            _ => {
+                self.crowded -= 1;
+                SMALL_PIECE
+            }
+        }
+    }
 }
 
 /// The largest frame a sender writes itself.
@@ -116,6 +137,10 @@ impl FrameSender {
         {
             return Err(framed);
         }
+        // Pieces of a large message going out meanwhile are small for a while.
+        if !writing.large.is_empty() {
+            writing.crowded = CROWDED_TURNS;
+        }
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         for part in [&framed.head, &framed.body] {
             // It fits the buffer, so it is copied into it whole, with no I/O.
@@ -157,6 +182,7 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
         writer: tokio::sync::Mutex::new(Writing {
             buf: BufWriter::with_capacity(WRITE_BUFFER, writer),
             large: VecDeque::new(),
+            crowded: 0,
         }),
         queued: AtomicUsize::new(0),
     });
@@ -173,7 +199,11 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
                 None
             };
             let mut writing = shared.writer.lock().await;
-            let Writing { buf, large } = &mut *writing;
+            let Writing {
+                buf,
+                large,
+                crowded,
+            } = &mut *writing;
             // What came first, then whatever else is queued; a `Flush` only asks for the flush
             // below.
             let queued = first
@@ -182,13 +212,17 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
             for outgoing in queued {
                 if let Outgoing::Frame(framed) = outgoing {
                     shared.queued.fetch_sub(1, Ordering::AcqRel);
-                    if queue_or_write(buf, large, framed).await.is_err() {
-                        return;
+                    match queue_or_write(buf, large, framed).await {
+                        Ok(Written::Small) if !large.is_empty() => *crowded = CROWDED_TURNS,
+                        Ok(_) => {}
+                        Err(_) => return,
                     }
                 }
             }
+            let size = writing.next_piece_size();
+            let Writing { buf, large, .. } = &mut *writing;
             if let Some(pieces) = large.front_mut() {
-                if pieces.write_next(buf).await.is_err() {
+                if pieces.write_next(buf, size).await.is_err() {
                     return;
                 }
                 if pieces.is_done() {
@@ -199,6 +233,9 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
                 return;
             }
             idle = large.is_empty();
+            if idle {
+                writing.crowded = 0;
+            }
             drop(writing);
             if !idle {
                 // Between two pieces, other tasks of this thread get their turn, among them
@@ -212,21 +249,28 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
     FrameSender { tx, max_frame, out }
 }
 
+/// What [`queue_or_write`] did with a frame.
+enum Written {
+    Small,
+    InPieces,
+}
+
 /// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
 async fn queue_or_write(
     writer: &mut BufWriter<ByteWriter>,
     large: &mut VecDeque<Pieces>,
     framed: Framed,
-) -> std::io::Result<()> {
-    if framed.len() > HEADER_LEN + PIECE_SIZE {
+) -> std::io::Result<Written> {
+    if framed.len() > HEADER_LEN + SMALL_PIECE {
         large.push_back(Pieces {
             framed,
             at: HEADER_LEN,
         });
-        return Ok(());
+        return Ok(Written::InPieces);
     }
     let mut parts = [IoSlice::new(&framed.head), IoSlice::new(&framed.body)];
-    write_all_vectored(writer, &mut parts).await
+    write_all_vectored(writer, &mut parts).await?;
+    Ok(Written::Small)
 }
 
 /// Writes all of `parts`, in as few writes as the writer takes them in: a frame's head and a
@@ -260,9 +304,13 @@ impl Pieces {
     /// the payload's length from it. The header and the piece's bytes go out in one vectored
     /// write: written apart, the 4-byte header left in a `send` of its own, which woke the
     /// reader for it (two system calls a piece on each side).
-    async fn write_next(&mut self, writer: &mut BufWriter<ByteWriter>) -> std::io::Result<()> {
+    async fn write_next(
+        &mut self,
+        writer: &mut BufWriter<ByteWriter>,
+        size: usize,
+    ) -> std::io::Result<()> {
         let head_len = self.framed.head.len();
-        let mut end = (self.at + PIECE_SIZE).min(self.framed.len());
+        let mut end = (self.at + size).min(self.framed.len());
         if self.at == HEADER_LEN {
             end = end.max(head_len);
         }
@@ -320,6 +368,57 @@ mod tests {
         assert!(position > 0, "no small message went out between the pieces");
         order.remove(position);
         assert_eq!(order, small);
+    }
+
+    /// The next frame `read` gets: its size, and whether it ends a message.
+    async fn next_frame(read: &mut crate::wire::stream::ByteReader) -> (usize, bool) {
+        let header = frame::read_header(read).await.unwrap();
+        let mut bytes = Vec::new();
+        frame::read_payload(read, header.size, &mut bytes, 64 << 20)
+            .await
+            .unwrap();
+        match header.kind {
+            frame::FrameKind::Whole => (header.size, true),
+            frame::FrameKind::Piece { last } => (header.size, last),
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_are_large_alone_and_small_while_other_frames_go_out_between() {
+        use crate::wire::stream::Stream;
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let (_, write) = near.into_halves();
+        let (mut read, _) = far.into_halves();
+        let sender = spawn_writer(write, 64 << 20);
+        // Alone: pieces of PIECE_SIZE.
+        sender.send(reply(1, 3 * PIECE_SIZE)).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
+        }
+        assert!(next_frame(&mut read).await.1, "the last piece");
+        // A small frame between the pieces: the next ones are small.
+        sender.send(reply(2, 12 * PIECE_SIZE)).await.unwrap();
+        assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
+        sender.send(reply(3, 16)).await.unwrap();
+        let mut before = Vec::new();
+        loop {
+            let (size, ends) = next_frame(&mut read).await;
+            if size < SMALL_PIECE {
+                assert!(ends, "the small message, whole");
+                break;
+            }
+            before.push(size);
+        }
+        let mut after = Vec::new();
+        for _ in 0..CROWDED_TURNS {
+            after.push(next_frame(&mut read).await.0);
+        }
+        assert!(
+            after.iter().all(|&size| size == SMALL_PIECE),
+            "pieces before the small frame {before:?}, after it {after:?}"
+        );
+        // Then, alone again, large ones.
+        assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
     }
 
     #[tokio::test]
@@ -419,7 +518,7 @@ mod tests {
             };
             let mut count = 0;
             while !pieces.is_done() {
-                pieces.write_next(&mut writer).await.unwrap();
+                pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
                 count += 1;
             }
             writer.flush().await.unwrap();
