@@ -68,12 +68,17 @@ fn shaken(peer: &TestPeer) -> TcpStream {
         .to_frame(1 << 20)
         .unwrap();
     stream.write_all(&hello).unwrap();
+    assert!(matches!(read_message(&mut stream), Ok(Message::Hello(_))));
+    stream
+}
+
+/// The next (whole) frame's message on `stream`.
+fn read_message(stream: &mut TcpStream) -> Result<Message, netrun::wire::message::MessageError> {
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).unwrap();
-    let mut answer = vec![0u8; u32::from_be_bytes(header) as usize];
-    stream.read_exact(&mut answer).unwrap();
-    assert!(matches!(Message::decode(&answer), Ok(Message::Hello(_))));
-    stream
+    let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).unwrap();
+    Message::decode(&payload)
 }
 
 /// A peer that gives a handshake [`HANDSHAKE`] seconds.
@@ -238,11 +243,7 @@ fn ask(stream: &mut TcpStream, call: Call) -> netrun_abi::Outcome {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).unwrap();
-    let mut answer = vec![0u8; u32::from_be_bytes(header) as usize];
-    stream.read_exact(&mut answer).unwrap();
-    match Message::decode(&answer) {
+    match read_message(stream) {
         Ok(Message::Reply(reply)) if reply.id == id => reply.outcome,
         other => panic!("expected the reply to call {id}, got {other:?}"),
     }

@@ -41,6 +41,19 @@ fn copy_sharing_cpu(to: &mut [u8], from: &[u8]) {
     }
 }
 
+/// The `len` bytes of `memory` (an instance's) at `ptr`, a buffer `netrun_alloc` returned.
+fn allocated(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [u8]> {
+    let start = ptr as u32 as usize;
+    memory
+        .get_mut(start..start.saturating_add(len))
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "{} returned a buffer outside guest memory",
+                names::EXPORT_ALLOC
+            )
+        })
+}
+
 /// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
 pub type ExportFunc = TypedFunc<(i32, i32), i64>;
 
@@ -105,17 +118,8 @@ impl GuestExports {
         bytes_of: impl FnOnce(&T) -> &[u8],
     ) -> wasmtime::Result<(i32, i32)> {
         let (ptr, given) = self.alloc(&mut ctx, len).await?;
-        let start = ptr as u32 as usize;
         let (memory, data) = self.memory.data_and_store_mut(&mut ctx);
-        let to = memory
-            .get_mut(start..start.saturating_add(len))
-            .ok_or_else(|| {
-                wasmtime::format_err!(
-                    "{} returned a buffer outside guest memory",
-                    names::EXPORT_ALLOC
-                )
-            })?;
-        copy_sharing_cpu(to, bytes_of(data));
+        copy_sharing_cpu(allocated(memory, ptr, len)?, bytes_of(data));
         Ok((ptr, given))
     }
 
@@ -158,16 +162,7 @@ impl GuestExports {
         ptr: i32,
         len: usize,
     ) -> wasmtime::Result<&'a mut [u8]> {
-        let start = ptr as u32 as usize;
-        self.memory
-            .data_mut(ctx)
-            .get_mut(start..start.saturating_add(len))
-            .ok_or_else(|| {
-                wasmtime::format_err!(
-                    "{} returned a buffer outside guest memory",
-                    names::EXPORT_ALLOC
-                )
-            })
+        allocated(self.memory.data_mut(ctx), ptr, len)
     }
 
     /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest

@@ -256,20 +256,13 @@ fn blob_out(
     len: i32,
     index: i32,
 ) -> wasmtime::Result<()> {
-    let memory = instance::buffers_of(&mut caller)?.memory();
-    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    let bytes = data.get(start..start.saturating_add(len)).ok_or_else(|| {
-        format_err!(
-            "net.{}: buffer {start}+{len} is outside guest memory",
-            import::BLOB_OUT
-        )
-    })?;
-    let limit = state.config.limits.max_memory;
-    state
-        .blobs
-        .hand_over(index as u32, bytes, limit)
-        .map_err(|e| format_err!("net.{}: {e}", import::BLOB_OUT))
+    with_guest_bytes(&mut caller, ptr, len, import::BLOB_OUT, |bytes, state| {
+        let limit = state.config.limits.max_memory;
+        state
+            .blobs
+            .hand_over(index as u32, bytes, limit)
+            .map_err(|e| format_err!("net.{}: {e}", import::BLOB_OUT))
+    })
 }
 
 /// `net.blob_in(index, len) -> i64`: blob `index`, of `len` bytes, of the value the guest is
@@ -382,21 +375,22 @@ async fn run_flag_handler(
     instance::run_export(&mut *caller, &buffers, &func, args, false).await
 }
 
-/// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place; traps if it is out of bounds.
+/// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place, with the instance's state; traps
+/// if it is out of bounds.
 fn with_guest_bytes<T>(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
     import: &str,
-    read: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
+    read: impl FnOnce(&[u8], &mut HostState) -> wasmtime::Result<T>,
 ) -> wasmtime::Result<T> {
     let memory = instance::buffers_of(caller)?.memory();
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    let bytes = memory
-        .data(&caller)
+    let (data, state) = memory.data_and_store_mut(caller);
+    let bytes = data
         .get(start..start.saturating_add(len))
         .ok_or_else(|| format_err!("net.{import}: buffer {start}+{len} is outside guest memory"))?;
-    read(bytes)
+    read(bytes, state)
 }
 
 /// The UTF-8 text in the guest buffer `[ptr, ptr + len)` (invalid UTF-8 replaced); traps if
@@ -407,7 +401,7 @@ fn read_text(
     len: i32,
     import: &str,
 ) -> wasmtime::Result<String> {
-    with_guest_bytes(caller, ptr, len, import, |bytes| {
+    with_guest_bytes(caller, ptr, len, import, |bytes, _| {
         Ok(String::from_utf8_lossy(bytes).into_owned())
     })
 }
@@ -419,7 +413,7 @@ fn read_value<T: DeserializeOwned>(
     len: i32,
     import: &str,
 ) -> wasmtime::Result<T> {
-    with_guest_bytes(caller, ptr, len, import, |bytes| {
+    with_guest_bytes(caller, ptr, len, import, |bytes, _| {
         codec::decode(bytes)
             .map_err(|e| format_err!("net.{import}: bad request from the guest: {e}"))
     })

@@ -37,7 +37,7 @@ pub const PIECE_SIZE: usize = 512 * 1024;
 /// The size of the pieces while other frames go out between them: for [`CROWDED_TURNS`]
 /// turns of the writer after the last small frame written.
 pub const SMALL_PIECE: usize = 128 * 1024;
-/// How many pieces stay small after a small frame was written.
+/// How many pieces stay small after a small frame was written between them.
 const CROWDED_TURNS: u32 = 8;
 
 /// Queues frames for a connection's writer task, which batches them; writes a lone small one
@@ -73,15 +73,51 @@ struct Writing {
 }
 
 impl Writing {
-    /// The size of the next piece, counting this turn.
-    fn next_piece_size(&mut self) -> usize {
-        match self.crowded {
+    /// A small frame was written: the pieces of a large message going out meanwhile are
+    /// small for a while.
+    fn wrote_small(&mut self) {
+        if !self.large.is_empty() {
+            self.crowded = CROWDED_TURNS;
+        }
+    }
+
+    /// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
+    async fn queue_or_write(&mut self, framed: Framed) -> std::io::Result<()> {
+        if framed.len() > HEADER_LEN + SMALL_PIECE {
+            self.large.push_back(Pieces {
+                framed,
+                at: HEADER_LEN,
+            });
+            return Ok(());
+        }
+        let mut parts = [IoSlice::new(&framed.head), IoSlice::new(&framed.body)];
+        write_all_vectored(&mut self.buf, &mut parts).await?;
+        self.wrote_small();
+        Ok(())
+    }
+
+    /// Writes the next piece of the first large message, if any: [`SMALL_PIECE`] while
+    /// crowded, else [`PIECE_SIZE`]. Once none is left, the connection is no longer crowded.
+    async fn write_next_piece(&mut self) -> std::io::Result<()> {
+        let Some(pieces) = self.large.front_mut() else {
+            self.crowded = 0;
+            return Ok(());
+        };
+        let size = match self.crowded {
             0 => PIECE_SIZE,
             _ => {
                 self.crowded -= 1;
                 SMALL_PIECE
             }
+        };
+        pieces.write_next(&mut self.buf, size).await?;
+        if pieces.is_done() {
+            self.large.pop_front();
         }
+        if self.large.is_empty() {
+            self.crowded = 0;
+        }
+        Ok(())
     }
 }
 
@@ -137,10 +173,7 @@ impl FrameSender {
         {
             return Err(framed);
         }
-        // Pieces of a large message going out meanwhile are small for a while.
-        if !writing.large.is_empty() {
-            writing.crowded = CROWDED_TURNS;
-        }
+        writing.wrote_small();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         for part in [&framed.head, &framed.body] {
             // It fits the buffer, so it is copied into it whole, with no I/O.
@@ -173,7 +206,7 @@ impl FrameSender {
 
 /// Starts the writer task of a connection. It drains the queue into a buffered writer and
 /// flushes only when the queue is empty, so frames sent together leave together. A message
-/// larger than [`PIECE_SIZE`] goes out in pieces, one piece per turn, with whatever else
+/// larger than [`SMALL_PIECE`] goes out in pieces, one piece per turn, with whatever else
 /// was queued meanwhile going out between them; after each piece the task yields, so the
 /// tasks that queue those frames get to run, and so do the threads waiting on its CPU.
 pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
@@ -199,11 +232,6 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
                 None
             };
             let mut writing = shared.writer.lock().await;
-            let Writing {
-                buf,
-                large,
-                crowded,
-            } = &mut *writing;
             // What came first, then whatever else is queued; a `Flush` only asks for the flush
             // below.
             let queued = first
@@ -212,30 +240,15 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
             for outgoing in queued {
                 if let Outgoing::Frame(framed) = outgoing {
                     shared.queued.fetch_sub(1, Ordering::AcqRel);
-                    match queue_or_write(buf, large, framed).await {
-                        Ok(Written::Small) if !large.is_empty() => *crowded = CROWDED_TURNS,
-                        Ok(_) => {}
-                        Err(_) => return,
+                    if writing.queue_or_write(framed).await.is_err() {
+                        return;
                     }
                 }
             }
-            let size = writing.next_piece_size();
-            let Writing { buf, large, .. } = &mut *writing;
-            if let Some(pieces) = large.front_mut() {
-                if pieces.write_next(buf, size).await.is_err() {
-                    return;
-                }
-                if pieces.is_done() {
-                    large.pop_front();
-                }
-            }
-            if buf.flush().await.is_err() {
+            if writing.write_next_piece().await.is_err() || writing.buf.flush().await.is_err() {
                 return;
             }
-            idle = large.is_empty();
-            if idle {
-                writing.crowded = 0;
-            }
+            idle = writing.large.is_empty();
             drop(writing);
             if !idle {
                 // Between two pieces, other tasks of this thread get their turn, among them
@@ -247,30 +260,6 @@ pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender 
         let _ = shared.writer.lock().await.buf.shutdown().await;
     });
     FrameSender { tx, max_frame, out }
-}
-
-/// What [`queue_or_write`] did with a frame.
-enum Written {
-    Small,
-    InPieces,
-}
-
-/// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
-async fn queue_or_write(
-    writer: &mut BufWriter<ByteWriter>,
-    large: &mut VecDeque<Pieces>,
-    framed: Framed,
-) -> std::io::Result<Written> {
-    if framed.len() > HEADER_LEN + SMALL_PIECE {
-        large.push_back(Pieces {
-            framed,
-            at: HEADER_LEN,
-        });
-        return Ok(Written::InPieces);
-    }
-    let mut parts = [IoSlice::new(&framed.head), IoSlice::new(&framed.body)];
-    write_all_vectored(writer, &mut parts).await?;
-    Ok(Written::Small)
 }
 
 /// Writes all of `parts`, in as few writes as the writer takes them in: a frame's head and a
