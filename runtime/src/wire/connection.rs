@@ -95,6 +95,12 @@ impl MessageReader {
         }
     }
 
+    /// True when bytes after the last message read are in already: the start of the next
+    /// message, which `next` returns without waiting on the network if it is whole.
+    pub fn has_more_read(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
     /// Reads the next message, whole or put together from its pieces (the frames between
     /// them are returned as they come); `Err(Frame(Closed))` when the other side closed
     /// cleanly.

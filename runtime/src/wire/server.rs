@@ -311,29 +311,31 @@ async fn serve_calls<D: Dispatch>(
         while running.len() >= most {
             running.next().await;
         }
-        let read = reader.next();
-        tokio::pin!(read);
-        let next = loop {
-            if std::mem::take(&mut poll_first)
-                && let Some(next) = spin::poll_awake(read.as_mut(), gaps.spin()).await
-            {
-                break next;
-            }
-            tokio::select! {
-                biased;
-                Some(()) = running.next() => {
-                    if running.is_empty() {
-                        quiet_since = Instant::now();
-                        poll_first = true;
-                    }
+        let next = {
+            let read = reader.next();
+            tokio::pin!(read);
+            loop {
+                if std::mem::take(&mut poll_first)
+                    && let Some(next) = spin::poll_awake(read.as_mut(), gaps.spin()).await
+                {
+                    break next;
                 }
-                next = &mut read => break next,
-                () = &mut idle_timer => {
-                    if running.is_empty() && quiet_since.elapsed() >= idle {
-                        return Err(format!("idle for {idle:?}"));
+                tokio::select! {
+                    biased;
+                    Some(()) = running.next() => {
+                        if running.is_empty() {
+                            quiet_since = Instant::now();
+                            poll_first = true;
+                        }
                     }
-                    let from = if running.is_empty() { quiet_since } else { Instant::now() };
-                    idle_timer.as_mut().reset((from + idle).into());
+                    next = &mut read => break next,
+                    () = &mut idle_timer => {
+                        if running.is_empty() && quiet_since.elapsed() >= idle {
+                            return Err(format!("idle for {idle:?}"));
+                        }
+                        let from = if running.is_empty() { quiet_since } else { Instant::now() };
+                        idle_timer.as_mut().reset((from + idle).into());
+                    }
                 }
             }
         };
@@ -343,11 +345,15 @@ async fn serve_calls<D: Dispatch>(
         match next {
             Ok(Message::Call(call)) => {
                 in_flight.fetch_add(1, Ordering::Relaxed);
+                // Calls that came in one read (a client's batch) are answered together: the
+                // reply to one answered at once (a built-in) is not alone when the next call
+                // was read with it, so the replies leave in one write, not a `send` each.
+                let more_read = reader.has_more_read();
                 running.push(async move {
                     let id = call.id;
                     let outcome = router.dispatch(call, caller).await;
-                    let alone = in_flight.fetch_sub(1, Ordering::Relaxed) == 1;
-                    send_reply(sender, id, outcome, alone).await;
+                    let last = in_flight.fetch_sub(1, Ordering::Relaxed) == 1;
+                    send_reply(sender, id, outcome, last && !more_read).await;
                 });
             }
             Ok(other) => {
@@ -399,6 +405,7 @@ mod tests {
     use super::*;
     use crate::wire::connection::pipe;
     use crate::wire::message::{CallKind, Encoding};
+    use crate::wire::stream::Stream;
 
     /// Runs each call for as many milliseconds as its arguments' first byte says, and answers
     /// its arguments; counts the calls running at once.
@@ -413,7 +420,9 @@ mod tests {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now, Ordering::SeqCst);
             let ms = u64::from(call.args[0]);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             self.running.fetch_sub(1, Ordering::SeqCst);
             Outcome::Value(call.args)
         }
@@ -446,8 +455,27 @@ mod tests {
         MessageReader,
         tokio::task::JoinHandle<Result<(), String>>,
     ) {
+        serve_counting_writes(limits, dispatch, Arc::default())
+    }
+
+    /// As [`serve`], counting the writes of the serving side's replies in `writes`.
+    fn serve_counting_writes(
+        limits: ConnectionLimits,
+        dispatch: Arc<Sleeper>,
+        writes: Arc<AtomicUsize>,
+    ) -> (
+        FrameSender,
+        MessageReader,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ) {
         let (calls, call_reader) = pipe(1 << 20, 1 << 20);
-        let (reply_sender, replies) = pipe(1 << 20, 1 << 20);
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let counted = Box::new(CountedWrites {
+            inner: near.into_halves().1,
+            writes,
+        });
+        let reply_sender = crate::wire::writer::spawn_writer(counted, 1 << 20);
+        let replies = MessageReader::new(far.into_halves().0, 1 << 20);
         let admission = Admission {
             limits,
             max_frame: 1 << 20,
@@ -460,6 +488,37 @@ mod tests {
             serve_calls(call_reader, reply_sender, hello, dispatch, &admission).await
         });
         (calls, replies, serving)
+    }
+
+    /// A writer that counts the writes that reach it.
+    struct CountedWrites {
+        inner: crate::wire::stream::ByteWriter,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl tokio::io::AsyncWrite for CountedWrites {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
     }
 
     fn replied_id(message: Message) -> u64 {
@@ -535,5 +594,26 @@ mod tests {
         }
         assert_eq!(answered, vec![1, 2, 3]);
         assert_eq!(serving.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn calls_that_came_together_and_are_answered_at_once_are_answered_in_one_write() {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let (calls, mut replies, _serving) =
+            serve_counting_writes(ConnectionLimits::default(), Arc::default(), writes.clone());
+        // Queued together, the eight calls leave in one write and are read in one read.
+        for id in 1..=8 {
+            calls.send(call(id, 0)).await.unwrap();
+        }
+        let mut answered = Vec::new();
+        for _ in 1..=8 {
+            let next = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
+            answered.push(replied_id(next.expect("a reply").unwrap()));
+        }
+        assert_eq!(answered, (1..=8).collect::<Vec<_>>());
+        // Each answered as soon as it was read: the replies still leave together, not in a
+        // `send` each.
+        let writes = writes.load(Ordering::SeqCst);
+        assert!(writes <= 2, "8 replies took {writes} writes");
     }
 }
