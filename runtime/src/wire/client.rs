@@ -26,6 +26,7 @@ use crate::wire::connection::{self, ConnectionError, MessageReader};
 use crate::wire::frame::FrameError;
 use crate::wire::message::{Call, CallKind, ChainId, Encoding, Hello, Message, MessageError};
 use crate::wire::secure::ClusterKey;
+use crate::wire::spin::{self, RecentWaits};
 use crate::wire::writer::FrameSender;
 
 /// Longest time spent connecting and shaking hands, whatever the call's timeout.
@@ -152,6 +153,15 @@ impl Link {
         Some((id, rx, pending.len() == 1))
     }
 
+    /// How many calls wait for their reply.
+    fn waiting(&self) -> usize {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .as_ref()
+            .map_or(0, HashMap::len)
+    }
+
     fn forget(&self, id: u64) {
         if let Some(pending) = self.pending.lock().expect("pending lock").as_mut() {
             pending.remove(&id);
@@ -184,9 +194,23 @@ fn fail_waiting(link: &Link, reason: &str) {
 
 /// Reads replies until the connection ends, then tells every call still waiting that its
 /// outcome is unknown.
+///
+/// While replies have lately come soon after the reader began to wait for them and at most
+/// one call waits (a caller making one call after another), it polls for the next awake for a
+/// moment before sleeping ([`spin`]): the socket is then read as soon as a reply is in, not
+/// after epoll has said so. With more calls waiting, their replies come in batches, and
+/// looking at the socket between them would only take CPU from the peers answering them.
 async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
+    let mut waits = RecentWaits::slow();
     let reason = loop {
-        match reader.next().await {
+        let started = Instant::now();
+        let spin = match link.waiting() {
+            0 | 1 => waits.spin(),
+            _ => Duration::ZERO,
+        };
+        let next = spin::spin_then_wait(reader.next(), spin).await;
+        waits.record(started.elapsed());
+        match next {
             Ok(Message::Reply(reply)) => {
                 let waiter = link
                     .pending

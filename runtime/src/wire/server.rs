@@ -306,6 +306,11 @@ async fn serve_calls<D: Dispatch>(
     // next call awake now, before sleeping.
     let mut gaps = RecentWaits::slow();
     let mut poll_first = false;
+    // Calls read since the reader last emptied its buffer, and whether the last read of the
+    // socket brought one call alone (a caller making one call after another): only then does
+    // polling awake look at the socket itself (`crate::wire::stream`). A client's batches of
+    // calls are left to epoll, which lets them come whole rather than one call at a time.
+    let (mut read_together, mut look) = (0usize, true);
     loop {
         // All slots taken: the connection is not read until a call ends.
         while running.len() >= most {
@@ -316,7 +321,8 @@ async fn serve_calls<D: Dispatch>(
             tokio::pin!(read);
             loop {
                 if std::mem::take(&mut poll_first)
-                    && let Some(next) = spin::poll_awake(read.as_mut(), gaps.spin()).await
+                    && let Some(next) =
+                        spin::poll_awake_looking(read.as_mut(), gaps.spin(), look).await
                 {
                     break next;
                 }
@@ -349,6 +355,11 @@ async fn serve_calls<D: Dispatch>(
                 // reply to one answered at once (a built-in) is not alone when the next call
                 // was read with it, so the replies leave in one write, not a `send` each.
                 let more_read = reader.has_more_read();
+                read_together += 1;
+                if !more_read {
+                    look = read_together == 1;
+                    read_together = 0;
+                }
                 running.push(async move {
                     let id = call.id;
                     let outcome = router.dispatch(call, caller).await;

@@ -8,7 +8,10 @@
 //! polls without blocking until it is in or the time is up, then sleeps as before. Past
 //! [`SHARE_CPU_AFTER`] it also lets other threads ready on its CPU run between its polls.
 //!
-//! Three waits poll so, each only while its recent waits came within [`SPIN`] (a moving
+//! A socket read polled so does not wait for epoll to say the socket is readable: it looks at
+//! the socket itself ([`polling_awake`], `crate::wire::stream`).
+//!
+//! Four waits poll so, each only while its recent waits came within [`SPIN`] (a moving
 //! average, [`RecentWaits`]), so that waits on far peers, long functions or sporadic callers
 //! sleep at once:
 //! - a guest's wait on its outgoing call's reply ([`crate::guest::reentry::wait_serving`]): the
@@ -16,12 +19,15 @@
 //! - `netrun bench`'s callers ([`crate::bench`]), the same way;
 //! - a connection's wait for its next call once it has none running
 //!   ([`crate::wire::server`]): a caller making one call after another sends the next within
-//!   a few tens of µs of its reply.
+//!   a few tens of µs of its reply;
+//! - an outgoing connection's wait for its next reply ([`crate::wire::client`]), for the same
+//!   caller.
 //!
 //! Work that holds a thread for long between two waits shares its CPU the same way
 //! ([`share_cpu`], [`let_others_run`]): the pieces of a large message, large copies into and
 //! out of guest memory.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::Poll;
@@ -74,17 +80,58 @@ impl RecentWaits {
     }
 }
 
+thread_local! {
+    /// Whether the future being polled on this thread is polled awake ([`poll_awake`]).
+    static POLLING_AWAKE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the future being polled on this thread is polled awake: a socket read that finds
+/// nothing ready then looks at the socket itself (`crate::wire::stream`), since nothing will
+/// sleep until epoll says it is readable.
+pub fn polling_awake() -> bool {
+    POLLING_AWAKE.get()
+}
+
+/// Runs `poll` (one poll of a future) as polled awake ([`polling_awake`]).
+pub fn awake<T>(poll: impl FnOnce() -> T) -> T {
+    /// Puts the flag back even if the poll panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            POLLING_AWAKE.set(self.0);
+        }
+    }
+    let _restore = Restore(POLLING_AWAKE.replace(true));
+    poll()
+}
+
 /// Polls `wait` without sleeping for up to `spin`, yielding to the thread's other tasks between
 /// polls: its output if it was ready by then, else `None` (and `wait` can be awaited on).
-pub async fn poll_awake<F: Future>(mut wait: Pin<&mut F>, spin: Duration) -> Option<F::Output> {
+pub async fn poll_awake<F: Future>(wait: Pin<&mut F>, spin: Duration) -> Option<F::Output> {
+    poll_awake_looking(wait, spin, true).await
+}
+
+/// As [`poll_awake`]; its socket reads look at the socket themselves ([`polling_awake`]) only
+/// if `look`.
+pub async fn poll_awake_looking<F: Future>(
+    mut wait: Pin<&mut F>,
+    spin: Duration,
+    look: bool,
+) -> Option<F::Output> {
     if spin.is_zero() {
         return None;
     }
     let started = Instant::now();
     loop {
-        let polled = std::future::poll_fn(|cx| match wait.as_mut().poll(cx) {
-            Poll::Ready(output) => Poll::Ready(Some(output)),
-            Poll::Pending => Poll::Ready(None),
+        let polled = std::future::poll_fn(|cx| {
+            let polled = match look {
+                true => awake(|| wait.as_mut().poll(cx)),
+                false => wait.as_mut().poll(cx),
+            };
+            match polled {
+                Poll::Ready(output) => Poll::Ready(Some(output)),
+                Poll::Pending => Poll::Ready(None),
+            }
         })
         .await;
         let waited = started.elapsed();
