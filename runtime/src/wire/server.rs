@@ -532,6 +532,16 @@ mod tests {
         }
     }
 
+    /// The ids of the next `count` replies, in the order they come.
+    async fn replied_ids(replies: &mut MessageReader, count: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let next = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
+            ids.push(replied_id(next.expect("a reply").unwrap()));
+        }
+        ids
+    }
+
     fn replied_id(message: Message) -> u64 {
         match message {
             Message::Reply(reply) => reply.id,
@@ -576,11 +586,7 @@ mod tests {
         for id in 1..=6 {
             calls.send(call(id, 30)).await.unwrap();
         }
-        let mut answered = Vec::new();
-        for _ in 1..=6 {
-            let next = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
-            answered.push(replied_id(next.expect("a reply").unwrap()));
-        }
+        let mut answered = replied_ids(&mut replies, 6).await;
         answered.sort();
         assert_eq!(answered, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(dispatch.most_at_once.load(Ordering::SeqCst), 2);
@@ -616,11 +622,7 @@ mod tests {
         for id in 1..=8 {
             calls.send(call(id, 0)).await.unwrap();
         }
-        let mut answered = Vec::new();
-        for _ in 1..=8 {
-            let next = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
-            answered.push(replied_id(next.expect("a reply").unwrap()));
-        }
+        let answered = replied_ids(&mut replies, 8).await;
         assert_eq!(answered, (1..=8).collect::<Vec<_>>());
         // Each answered as soon as it was read: the replies still leave together, not in a
         // `send` each.
