@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use netrun_abi::Outcome;
+use netrun_abi::{CallError, Outcome};
 use serde::Serialize;
 
 use crate::wire::client::{Client, Request, Target};
@@ -104,24 +104,45 @@ impl Load {
 
 /// Why a run stopped before its last call.
 #[derive(Debug, thiserror::Error)]
-#[error("call {number} of {calls} to {function} on peer {peer} failed: {reason}")]
-pub struct BenchError {
-    pub number: usize,
-    pub calls: usize,
-    pub function: String,
-    pub peer: String,
-    pub reason: String,
+pub enum BenchError {
+    /// No connection to the peer, before the first call.
+    #[error("before the first call: {0}")]
+    Connect(CallError),
+    /// A call failed.
+    #[error("call {number} of {calls} to {function} on peer {peer} failed: {reason}")]
+    Call {
+        number: usize,
+        calls: usize,
+        function: String,
+        peer: String,
+        reason: String,
+    },
 }
 
-/// Runs `load` through `client`: `concurrency` callers share one connection and take the next
-/// call until all are made. Each waits on its call as a guest does, polling awake for up to
-/// [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have
+/// What a run measured: the connection, then the calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// Time to connect to the peer (its handshake included), before the calls' clock started.
+    pub connect: Duration,
+    pub calls: Summary,
+}
+
+/// Runs `load` through `client`: it connects first (as `redis-benchmark` does, so that no
+/// call's time holds the handshake), then `concurrency` callers share the connection and take
+/// the next call until all are made. Each waits on its call as a guest does, polling awake for
+/// up to [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have
 /// completed. The first failed call stops the run.
 pub async fn run(
     client: Arc<Client>,
     load: &Load,
     progress: impl Fn(usize, Duration),
-) -> Result<Summary, BenchError> {
+) -> Result<Measured, BenchError> {
+    let connecting = Instant::now();
+    client
+        .connect(&load.target, load.timeout)
+        .await
+        .map_err(BenchError::Connect)?;
+    let connect = connecting.elapsed();
     let args = Arc::new(load.arguments());
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -140,7 +161,7 @@ pub async fn run(
                 latencies.push(sent.elapsed());
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Err(reason) = answered(outcome) {
-                    return Err(BenchError {
+                    return Err(BenchError::Call {
                         number: finished,
                         calls: load.calls,
                         function: load.function.clone(),
@@ -168,7 +189,10 @@ pub async fn run(
             _ = tick.tick() => progress(done.load(Ordering::Relaxed), started.elapsed()),
         }
     }
-    Ok(Summary::of(&mut latencies, started.elapsed()))
+    Ok(Measured {
+        connect,
+        calls: Summary::of(&mut latencies, started.elapsed()),
+    })
 }
 
 /// A call's outcome as success or the reason it failed.

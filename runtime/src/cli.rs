@@ -47,7 +47,7 @@ pub enum Command {
     /// hash) without running it
     Inspect(InspectArgs),
     /// Measure calls to a running peer: latency percentiles (p50, p99, mean) and calls per
-    /// second, with CONCURRENCY calls in flight on one connection
+    /// second, with CONCURRENCY calls in flight on one connection (made before the clock starts)
     Bench(BenchArgs),
 }
 

@@ -260,13 +260,15 @@ pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
         let rate = done as f64 / elapsed.as_secs_f64();
         eprintln!("{done}/{} calls, {rate:.0} calls/s", load.calls);
     };
-    let summary = bench::run(client, &load, progress).await.map_err(failed)?;
+    let measured = bench::run(client, &load, progress).await.map_err(failed)?;
+    let (summary, connect_us) = (measured.calls, measured.connect.as_secs_f64() * 1e6);
     if args.json {
         let report = json!({
             "peer": load.target.display,
             "function": load.function,
             "concurrency": load.concurrency,
             "size": load.size,
+            "connect_us": connect_us,
             "calls": summary.calls,
             "p50_us": summary.p50_us,
             "p99_us": summary.p99_us,
@@ -283,6 +285,7 @@ pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
             "p50 {:.1} µs  p99 {:.1} µs  mean {:.1} µs  {:.0} calls/s",
             summary.p50_us, summary.p99_us, summary.mean_us, summary.throughput
         );
+        println!("connected in {connect_us:.0} µs, before the first call (not in the figures)");
     }
     Ok(())
 }

@@ -44,6 +44,8 @@ fn every_call_it_reports_reached_the_guest_with_its_argument() {
         number("mean_us") > 0.0 && number("throughput") > 0.0,
         "{out}"
     );
+    // The connection was made before the clock started, and timed apart.
+    assert!(number("connect_us") > 0.0, "{out}");
 
     let tallied = call(&ports, peer.id(), "tallied", &[]);
     tallied.expect_code(0);
@@ -75,6 +77,11 @@ fn the_text_report_names_the_load_and_a_long_run_shows_progress() {
     for part in ["p50 ", "p99 ", "mean ", "calls/s"] {
         assert!(figures.contains(part), "no {part:?} in the figures\n{out}");
     }
+    let connected = out.stdout.lines().nth(2).unwrap_or_default();
+    assert!(
+        connected.starts_with("connected in ") && connected.contains(" µs, before the first call"),
+        "{out}"
+    );
     assert!(
         out.stderr
             .lines()
@@ -94,7 +101,7 @@ fn a_failing_call_an_unreachable_peer_and_a_bad_count_end_the_run() {
     let nobody = format!("127.0.0.1:{}", ports.unused(8));
     netrun(&ports, &["bench", &nobody, "--calls", "5"], &[])
         .expect_code(1)
-        .expect_stderr(&["unreachable"]);
+        .expect_stderr(&["before the first call", &nobody, "unreachable"]);
     netrun(&ports, &["bench", peer.id(), "--calls", "0"], &[])
         .expect_code(2)
         .expect_stderr(&["--calls"]);
