@@ -242,6 +242,16 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
     fail_waiting(&link, &reason);
 }
 
+/// How a peer is reached ([`Client::reach`]).
+enum Reached {
+    /// On its live connection.
+    Link(Arc<Link>),
+    /// In app-net's format, on a connection per call.
+    AppNet,
+    /// Not by the deadline: connecting or the handshake took longer.
+    TimedOut,
+}
+
 /// Persistent, multiplexed connections to other peers, shared by everything that calls out.
 pub struct Client {
     hello: Hello,
@@ -382,17 +392,11 @@ impl Client {
                 stage,
             })
         };
-        if self.speaks_appnet(&target.address) {
-            return self.call_appnet(target, request, deadline).await;
-        }
-        let link = match tokio::time::timeout_at(deadline.into(), self.link(target)).await {
-            Ok(Ok(link)) => link,
-            // The handshake found it speaks app-net.
-            Ok(Err(_)) if self.speaks_appnet(&target.address) => {
-                return self.call_appnet(target, request, deadline).await;
-            }
-            Ok(Err(e)) => return Outcome::Error(e),
-            Err(_) => return timed_out(TimeoutStage::Connecting),
+        let link = match self.reach(target, deadline).await {
+            Ok(Reached::Link(link)) => link,
+            Ok(Reached::AppNet) => return self.call_appnet(target, request, deadline).await,
+            Ok(Reached::TimedOut) => return timed_out(TimeoutStage::Connecting),
+            Err(e) => return Outcome::Error(e),
         };
         let Some((id, reply, alone)) = link.register() else {
             return unreachable_now(target, "the connection closed");
@@ -434,17 +438,27 @@ impl Client {
     /// call finds it made: `netrun bench` connects before its clock starts. Nothing to do for
     /// an app-net peer, which takes a connection per call.
     pub async fn connect(&self, target: &Target, timeout: Duration) -> Result<(), CallError> {
-        if self.speaks_appnet(&target.address) {
-            return Ok(());
-        }
-        match tokio::time::timeout(timeout, self.link(target)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) if self.speaks_appnet(&target.address) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(CallError::PeerUnreachable {
+        match self.reach(target, Instant::now() + timeout).await? {
+            Reached::Link(_) | Reached::AppNet => Ok(()),
+            Reached::TimedOut => Err(CallError::PeerUnreachable {
                 peer: target.display.clone(),
                 reason: format!("no connection within {} ms", timeout.as_millis()),
             }),
+        }
+    }
+
+    /// How `target` is reached by `deadline`: its live connection (made if there is none), or
+    /// in app-net's format, known before or found by the handshake.
+    async fn reach(&self, target: &Target, deadline: Instant) -> Result<Reached, CallError> {
+        if self.speaks_appnet(&target.address) {
+            return Ok(Reached::AppNet);
+        }
+        match tokio::time::timeout_at(deadline.into(), self.link(target)).await {
+            Ok(Ok(link)) => Ok(Reached::Link(link)),
+            // The handshake found it speaks app-net.
+            Ok(Err(_)) if self.speaks_appnet(&target.address) => Ok(Reached::AppNet),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(Reached::TimedOut),
         }
     }
 
