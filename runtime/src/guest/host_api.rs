@@ -326,7 +326,8 @@ async fn resolve_flag(
         // A flag is an answer, so some member gave it.
         (CallTarget::AnyOf(_), None) => return Ok(reply),
     };
-    reply.outcome = run_flag_handler(caller, &peer, called, handler).await?;
+    // Boxed, as rare: every call's future would otherwise carry the handler's state.
+    reply.outcome = Box::pin(run_flag_handler(caller, &peer, called, handler)).await?;
     Ok(reply)
 }
 

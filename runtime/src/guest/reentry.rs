@@ -76,7 +76,9 @@ async fn serve_until<T>(
             Next::Arrived(task) => task,
         };
         caller.data_mut().chain.put_back_arrivals(arrivals);
-        let served = serve_nested(caller, task).await;
+        // Boxed, as rare: every outgoing call's wait would otherwise carry a nested call's
+        // state (docs/performance.md).
+        let served = Box::pin(serve_nested(caller, task)).await;
         arrivals = caller
             .data_mut()
             .chain

@@ -115,6 +115,11 @@ impl Worker {
             let failure = result.as_ref().err().cloned();
             // The caller hears of the trap at once; the next call waits for the replacement.
             let _ = reply.send(result);
+            if queue.is_empty() {
+                // Whoever waits for the answer (the connection that sends the reply) runs
+                // before this worker goes back to wait on the queue.
+                tokio::task::yield_now().await;
+            }
             if let Some(failure) = failure {
                 self.replace(&export, &failure).await;
             }
