@@ -212,16 +212,18 @@ async fn read_replies(link: Arc<Link>, mut reader: MessageReader) {
         waits.record(started.elapsed());
         match next {
             Ok(Message::Reply(reply)) => {
-                let waiter = link
-                    .pending
-                    .lock()
-                    .expect("pending lock")
-                    .as_mut()
-                    .and_then(|p| p.remove(&reply.id));
+                // The waiter, and whether no other call waits, under one lock.
+                let (waiter, none_left) = {
+                    let mut pending = link.pending.lock().expect("pending lock");
+                    match pending.as_mut() {
+                        Some(pending) => (pending.remove(&reply.id), pending.is_empty()),
+                        None => (None, true),
+                    }
+                };
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(Ok(reply.outcome));
                 }
-                if link.waiting() == 0 {
+                if none_left {
                     // The caller just woken runs first, before this task looks at the
                     // socket again: a caller making one call after another gets its reply
                     // one `recv` sooner (docs/performance.md).
