@@ -1,8 +1,9 @@
 //! The guest: the app module and the sandbox it runs in.
 //!
-//! Owns loading, checking and caching modules, the wasmtime engine and linker, instances and
-//! the limits of a call, the `net` host imports, re-entrant calls of a chain, the workers and
-//! the scheduler's queue, and the guest's output.
+//! Owns loading, checking and caching modules, the wasmtime engine and linker (with WASI's
+//! clock reads answered by [`clocks`]), instances and the limits of a call, the `net` host
+//! imports, re-entrant calls of a chain, the workers and the scheduler's queue, and the
+//! guest's output.
 //!
 //! Must not import the cluster layer or the root. It reaches the network only through
 //! [`services::PeerServices`], a trait the cluster layer implements, and uses the wire's plain
@@ -11,6 +12,7 @@
 
 pub mod blobs;
 pub mod chain;
+pub mod clocks;
 pub mod config;
 pub mod exports;
 pub mod host_api;

@@ -65,11 +65,14 @@ pub fn tick_epochs(engine: &Engine) {
         .expect("cannot start the epoch thread");
 }
 
-/// A linker with WASI preview 1 and the `net` host imports.
+/// A linker with WASI preview 1 (its `clock_time_get` synchronous: [`crate::guest::clocks`])
+/// and the `net` host imports.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
         .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+    crate::guest::clocks::add_to_linker(&mut linker)
+        .map_err(|e| anyhow::anyhow!("cannot link the guest's clocks: {e}"))?;
     crate::guest::host_api::add_to_linker(&mut linker)
         .map_err(|e| anyhow::anyhow!("cannot link the net imports: {e}"))?;
     Ok(linker)

@@ -15,6 +15,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::guest::blobs::Blobs;
 use crate::guest::chain::ChainState;
+use crate::guest::clocks::{ClockView, GuestClock};
 use crate::guest::config::GuestConfig;
 use crate::guest::exports::ExportCache;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
@@ -60,6 +61,8 @@ pub struct HostState {
     pub recent_replies: RecentWaits,
     /// Blobs the guest handed over, and those of the value it is decoding.
     pub blobs: Blobs,
+    /// The instance's monotonic clock, read by its WASI context and by `clock_time_get`.
+    pub clock: GuestClock,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -139,6 +142,16 @@ impl ResourceLimiter for HostState {
     }
 }
 
+impl ClockView for HostState {
+    fn clock(&self) -> GuestClock {
+        self.clock
+    }
+
+    fn memory(&self) -> Option<wasmtime::Memory> {
+        self.exports.buffers().map(|exports| exports.memory())
+    }
+}
+
 impl HostState {
     /// Fresh state for a new instance: a WASI context with stdout/stderr, the process's stdin
     /// when the peer was started to run an entry (`--entry`), and the peer's
@@ -146,6 +159,8 @@ impl HostState {
     pub fn new(env: &InstanceEnv) -> anyhow::Result<HostState> {
         let config = &env.config;
         let mut wasi = WasiCtxBuilder::new();
+        let clock = GuestClock::start();
+        wasi.monotonic_clock(clock);
         let output = [
             GuestOutput::new(Sink::Stdout),
             GuestOutput::new(Sink::Stderr),
@@ -181,6 +196,7 @@ impl HostState {
             exports: ExportCache::default(),
             recent_replies: RecentWaits::quick(),
             blobs: Blobs::default(),
+            clock,
         })
     }
 }
