@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use netrun_abi::{CallError, CallReply, CallRequest, CallTarget, Outcome, PeerInfo, PeerQuery};
+use netrun_abi::{
+    CallError, CallReply, CallRequest, CallTarget, Contract, Outcome, PeerInfo, PeerQuery,
+};
 
 use crate::cluster::discovery::Discovery;
 use crate::cluster::events::Events;
@@ -83,7 +85,7 @@ impl PeerContext {
             json,
             ..
         } = request;
-        let request = |args: Vec<u8>| Request {
+        let request = |args: Vec<u8>, contract: Option<Contract>| Request {
             kind: CallKind::Function,
             chain,
             function: &function,
@@ -93,12 +95,15 @@ impl PeerContext {
                 (false, false) => Encoding::Bincode,
             },
             args,
-            contract: contract.clone(),
+            contract,
         };
         match target {
             CallTarget::Peer(id) => {
                 let outcome = match self.targets.of(&id) {
-                    Ok(target) => self.client.call(&target, request(args), timeout).await,
+                    Ok(target) => {
+                        let request = request(args, contract);
+                        self.client.call(&target, request, timeout).await
+                    }
                     Err(e) => Outcome::Error(e),
                 };
                 CallReply {
@@ -108,7 +113,7 @@ impl PeerContext {
             }
             CallTarget::AnyOf(group) => {
                 // Each member tried gets its own copy: a call that was never sent may go on.
-                let make = || request(args.clone());
+                let make = || request(args.clone(), contract.clone());
                 let (outcome, served_by) = group_call::call_any(
                     &self.client,
                     &self.discovery,
