@@ -58,6 +58,7 @@ pub mod types;
 
 pub use blob::Blob;
 pub use types::{
-    CallError, CallReply, CallReplyRef, CallRequest, CallTarget, Contract, EventTrigger, Outcome,
-    OutcomeRef, PeerDetails, PeerInfo, PeerQuery, SubscribeRequest, SubscriptionInfo, TimeoutStage,
+    CallError, CallReply, CallReplyRef, CallRequest, CallTarget, CallTargetRef, Contract,
+    ContractRef, EventTrigger, Outcome, OutcomeRef, PeerDetails, PeerInfo, PeerQuery,
+    SubscribeRequest, SubscriptionInfo, TimeoutStage,
 };

@@ -38,6 +38,24 @@ pub enum CallTarget {
     AnyOf(String),
 }
 
+/// A [`CallTarget`] that borrows its name, for encoding a request without copying the name:
+/// it encodes as the `CallTarget` it mirrors (the same variants, in the same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CallTargetRef<'a> {
+    Peer(&'a str),
+    AnyOf(&'a str),
+}
+
+impl CallTarget {
+    /// This target, borrowed.
+    pub fn borrowed(&self) -> CallTargetRef<'_> {
+        match self {
+            CallTarget::Peer(id) => CallTargetRef::Peer(id),
+            CallTarget::AnyOf(group) => CallTargetRef::AnyOf(group),
+        }
+    }
+}
+
 /// What the host answers a guest's call (imports `net.call` and `net.call_wait`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallReply {
@@ -75,6 +93,24 @@ impl std::fmt::Display for TimeoutStage {
 pub struct Contract {
     pub fingerprint: u64,
     pub signature: String,
+}
+
+/// A [`Contract`] that borrows its signature (a stub's, which is static), for encoding a
+/// request without copying it: it encodes as the `Contract` it mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ContractRef<'a> {
+    pub fingerprint: u64,
+    pub signature: &'a str,
+}
+
+impl Contract {
+    /// This contract, borrowed.
+    pub fn borrowed(&self) -> ContractRef<'_> {
+        ContractRef {
+            fingerprint: self.fingerprint,
+            signature: &self.signature,
+        }
+    }
 }
 
 /// What a call produced: returned by guest exports, by the `net.call` import and over the wire.
@@ -124,12 +160,13 @@ impl Outcome {
 
 impl CallRequest {
     /// The encoding of a `CallRequest` whose `args` are `codec::encode(args)`, made in one pass
-    /// over the arguments rather than two (their encoding, then a copy into the request's).
+    /// over the arguments rather than two (their encoding, then a copy into the request's),
+    /// from a borrowed target and contract (a call copies neither).
     pub fn encode_with_args<A: Serialize + ?Sized>(
-        target: &CallTarget,
+        target: CallTargetRef<'_>,
         function: &str,
         args: &A,
-        contract: &Option<Contract>,
+        contract: Option<ContractRef<'_>>,
         timeout_ms: Option<u64>,
         json: bool,
     ) -> Result<Vec<u8>, CodecError> {
@@ -393,13 +430,24 @@ mod tests {
             fingerprint: 42,
             signature: "(String, ByteBuf) -> u32".into(),
         });
-        for (target, timeout_ms, json) in [
-            (CallTarget::Peer("MTI3".into()), Some(1500), false),
-            (CallTarget::AnyOf("workers".into()), None, true),
+        for (target, contract, timeout_ms, json) in [
+            (
+                CallTarget::Peer("MTI3".into()),
+                contract.clone(),
+                Some(1500),
+                false,
+            ),
+            (CallTarget::AnyOf("workers".into()), None, None, true),
         ] {
-            let one_pass =
-                CallRequest::encode_with_args(&target, "greet", &args, &contract, timeout_ms, json)
-                    .unwrap();
+            let one_pass = CallRequest::encode_with_args(
+                target.borrowed(),
+                "greet",
+                &args,
+                contract.as_ref().map(Contract::borrowed),
+                timeout_ms,
+                json,
+            )
+            .unwrap();
             let derived = codec::encode(&CallRequest {
                 target,
                 function: "greet".into(),

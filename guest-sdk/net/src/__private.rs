@@ -6,7 +6,7 @@
 
 use std::fmt::Display;
 
-use netrun_abi::{CallError, Contract, EventTrigger, Outcome, blob, codec};
+use netrun_abi::{CallError, ContractRef, EventTrigger, Outcome, blob, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,10 +49,10 @@ pub fn call_any_remote<A: Serialize, R: DeserializeOwned>(
 }
 
 /// The caller's contract of a stub's function.
-fn contract(fingerprint: u64, signature: &str) -> Option<Contract> {
-    Some(Contract {
+fn contract(fingerprint: u64, signature: &str) -> Option<ContractRef<'_>> {
+    Some(ContractRef {
         fingerprint,
-        signature: signature.to_string(),
+        signature,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use netrun_abi::{CallReplyRef, CallTarget, Contract, OutcomeRef, codec};
+use netrun_abi::{CallReplyRef, CallTargetRef, ContractRef, OutcomeRef, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,10 +41,10 @@ pub(crate) fn any<A: Serialize + ?Sized, R: DeserializeOwned>(
     group: &str,
     function: &str,
     args: &A,
-    contract: Option<Contract>,
+    contract: Option<ContractRef<'_>>,
 ) -> Result<Served<R>, Error> {
-    let target = CallTarget::AnyOf(group.to_string());
-    let reply = host::call(&request(&target, function, args, &contract)?);
+    let target = CallTargetRef::AnyOf(group);
+    let reply = host::call(&request(target, function, args, contract)?);
     served(codec::decode_borrowed(&reply)?, group, function)
 }
 
@@ -98,13 +98,12 @@ impl<R: DeserializeOwned> Pending<R> {
         peer: &Peer,
         function: &str,
         args: &A,
-        contract: Option<Contract>,
+        contract: Option<ContractRef<'_>>,
     ) -> Pending<R> {
-        let target = CallTarget::Peer(peer.id.clone());
         let request = match peer.appnet {
-            true => json_request(target, function, args)
+            true => json_request(peer.target(), function, args)
                 .and_then(|request| Ok(codec::encode(&request)?)),
-            false => request(&target, function, args, &contract),
+            false => request(CallTargetRef::Peer(&peer.id), function, args, contract),
         };
         let started = request.map(|request| host::call_start(&request));
         Pending {

@@ -2,8 +2,8 @@
 
 use netrun_abi::names::{builtin, flag};
 use netrun_abi::{
-    CallReplyRef, CallRequest, CallTarget, Contract, OutcomeRef, PeerDetails, PeerInfo, PeerQuery,
-    blob, codec, peer_id,
+    CallReplyRef, CallRequest, CallTarget, CallTargetRef, ContractRef, OutcomeRef, PeerDetails,
+    PeerInfo, PeerQuery, blob, codec, peer_id,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,11 @@ impl From<PeerInfo> for Peer {
 }
 
 impl Peer {
+    /// This peer as the target of a request that owns it (a JSON call's, made rarely).
+    pub(crate) fn target(&self) -> CallTarget {
+        CallTarget::Peer(self.id.clone())
+    }
+
     /// The peer a peer id names (its hub flag is unknown, so `false`).
     ///
     /// ```
@@ -146,17 +151,19 @@ pub(crate) fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
     peer: &Peer,
     function: &str,
     args: &A,
-    contract: Option<Contract>,
+    contract: Option<ContractRef<'_>>,
 ) -> Result<R, Error> {
-    let target = CallTarget::Peer(peer.id.clone());
     // A peer discovery found to be app-net's takes JSON at once.
     if peer.appnet {
-        return call_json(target, peer, function, args);
+        return call_json(peer.target(), peer, function, args);
     }
-    let reply = host::call(&request(&target, function, args, &contract)?);
+    let target = CallTargetRef::Peer(&peer.id);
+    let reply = host::call(&request(target, function, args, contract)?);
     let reply: CallReplyRef = codec::decode_borrowed(&reply)?;
     match reply.outcome {
-        OutcomeRef::Error(Error::AppNetPeer { .. }) => call_json(target, peer, function, args),
+        OutcomeRef::Error(Error::AppNetPeer { .. }) => {
+            call_json(peer.target(), peer, function, args)
+        }
         outcome => resolve(outcome, peer, function),
     }
 }
@@ -221,10 +228,10 @@ pub(crate) fn resolve_json<R: DeserializeOwned>(
 /// The encoded request of a call of `function` with `args` on `target` (the arguments encoded
 /// straight into it).
 pub(crate) fn request<A: Serialize + ?Sized>(
-    target: &CallTarget,
+    target: CallTargetRef<'_>,
     function: &str,
     args: &A,
-    contract: &Option<Contract>,
+    contract: Option<ContractRef<'_>>,
 ) -> Result<Vec<u8>, Error> {
     let encode = || CallRequest::encode_with_args(target, function, args, contract, None, false);
     Ok(blob::sending(host::blob_out, encode)?)
