@@ -20,6 +20,8 @@ use std::time::{Instant, SystemTime};
 use wasmtime::{Caller, Linker, Memory};
 use wasmtime_wasi::HostMonotonicClock;
 
+use crate::guest::exports::memory_of;
+
 /// The WASI module the shadowed import belongs to.
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
@@ -126,10 +128,7 @@ fn write_timestamp<T: ClockView>(
     }
     let memory = match caller.data().memory() {
         Some(memory) => memory,
-        None => caller
-            .get_export("memory")
-            .and_then(|export| export.into_memory())
-            .ok_or_else(|| bad("cannot be written: the module exports no memory"))?,
+        None => memory_of(caller).map_err(|e| bad(&format!("cannot be written: {e}")))?,
     };
     memory
         .data_mut(caller)
