@@ -32,6 +32,9 @@ pub enum Failure {
     BadInput(anyhow::Error),
     /// The call, entry or peer failed: exit code 1.
     Failed(anyhow::Error),
+    /// Whoever read the command's output has gone (`netrun inspect app.wasm | head -3`): the
+    /// command ends there, quietly, with exit code 0, as the reader asked for no more.
+    OutputClosed,
 }
 
 impl Failure {
@@ -39,12 +42,15 @@ impl Failure {
         match self {
             Failure::BadInput(_) => 2,
             Failure::Failed(_) => 1,
+            Failure::OutputClosed => 0,
         }
     }
 
-    pub fn error(&self) -> &anyhow::Error {
+    /// What to tell the user on stderr; `None` when there is nothing to say.
+    pub fn error(&self) -> Option<&anyhow::Error> {
         match self {
-            Failure::BadInput(e) | Failure::Failed(e) => e,
+            Failure::BadInput(e) | Failure::Failed(e) => Some(e),
+            Failure::OutputClosed => None,
         }
     }
 }
@@ -55,6 +61,19 @@ fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
 
 fn failed(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Failed(e.into())
+}
+
+/// Prints a command's output, `text` and a newline, on stdout. A reader that has gone is
+/// [`Failure::OutputClosed`], not a panic; any other failure to write (a full disk) is named.
+fn print(text: impl std::fmt::Display) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::OutputClosed,
+            _ => failed(anyhow!("cannot write to standard output: {e}")),
+        })
 }
 
 /// `netrun run`: serve as a peer; with `--entry`, run it and return when it ends.
@@ -121,10 +140,11 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             Err(other) => failed(other),
         })?;
     let address = &started.identity.address;
-    println!(
+    // A peer serves whether or not anyone reads what it prints.
+    let _ = print(format_args!(
         "peer {} listening on {}:{}",
         started.identity.id, address.host, address.port
-    );
+    ));
     let result = match &args.entry {
         Some(entry) => tokio::select! {
             result = peer::run_entry(&started.scheduler, entry) => result.map_err(|e| failed(anyhow!(e))),
@@ -217,8 +237,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         }
     };
     let result = json_result(outcome, &peer, &function)?;
-    println!("{result}");
-    Ok(())
+    print(result)
 }
 
 /// `netrun info`: the peer's `info`, pretty-printed.
@@ -230,11 +249,7 @@ pub async fn info(args: InfoArgs) -> Result<(), Failure> {
     let request = Request::json(function, b"[]".to_vec());
     let outcome = client.call(&target, request, args.call.timeout).await;
     let result = json_result(outcome, &target.display, function)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&result).expect("a JSON value prints")
-    );
-    Ok(())
+    print(serde_json::to_string_pretty(&result).expect("a JSON value prints"))
 }
 
 /// `netrun bench`: calls a function on a peer many times and prints the latency percentiles and
@@ -275,19 +290,23 @@ pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
             "mean_us": summary.mean_us,
             "throughput": summary.throughput,
         });
-        println!("{report}");
+        print(report)
     } else {
-        println!(
-            "{} on {}: {} calls, {} at a time, {}-byte argument",
-            load.function, load.target.display, summary.calls, load.concurrency, load.size
-        );
-        println!(
-            "p50 {:.1} µs  p99 {:.1} µs  mean {:.1} µs  {:.0} calls/s",
-            summary.p50_us, summary.p99_us, summary.mean_us, summary.throughput
-        );
-        println!("connected in {connect_us:.0} µs, before the first call (not in the figures)");
+        print(format_args!(
+            "{} on {}: {} calls, {} at a time, {}-byte argument\n\
+             p50 {:.1} µs  p99 {:.1} µs  mean {:.1} µs  {:.0} calls/s\n\
+             connected in {connect_us:.0} µs, before the first call (not in the figures)",
+            load.function,
+            load.target.display,
+            summary.calls,
+            load.concurrency,
+            load.size,
+            summary.p50_us,
+            summary.p99_us,
+            summary.mean_us,
+            summary.throughput
+        ))
     }
-    Ok(())
 }
 
 /// What `peer` answered `function` with, as JSON: the value, `NULL` for the NULL flag, and a
@@ -369,7 +388,7 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         for (group, ids) in groups {
             out.insert(group, Value::Array(ids));
         }
-        println!("{}", Value::Object(out));
+        print(Value::Object(out))?;
     } else if found.is_empty() {
         eprintln!(
             "no peers found on {host} ports {}..{}{}",
@@ -383,20 +402,21 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         );
     } else {
         let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);
-        println!(
+        let mut lines = vec![format!(
             "{:width$}  {:21}  {:12}  {:3}  RUNTIME",
             "PEER ID", "ADDRESS", "GROUP", "HUB"
-        );
+        )];
         for p in &found {
             let address = format!("{}:{}", p.host, p.port);
-            println!(
+            lines.push(format!(
                 "{:width$}  {address:21}  {:12}  {:3}  {}",
                 p.id,
                 p.group,
                 if p.hub { "yes" } else { "no" },
                 if p.appnet { "app-net" } else { "netrun" }
-            );
+            ));
         }
+        print(lines.join("\n"))?;
     }
     Ok(())
 }
@@ -422,36 +442,30 @@ pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
         for (_, key, records) in sections {
             out[key] = records.values().map(record_json).collect();
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("a JSON value prints")
-        );
-        return Ok(());
+        return print(serde_json::to_string_pretty(&out).expect("a JSON value prints"));
     }
-    println!("module: {}", args.app.display());
-    println!("hash: {}", app.hash);
-    println!("abi: netrun guest ABI {}", netrun_abi::names::ABI_VERSION);
+    let mut lines = vec![
+        format!("module: {}", args.app.display()),
+        format!("hash: {}", app.hash),
+        format!("abi: netrun guest ABI {}", netrun_abi::names::ABI_VERSION),
+    ];
     for (title, _, records) in sections {
-        println!("{title}:");
+        lines.push(format!("{title}:"));
         if records.is_empty() {
-            println!("  (none)");
+            lines.push("  (none)".into());
         }
-        for record in records.values() {
-            println!("  {}", record_line(record));
-        }
+        lines.extend(records.values().map(|r| format!("  {}", record_line(r))));
     }
-    println!("entries:");
+    lines.push("entries:".into());
     if manifest.entries.is_empty() {
-        println!("  (none)");
+        lines.push("  (none)".into());
     }
-    for name in manifest.entries.keys() {
-        println!("  {name}");
-    }
-    println!(
+    lines.extend(manifest.entries.keys().map(|name| format!("  {name}")));
+    lines.push(format!(
         "built-in connections: {}",
         netrun_abi::names::builtin::ALL.join(", ")
-    );
-    Ok(())
+    ));
+    print(lines.join("\n"))
 }
 
 /// One manifest item for people: signature, fingerprint, and what else it says.

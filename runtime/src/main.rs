@@ -1,5 +1,6 @@
 //! `netrun`: parses the command line, sets up logging, runs the command and maps its failure to
-//! an exit code (0 ok, 1 failed, 2 bad usage or input). Everything else is in the library.
+//! an exit code (0 ok, or the output's reader gone; 1 failed; 2 bad usage or input). Everything
+//! else is in the library.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -92,7 +93,9 @@ fn keep_freed_memory() {
 }
 
 fn report(failure: &Failure) {
-    eprintln!("error: {:#}", failure.error());
+    if let Some(error) = failure.error() {
+        eprintln!("error: {error:#}");
+    }
 }
 
 /// Logs go to stderr: info by default, debug with `NET_DEV` set.

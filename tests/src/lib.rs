@@ -257,6 +257,35 @@ struct Spec<'a> {
     unset: &'a [&'a str],
     /// The network namespace to run it in (a host of a [`netns::TestNet`]); `None`: this one.
     netns: Option<&'a str>,
+    /// Where its stdout goes; `None`: a pipe the test reads.
+    stdout: Option<Output>,
+}
+
+/// Where a command's stdout goes, other than to the test.
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    /// A pipe whose reader has gone, as with `netrun … | head -1` once `head` has its line:
+    /// every write fails with `EPIPE`.
+    ClosedPipe,
+    /// `/dev/full`: every write fails with `ENOSPC`.
+    Full,
+}
+
+impl Output {
+    fn stdio(self) -> Stdio {
+        match self {
+            Output::ClosedPipe => {
+                let (reader, writer) = std::io::pipe().expect("a pipe");
+                drop(reader);
+                writer.into()
+            }
+            Output::Full => std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full opens for writing")
+                .into(),
+        }
+    }
 }
 
 impl<'a> Spec<'a> {
@@ -267,6 +296,7 @@ impl<'a> Spec<'a> {
             env,
             unset: &[],
             netns: None,
+            stdout: None,
         }
     }
 
@@ -329,7 +359,7 @@ fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
         cmd.env_remove(name);
     }
     cmd.stdin(stdin)
-        .stdout(Stdio::piped())
+        .stdout(spec.stdout.map_or_else(Stdio::piped, Output::stdio))
         .stderr(Stdio::piped());
     // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. The child gets
     // SIGKILL when the thread that spawned it ends, so nothing outlives a test that is killed
@@ -466,7 +496,11 @@ impl Process {
                 .unwrap_or("netrun"),
             child.id()
         );
-        let stdout = Captured::spawn(child.stdout.take().expect("piped"), format!("{label} out"));
+        let stdout = match child.stdout.take() {
+            Some(pipe) => Captured::spawn(pipe, format!("{label} out")),
+            // It writes elsewhere (`Spec::stdout`): nothing to collect.
+            None => Captured::spawn(std::io::empty(), format!("{label} out")),
+        };
         let stderr = Captured::spawn(child.stderr.take().expect("piped"), format!("{label} err"));
         Process {
             child,
@@ -1005,6 +1039,20 @@ pub fn netrun_on(
 ) -> CliOutput {
     let spec = Spec {
         netns: Some(&host.namespace),
+        ..Spec::netrun(args, env)
+    };
+    run_to_end(ports, &spec)
+}
+
+/// [`netrun`] with its stdout going to `output` rather than to the test.
+pub fn netrun_writing_to(
+    ports: &Ports,
+    output: Output,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliOutput {
+    let spec = Spec {
+        stdout: Some(output),
         ..Spec::netrun(args, env)
     };
     run_to_end(ports, &spec)

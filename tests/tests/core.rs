@@ -2,7 +2,9 @@
 //! calls through the CLI's JSON bridge, guest state, the built-in connections, the SDK's peer
 //! API and log from guest code, 8 MiB payloads, and `inspect`.
 
-use netrun_tests::{Ports, Scratch, TestPeer, app, arg, call, netrun, run_entry, wasm};
+use netrun_tests::{
+    Output, Ports, Scratch, TestPeer, app, arg, call, netrun, netrun_writing_to, run_entry, wasm,
+};
 use serde_json::{Value, json};
 
 /// The original app-net test's values, each through `pass_through` on a remote peer.
@@ -195,6 +197,30 @@ fn large_byte_strings_travel_beside_their_values_through_every_kind_of_call() {
     let out = run_entry(&ports, &app("core_probe"), "blobs_both_ways", &[]);
     out.expect_code(0);
     assert!(out.stdout.contains("blobs both ways ok"), "{out}");
+}
+
+/// `netrun inspect app.wasm | head -3`: the printing commands stop quietly when their reader
+/// has gone (they used to panic with a backtrace), and name a stdout that cannot be written.
+#[test]
+fn printing_commands_end_quietly_when_their_reader_has_gone() {
+    let ports = Ports::new();
+    let probe = app("core_probe");
+    let peer = TestPeer::probe(&ports, &[]);
+    let commands: [Vec<&str>; 4] = [
+        vec!["inspect", arg(&probe)],
+        vec!["inspect", arg(&probe), "--json"],
+        vec!["call", peer.id(), "add", "2", "3"],
+        vec!["info", peer.id()],
+    ];
+    for command in &commands {
+        let out = netrun_writing_to(&ports, Output::ClosedPipe, command, &[]);
+        out.expect_code(0);
+        assert!(out.stderr.is_empty(), "it said something\n{out}");
+        let out = netrun_writing_to(&ports, Output::Full, command, &[]);
+        out.expect_code(1)
+            .expect_stderr(&["cannot write to standard output"]);
+        assert!(!out.stderr.contains("panicked"), "{out}");
+    }
 }
 
 #[test]
