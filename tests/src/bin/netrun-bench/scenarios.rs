@@ -108,10 +108,17 @@ pub fn remote_calls(bench: &Bench) -> Vec<Scenario> {
     let args = |to: &TestPeer| [json!(to.id()), json!(bench.calls), json!(16)];
     let (mut floor, mut asleep) = (Vec::new(), Vec::new());
     let (mut plain, mut secured) = (Vec::new(), Vec::new());
+    // Each round's own ratio (its p50 against its floor's): how far rounds of one run differ.
+    let mut round_ratios = Vec::new();
     for _ in 0..bench.rounds {
-        floor.extend(bench.echo.ping_pong(bench.calls, 16));
+        let round_floor = bench.echo.ping_pong(bench.calls, 16);
         asleep.extend(bench.asleep.ping_pong(bench.calls, 16));
-        plain.extend(bench.times(&caller, "time_remote", &args(&callee), &[]));
+        let round_plain = bench.times(&caller, "time_remote", &args(&callee), &[]);
+        round_ratios.push(
+            Stats::of(&round_plain, Unit::Micros).p50 / Stats::of(&round_floor, Unit::Micros).p50,
+        );
+        floor.extend(round_floor);
+        plain.extend(round_plain);
         secured.extend(bench.times(
             &secure_caller,
             "time_remote",
@@ -125,7 +132,8 @@ pub fn remote_calls(bench: &Bench) -> Vec<Scenario> {
     let secured = Stats::of(&secured, Unit::Micros);
     let first = Scenario::against("remote_call_16b", Unit::Micros, plain, floor)
         .with("asleep_ping_pong_p50_us", asleep.p50)
-        .with("asleep_ping_pong_p99_us", asleep.p99);
+        .with("asleep_ping_pong_p99_us", asleep.p99)
+        .with("round_ratios", round_ratios);
     let met = first.ratio.unwrap() <= 1.5;
     let second = Scenario::against("remote_call_16b_secret", Unit::Micros, secured, plain);
     let second_met = second.ratio.unwrap() <= 1.2;
