@@ -1,6 +1,7 @@
 //! Calls that succeed, between real peers on loopback: the original's round-trip values, typed
 //! calls through the CLI's JSON bridge, guest state, the built-in connections, the SDK's peer
-//! API and log from guest code, 8 MiB payloads, and `inspect`.
+//! API and log from guest code, 8 MiB payloads, `inspect`, and the printing commands' output
+//! when its reader has gone.
 
 use netrun_tests::{
     Output, Ports, Scratch, TestPeer, app, arg, call, netrun, netrun_writing_to, run_entry, wasm,
