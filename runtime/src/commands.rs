@@ -76,6 +76,14 @@ fn print(text: impl std::fmt::Display) -> Result<(), Failure> {
         })
 }
 
+/// Tells the user `text` and a newline on stderr, beside the command's output (progress, which
+/// member served a call, an error). A stderr nobody reads (`2>&1 | head -1`) or cannot take
+/// does not fail the command, nor panic as `eprintln!` would: the note is dropped.
+pub fn note(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// `netrun run`: serve as a peer; with `--entry`, run it and return when it ends.
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let app = module::load(&args.app).map_err(bad_input)?;
@@ -229,7 +237,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
             .await;
             match served_by {
                 Some(member) => {
-                    eprintln!("served by {}", member.id);
+                    note(format_args!("served by {}", member.id));
                     (outcome, member.address().to_string())
                 }
                 None => (outcome, format!("any member of group {group}")),
@@ -273,7 +281,10 @@ pub async fn bench(args: BenchArgs) -> Result<(), Failure> {
     };
     let progress = |done: usize, elapsed: std::time::Duration| {
         let rate = done as f64 / elapsed.as_secs_f64();
-        eprintln!("{done}/{} calls, {rate:.0} calls/s", load.calls);
+        note(format_args!(
+            "{done}/{} calls, {rate:.0} calls/s",
+            load.calls
+        ));
     };
     let measured = bench::run(client, &load, progress).await.map_err(failed)?;
     let (summary, connect_us) = (measured.calls, measured.connect.as_secs_f64() * 1e6);
@@ -390,7 +401,7 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
         }
         print(Value::Object(out))?;
     } else if found.is_empty() {
-        eprintln!(
+        note(format_args!(
             "no peers found on {host} ports {}..{}{}",
             ports.start,
             ports.end,
@@ -399,7 +410,7 @@ pub async fn peers(args: PeersArgs) -> Result<(), Failure> {
             } else {
                 format!(" or through seeds {}", args.seeds.seeds.join(", "))
             }
-        );
+        ));
     } else {
         let width = found.iter().map(|p| p.id.len()).max().unwrap_or(0);
         let mut lines = vec![format!(

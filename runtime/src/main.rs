@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let runtime = match runtime_for(&cli.command) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            commands::note(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -94,7 +94,7 @@ fn keep_freed_memory() {
 
 fn report(failure: &Failure) {
     if let Some(error) = failure.error() {
-        eprintln!("error: {error:#}");
+        commands::note(format_args!("error: {error:#}"));
     }
 }
 

@@ -259,9 +259,18 @@ struct Spec<'a> {
     netns: Option<&'a str>,
     /// Where its stdout goes; `None`: a pipe the test reads.
     stdout: Option<Output>,
+    /// Where its stderr goes; `None`: a pipe the test reads.
+    stderr: Option<Output>,
 }
 
-/// Where a command's stdout goes, other than to the test.
+/// Which of a command's output streams [`netrun_writing_to`] sends elsewhere.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a command's stdout or stderr goes, other than to the test.
 #[derive(Debug, Clone, Copy)]
 pub enum Output {
     /// A pipe whose reader has gone, as with `netrun … | head -1` once `head` has its line:
@@ -297,6 +306,7 @@ impl<'a> Spec<'a> {
             unset: &[],
             netns: None,
             stdout: None,
+            stderr: None,
         }
     }
 
@@ -360,7 +370,7 @@ fn command(ports: &Ports, spec: &Spec, stdin: Stdio) -> Command {
     }
     cmd.stdin(stdin)
         .stdout(spec.stdout.map_or_else(Stdio::piped, Output::stdio))
-        .stderr(Stdio::piped());
+        .stderr(spec.stderr.map_or_else(Stdio::piped, Output::stdio));
     // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. The child gets
     // SIGKILL when the thread that spawned it ends, so nothing outlives a test that is killed
     // (its test thread is where every process of a test is started and owned).
@@ -406,6 +416,15 @@ pub fn echo_output(on: bool) {
 }
 
 impl Captured {
+    /// [`Captured::spawn`] on `pipe`; a stream that goes elsewhere (`Spec::stdout`,
+    /// `Spec::stderr`) has no pipe, and nothing to collect.
+    fn spawn_if_piped(pipe: Option<impl Read + Send + 'static>, label: String) -> Captured {
+        match pipe {
+            Some(pipe) => Captured::spawn(pipe, label),
+            None => Captured::spawn(std::io::empty(), label),
+        }
+    }
+
     fn spawn(mut pipe: impl Read + Send + 'static, label: String) -> Captured {
         let captured = Captured::default();
         let (bytes, counts, closed) = (
@@ -496,12 +515,8 @@ impl Process {
                 .unwrap_or("netrun"),
             child.id()
         );
-        let stdout = match child.stdout.take() {
-            Some(pipe) => Captured::spawn(pipe, format!("{label} out")),
-            // It writes elsewhere (`Spec::stdout`): nothing to collect.
-            None => Captured::spawn(std::io::empty(), format!("{label} out")),
-        };
-        let stderr = Captured::spawn(child.stderr.take().expect("piped"), format!("{label} err"));
+        let stdout = Captured::spawn_if_piped(child.stdout.take(), format!("{label} out"));
+        let stderr = Captured::spawn_if_piped(child.stderr.take(), format!("{label} err"));
         Process {
             child,
             stdout,
@@ -1044,16 +1059,24 @@ pub fn netrun_on(
     run_to_end(ports, &spec)
 }
 
-/// [`netrun`] with its stdout going to `output` rather than to the test.
+/// [`netrun`] with its `stream` going to `output` rather than to the test.
 pub fn netrun_writing_to(
     ports: &Ports,
+    stream: Stream,
     output: Output,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> CliOutput {
-    let spec = Spec {
-        stdout: Some(output),
-        ..Spec::netrun(args, env)
+    let base = Spec::netrun(args, env);
+    let spec = match stream {
+        Stream::Stdout => Spec {
+            stdout: Some(output),
+            ..base
+        },
+        Stream::Stderr => Spec {
+            stderr: Some(output),
+            ..base
+        },
     };
     run_to_end(ports, &spec)
 }

@@ -4,7 +4,8 @@
 //! when its reader has gone.
 
 use netrun_tests::{
-    Output, Ports, Scratch, TestPeer, app, arg, call, netrun, netrun_writing_to, run_entry, wasm,
+    Output, Ports, Scratch, Stream, TestPeer, app, arg, call, netrun, netrun_writing_to, run_entry,
+    wasm,
 };
 use serde_json::{Value, json};
 
@@ -214,14 +215,36 @@ fn printing_commands_end_quietly_when_their_reader_has_gone() {
         vec!["info", peer.id()],
     ];
     for command in &commands {
-        let out = netrun_writing_to(&ports, Output::ClosedPipe, command, &[]);
+        let out = netrun_writing_to(&ports, Stream::Stdout, Output::ClosedPipe, command, &[]);
         out.expect_code(0);
         assert!(out.stderr.is_empty(), "it said something\n{out}");
-        let out = netrun_writing_to(&ports, Output::Full, command, &[]);
+        let out = netrun_writing_to(&ports, Stream::Stdout, Output::Full, command, &[]);
         out.expect_code(1)
             .expect_stderr(&["cannot write to standard output"]);
         assert!(!out.stderr.contains("panicked"), "{out}");
     }
+}
+
+/// `netrun call --group g f 2>&1 | head -1`: what a command says on stderr beside its output
+/// (which member served a call, an error) is dropped when nobody reads it; the command still
+/// does its work and ends with its own exit code (it used to panic, exit 101).
+#[test]
+fn a_command_whose_stderr_has_gone_still_ends_with_its_own_exit_code() {
+    let ports = Ports::new();
+    let peer = TestPeer::start(&ports, &app("core_probe"), &["--group", "solo"], &[]);
+    let served_by = ["call", "--group", "solo", "add", "2", "3"];
+    let unknown = ["call", peer.id(), "no_such_function"];
+    for output in [Output::ClosedPipe, Output::Full] {
+        let out = netrun_writing_to(&ports, Stream::Stderr, output, &served_by, &[]);
+        out.expect_code(0);
+        assert_eq!(out.stdout.trim(), "5", "{output:?}\n{out}");
+        let out = netrun_writing_to(&ports, Stream::Stderr, output, &unknown, &[]);
+        out.expect_code(1);
+        assert!(out.stdout.is_empty(), "{output:?}\n{out}");
+    }
+    // With stderr read, the same commands say what they dropped above.
+    netrun(&ports, &served_by, &[]).expect_stderr(&["served by "]);
+    netrun(&ports, &unknown, &[]).expect_stderr(&["no_such_function"]);
 }
 
 #[test]
