@@ -1268,6 +1268,58 @@ pub mod wasm {
         module
     }
 
+    /// A module that fits the ABI's exports but breaks the hand-over of buffers
+    /// (`netrun_abi::names::HELD`) in each of its three functions, all `() -> u32`, each
+    /// exported for bincode and JSON: `silent` takes its arguments and returns without handing
+    /// an outcome over; `greedy` asks for one byte more than the host holds; `garbled` hands
+    /// over three bytes that are no outcome.
+    pub fn breaking_the_handover() -> Vec<u8> {
+        let functions = ["silent", "greedy", "garbled"];
+        let exports: String = functions
+            .iter()
+            .map(|f| {
+                format!(r#"(export "__netrun_fn:{f}" (func ${f})) (export "__netrun_json:{f}" (func ${f}))"#)
+            })
+            .collect();
+        let mut module = wat::parse_str(format!(
+            r#"(module
+                (import "net" "input" (func $input (param i32 i32)))
+                (import "net" "output" (func $output (param i32 i32)))
+                (memory (export "memory") 1)
+                (data (i32.const 0) "\ff\ff\ff")
+                (func (export "netrun_alloc") (param i32) (result i32) (i32.const 1024))
+                (func (export "netrun_free") (param i32 i32))
+                (func $silent (param i32 i32) (result i64)
+                    (call $input (i32.const 1024) (local.get 1))
+                    (i64.const 0))
+                (func $greedy (param i32 i32) (result i64)
+                    (call $input (i32.const 1024) (i32.add (local.get 1) (i32.const 1)))
+                    (i64.const 0))
+                (func $garbled (param i32 i32) (result i64)
+                    (call $input (i32.const 1024) (local.get 1))
+                    (call $output (i32.const 0) (i32.const 3))
+                    (i64.const 0))
+                {exports})"#
+        ))
+        .expect("the module's text is valid");
+        let mut section = Vec::new();
+        for f in functions {
+            let record = netrun_abi::manifest::Record::new(
+                netrun_abi::manifest::ItemKind::Connect,
+                f,
+                f,
+                Vec::new(),
+                "u32",
+            );
+            section.extend(record.to_section_bytes());
+        }
+        module.extend(custom_section(
+            netrun_abi::names::MANIFEST_SECTION,
+            &section,
+        ));
+        module
+    }
+
     /// A module that fits the ABI (the allocator exports, an entry `go` in its manifest) and
     /// traps as soon as anything instantiates it: its start function is `unreachable`. Serving
     /// it fails; only reading it succeeds.

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use netrun_tests::{CliOutput, Input, Ports, Scratch, TestPeer, app, arg, call, netrun};
+use netrun_tests::{CliOutput, Input, Ports, Scratch, TestPeer, app, arg, call, netrun, wasm};
 
 /// Far above any limit set here: a hang would show as a failure, not as a slow test.
 const BOUND: Duration = Duration::from_secs(20);
@@ -72,6 +72,35 @@ fn each_limit_and_trap_fails_only_its_call_and_resets_the_instance() {
         "{}",
         peer.report()
     );
+}
+
+/// A module not built with the SDK that breaks the hand-over of arguments and outcomes (guest
+/// ABI 5): each call fails naming what the guest did wrong, and the peer answers the next.
+#[test]
+fn a_guest_that_breaks_the_handover_fails_its_call_with_the_reason() {
+    let ports = Ports::new();
+    let scratch = Scratch::new("handover");
+    let path = scratch.file("handover.wasm", &wasm::breaking_the_handover());
+    let peer = TestPeer::start(&ports, &path, &[], &[]);
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "silent",
+            &[
+                "silent failed",
+                "without handing its outcome over (net.output)",
+            ],
+        ),
+        (
+            "greedy",
+            &["net.input: the guest asked for 3 bytes, but the host holds 2"],
+        ),
+        ("garbled", &["the guest handed over an unreadable outcome"]),
+    ];
+    for _ in 0..2 {
+        for (function, needles) in cases {
+            fails_with(&call(&ports, peer.id(), function, &[]), needles);
+        }
+    }
 }
 
 #[test]

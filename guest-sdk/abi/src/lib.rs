@@ -15,20 +15,25 @@
 //! - [`peer_id`]: peer ids, base64 of `"host:port -> group"` as in the original app-net.
 //! - [`types`]: requests, outcomes, peer descriptions and the caller-visible [`CallError`].
 //!
-//! # Calling convention (ABI version 4: blobs)
+//! # Calling convention (ABI version 5: buffers held by the host)
 //!
 //! All pointers and lengths are `i32` offsets into the guest's exported `memory`. A buffer
 //! handed across the boundary is returned packed in one `i64` by [`names::pack`]:
 //! `ptr << 32 | len`.
 //!
 //! - The guest exports `netrun_alloc(len) -> ptr` and `netrun_free(ptr, len)`. The host writes
-//!   into guest memory only inside a buffer obtained from `netrun_alloc`, and it writes all of
-//!   it before handing it on (so the guest need not zero it).
+//!   into guest memory only inside a buffer the guest gives it: one passed to the `input`
+//!   import, or one obtained from `netrun_alloc`; it writes all of it before handing it on (so
+//!   the guest need not zero it).
 //! - A connected function `NAME` is exported as `__netrun_fn:NAME(ptr, len) -> i64` (bincode
 //!   arguments, the tuple of the parameters) and `__netrun_json:NAME(ptr, len) -> i64` (a JSON
-//!   array of the arguments). The export takes ownership of the argument buffer and frees it;
-//!   it returns a packed buffer holding an encoded [`Outcome`], which the host reads and frees.
-//! - An entry point `NAME` is exported as `__netrun_entry:NAME() -> i64`, same return.
+//!   array of the arguments). The host calls it with `ptr` [`names::HELD`]: it holds the `len`
+//!   bytes of arguments, and the export first takes them into a buffer of its own with the
+//!   `input` import. It hands its encoded [`Outcome`] to the `output` import (which copies it
+//!   before returning; the guest then frees it) and returns 0. No entry into the guest but the
+//!   export itself.
+//! - An entry point `NAME` is exported as `__netrun_entry:NAME() -> i64`, handing its outcome
+//!   over the same way.
 //! - A subscription handler is exported as `__netrun_sub:RUST_NAME(ptr, len) -> i64` and a
 //!   flag handler as `__netrun_flag:FLAG(ptr, len) -> i64`, both bincode, same convention; a
 //!   subscription handler also as `__netrun_subjson:RUST_NAME(ptr, len) -> i64` (a JSON array
@@ -38,7 +43,9 @@
 //! - A call (`call` import) of an app-net peer answered `CallError::AppNetPeer` is made again
 //!   with `CallRequest::json`: a JSON array of the arguments, a JSON result.
 //! - Host imports live in module [`names::IMPORT_MODULE`]; those that return data return a
-//!   packed buffer the host allocated with `netrun_alloc`; the guest owns and frees it.
+//!   packed buffer: `pack(HELD, len)` when the host holds it (up to 4 KiB), which the guest
+//!   takes at once with `input`; otherwise a buffer the host allocated with `netrun_alloc`,
+//!   which the guest owns and frees.
 //! - `call` takes a [`CallRequest`] (to a peer, or to any member of a group) and returns a
 //!   [`CallReply`]; `call_start` takes the same request and returns a handle (a plain `i64`),
 //!   which `call_wait` turns into the [`CallReply`] and `call_forget` gives up.

@@ -6,8 +6,17 @@
 /// their stage, and calls can be started and waited for separately. Version 3: app-net peers
 /// (`PeerInfo::appnet`, JSON calls and event values, subscription handlers' JSON entries).
 /// Version 4: blobs travel beside the values that hold them (`blob_out`, `blob_in`; see
-/// [`crate::blob`]).
-pub const ABI_VERSION: u32 = 4;
+/// [`crate::blob`]). Version 5: an export takes its arguments (`input`) and hands its outcome
+/// over (`output`) itself, and the host holds a small reply for the guest to take (`input`),
+/// rather than entering the guest to allocate and to free each buffer ([`HELD`]).
+pub const ABI_VERSION: u32 = 5;
+
+/// The pointer of a buffer the host holds rather than wrote into guest memory. An export is
+/// called with `(HELD, len)`: its arguments, `len` bytes, are the host's until the export takes
+/// them into a buffer of its own with [`import::INPUT`], which it does first. An import that
+/// returns `pack(HELD, len)` holds its result the same way, for the guest to take at once.
+/// No buffer of the guest's can start there with bytes in it (memory ends at 4 GiB).
+pub const HELD: u32 = u32::MAX;
 
 /// The wasm import module that holds every host function.
 pub const IMPORT_MODULE: &str = "net";
@@ -15,9 +24,11 @@ pub const IMPORT_MODULE: &str = "net";
 /// Custom section holding the module's manifest records (see [`crate::manifest`]).
 pub const MANIFEST_SECTION: &str = "netrun.manifest";
 
-/// Export prefix of a connected function's bincode entry: `(args_ptr, args_len) -> i64`.
+/// Export prefix of a connected function's bincode entry: `(HELD, args_len) -> i64` (see
+/// [`HELD`]: the export takes its arguments with [`import::INPUT`], hands its outcome over with
+/// [`import::OUTPUT`] and returns 0; every export below does the same).
 pub const EXPORT_FN_PREFIX: &str = "__netrun_fn:";
-/// Export prefix of a connected function's JSON entry: `(json_ptr, json_len) -> i64`.
+/// Export prefix of a connected function's JSON entry: `(HELD, json_len) -> i64`.
 pub const EXPORT_JSON_PREFIX: &str = "__netrun_json:";
 /// Export prefix of a subscription handler (by Rust name), bincode: `(ptr, len) -> i64`.
 pub const EXPORT_SUBSCRIBER_PREFIX: &str = "__netrun_sub:";
@@ -31,7 +42,9 @@ pub const EXPORT_FLAG_PREFIX: &str = "__netrun_flag:";
 pub const EXPORT_ENTRY_PREFIX: &str = "__netrun_entry:";
 /// Guest allocator export: `(len: i32) -> ptr: i32`.
 pub const EXPORT_ALLOC: &str = "netrun_alloc";
-/// Guest deallocator export: `(ptr: i32, len: i32)`.
+/// Guest deallocator export: `(ptr: i32, len: i32)`. The host no longer frees guest buffers
+/// (since version 5 an export hands its outcome over with [`import::OUTPUT`]), but modules
+/// still export it, and the host still checks its type.
 pub const EXPORT_FREE: &str = "netrun_free";
 /// The guest's linear memory export.
 pub const EXPORT_MEMORY: &str = "memory";
@@ -115,6 +128,14 @@ pub mod import {
     /// of its last call, blob number `index` of it, of `len` bytes, in a buffer from
     /// `netrun_alloc` (the guest's to free); [`super::NO_BLOB`] when it has no such blob.
     pub const BLOB_IN: &str = "blob_in";
+    /// `input(ptr, len)`: copies what the host holds for the guest (an export's arguments, an
+    /// import's result returned as `pack(HELD, len)`; see [`super::HELD`]) into the guest's
+    /// buffer `[ptr, ptr + len)`, and lets it go. `len` is the length the host gave.
+    pub const INPUT: &str = "input";
+    /// `output(ptr, len)`: an export's [`crate::Outcome`], the bincode at `[ptr, ptr + len)`,
+    /// which the host copies before it returns; the guest then frees its buffer and the export
+    /// returns 0. Every export hands its outcome over so, once.
+    pub const OUTPUT: &str = "output";
 }
 
 /// What [`import::BLOB_IN`] returns when the value being decoded has no such blob.

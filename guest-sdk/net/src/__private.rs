@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub use serde;
 pub use serde_json;
 
-use crate::{Error, Flag, Peer, memory};
+use crate::{Error, Flag, Peer};
 
 /// Remote stub body: calls `function` on `peer` with the argument tuple and its contract.
 pub fn call_remote<A: Serialize, R: DeserializeOwned>(
@@ -107,13 +107,12 @@ pub fn serve_json<A: DeserializeOwned, R: Serialize>(
     serve(ptr, len, |args| handle_json(function, signature, args, f))
 }
 
-/// Takes the argument buffer the host handed over, runs `handle` on it, hands back the encoded
-/// outcome it answers.
-fn serve(ptr: i32, len: i32, handle: impl FnOnce(Vec<u8>) -> Vec<u8>) -> i64 {
+/// Takes the arguments the host holds (`len` bytes; `ptr` is `names::HELD`), runs `handle` on
+/// them, hands the encoded outcome it answers over.
+fn serve(_ptr: i32, len: i32, handle: impl FnOnce(Vec<u8>) -> Vec<u8>) -> i64 {
     install_panic_hook();
-    // SAFETY: the host passes a buffer it got from netrun_alloc; the export owns it.
-    let args = unsafe { memory::take(ptr, len) };
-    memory::give(handle(args))
+    let args = crate::host::input(len as u32 as usize);
+    hand_over(handle(args))
 }
 
 /// Export wrapper of an entry point.
@@ -132,7 +131,14 @@ pub fn serve_entry<R: EntryResult>(name: &str, f: impl FnOnce() -> R) -> i64 {
 }
 
 fn answer(outcome: Outcome) -> i64 {
-    memory::give(encoded(&outcome))
+    hand_over(encoded(&outcome))
+}
+
+/// Hands an export's encoded outcome to the host (`net.output`), then frees it; what the export
+/// returns.
+fn hand_over(outcome: Vec<u8>) -> i64 {
+    crate::host::output(&outcome);
+    0
 }
 
 /// The encoding of `outcome` (a codec error's, if it cannot be encoded).

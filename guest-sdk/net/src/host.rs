@@ -1,14 +1,15 @@
 //! The `net` host imports, wrapped as safe functions over byte buffers.
 //!
 //! Owns the raw import declarations and buffer ownership: a buffer the host returns was
-//! allocated with [`crate::memory::netrun_alloc`] and is taken back here as a `Vec<u8>`. The
+//! allocated with [`crate::memory::netrun_alloc`] and is taken back here as a `Vec<u8>`, or is
+//! held by the host (`netrun_abi::names::HELD`) and taken here with `input`. The
 //! names are those of `netrun_abi::names::import` (attributes cannot name a constant, so they
 //! are spelled here once; the runtime's ABI contract test links every one of them).
 //!
 //! Outside wasm (host builds of the SDK, for tests and docs) the imports do not exist: calls
 //! (started ones when waited for) and `peers` answer a `Protocol` error saying so, `this_peer` describes no peer (empty id,
 //! group `None`), logs and panic messages go to stderr, events reach no one, and blobs handed
-//! over go nowhere (none comes back).
+//! over go nowhere (none comes back); an export's input is empty and its output goes nowhere.
 
 #[cfg(target_arch = "wasm32")]
 mod imports {
@@ -38,13 +39,50 @@ mod imports {
         pub fn blob_out(ptr: i32, len: i32, index: i32);
         #[link_name = "blob_in"]
         pub fn blob_in(index: i32, len: i32) -> i64;
+        #[link_name = "input"]
+        pub fn input(ptr: i32, len: i32);
+        #[link_name = "output"]
+        pub fn output(ptr: i32, len: i32);
     }
 }
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
+    use netrun_abi::names;
+
     use super::imports;
-    use crate::memory::take_packed;
+
+    /// The buffer a host import returned, packed: one the host holds (taken with `input`), or
+    /// one it wrote into a buffer from `netrun_alloc`.
+    ///
+    /// # Safety
+    ///
+    /// `packed` must come from a host import that returns a buffer.
+    unsafe fn take_packed(packed: i64) -> Vec<u8> {
+        match names::unpack(packed) {
+            (names::HELD, len) => input(len as usize),
+            // SAFETY: guaranteed by the caller: not held, so a buffer from netrun_alloc.
+            _ => unsafe { crate::memory::take_packed(packed) },
+        }
+    }
+
+    /// The `len` bytes the host holds for the guest (an export's arguments, an import's
+    /// result), in a buffer of the guest's.
+    pub fn input(len: usize) -> Vec<u8> {
+        let mut buffer = Box::<[u8]>::new_uninit_slice(len);
+        // SAFETY: the host writes exactly `len` bytes into the buffer, or traps.
+        unsafe {
+            imports::input(buffer.as_mut_ptr() as i32, len as i32);
+            buffer.assume_init()
+        }
+        .into_vec()
+    }
+
+    /// Hands an export's encoded outcome to the host, which copies it before this returns.
+    pub fn output(outcome: &[u8]) {
+        // SAFETY: the host only reads (copies) the bytes, before this returns.
+        unsafe { imports::output(outcome.as_ptr() as i32, outcome.len() as i32) }
+    }
 
     pub fn call(request: &[u8]) -> Vec<u8> {
         // SAFETY: the host reads `request` and returns a buffer it allocated with netrun_alloc.
@@ -174,6 +212,12 @@ mod imp {
     pub fn blob_in(_index: u32, _len: usize) -> Option<Vec<u8>> {
         None
     }
+
+    pub fn input(_len: usize) -> Vec<u8> {
+        Vec::new()
+    }
+
+    pub fn output(_outcome: &[u8]) {}
 }
 
 pub use imp::*;

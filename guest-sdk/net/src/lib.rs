@@ -29,7 +29,8 @@
 //! - [`log`]: messages in the peer's log.
 //! - [`Bytes`]: byte payloads that cross the wire as one slice, large ones beside the rest.
 //! - `host` (private): the `net` host imports; stubs outside wasm.
-//! - `memory` (private): the `netrun_alloc` / `netrun_free` exports and buffer hand-over.
+//! - `memory` (private): the `netrun_alloc` / `netrun_free` exports, and taking over buffers
+//!   the host wrote into.
 //! - `__private` (hidden): what generated code calls; not a stable API.
 //!
 //! # Building an app

@@ -1,5 +1,7 @@
 //! Guest memory the host may write into: the `netrun_alloc` / `netrun_free` exports, and the
-//! hand-over of buffers between host and guest.
+//! taking over of buffers the host wrote into. (Small buffers do not cross so: the guest takes
+//! what the host holds for it, and hands its outcomes over, through imports; see
+//! [`crate::host`].)
 //!
 //! Every buffer crossing the boundary is a `Box<[u8]>` of exactly its length, so whichever side
 //! ends up owning it can free it knowing only `(ptr, len)`. Pointers are 32-bit: this module
@@ -25,7 +27,7 @@ pub extern "C" fn netrun_alloc(len: i32) -> i32 {
     Box::into_raw(buffer) as *mut u8 as usize as i32
 }
 
-/// Frees a buffer from [`netrun_alloc`] or from [`give`]; exported as `netrun_free`.
+/// Frees a buffer from [`netrun_alloc`]; exported as `netrun_free`.
 ///
 /// # Safety
 ///
@@ -33,7 +35,7 @@ pub extern "C" fn netrun_alloc(len: i32) -> i32 {
 /// do when `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
-    // SAFETY: the caller hands back a buffer made by `netrun_alloc` or `give`, with its length.
+    // SAFETY: the caller hands back a buffer made by `netrun_alloc`, with its length.
     drop(unsafe { take(ptr, len) });
 }
 
@@ -41,7 +43,7 @@ pub unsafe extern "C" fn netrun_free(ptr: i32, len: i32) {
 ///
 /// # Safety
 ///
-/// Unless `len` is 0, `(ptr, len)` must be a live buffer from `netrun_alloc` (or `give`) of
+/// Unless `len` is 0, `(ptr, len)` must be a live buffer from `netrun_alloc` of
 /// exactly `len` bytes, which the caller owns from now on, and (from `netrun_alloc`) whose
 /// every byte the host has written.
 pub unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
@@ -64,12 +66,4 @@ pub unsafe fn take_packed(packed: i64) -> Vec<u8> {
     let (ptr, len) = names::unpack(packed);
     // SAFETY: guaranteed by the caller.
     unsafe { take(ptr as i32, len as i32) }
-}
-
-/// Hands `bytes` to the host as a packed buffer; the host frees it with `netrun_free`.
-pub fn give(bytes: Vec<u8>) -> i64 {
-    let buffer = bytes.into_boxed_slice();
-    let len = buffer.len() as u32;
-    let ptr = Box::into_raw(buffer) as *mut u8 as usize as u32;
-    names::pack(ptr, len)
 }

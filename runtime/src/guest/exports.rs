@@ -1,8 +1,9 @@
 //! The exports through which buffers and calls cross into an instance, and the cache that
 //! finds each of them once per instance.
 //!
-//! Owns the call convention of the exports (a buffer from `netrun_alloc` in, a packed outcome
-//! buffer out, freed with `netrun_free`) and [`ExportCache`]: wasmtime looks an export up by
+//! Owns the buffers the host gives the guest from `netrun_alloc` (large results of imports,
+//! blobs; small ones cross without an entry into the guest: [`crate::guest::handover`]) and
+//! [`ExportCache`]: wasmtime looks an export up by
 //! name and checks its type on every `get_export`, so an instance keeps what it found in its
 //! store and every later call of the same export skips both. What it keeps is shared (`Arc`),
 //! not cloned: a typed function's clone takes references on its type in the engine's
@@ -12,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use netrun_abi::{Outcome, codec, names};
+use netrun_abi::{codec, names};
 use serde::Serialize;
 use wasmtime::{AsContextMut, Caller, Instance, Memory, TypedFunc};
 
@@ -35,7 +36,7 @@ pub fn chunks_sharing_cpu(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Copies `from` into `to`, of the same length, in chunks sharing the CPU.
-fn copy_sharing_cpu(to: &mut [u8], from: &[u8]) {
+pub fn copy_sharing_cpu(to: &mut [u8], from: &[u8]) {
     for (to, from) in to.chunks_mut(SHARE_CPU_EVERY).zip(chunks_sharing_cpu(from)) {
         to.copy_from_slice(from);
     }
@@ -54,7 +55,8 @@ fn allocated(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [
         })
 }
 
-/// An export with the call convention of functions and handlers: `(ptr, len) -> packed`.
+/// An export with the call convention of functions and handlers: `(HELD, len) -> 0`, taking
+/// its arguments with `net.input` and handing its outcome over with `net.output`.
 pub type ExportFunc = TypedFunc<(i32, i32), i64>;
 
 /// The exports through which buffers cross into and out of an instance.
@@ -62,7 +64,6 @@ pub type ExportFunc = TypedFunc<(i32, i32), i64>;
 pub struct GuestExports {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
-    free: TypedFunc<(i32, i32), ()>,
 }
 
 impl GuestExports {
@@ -77,7 +78,6 @@ impl GuestExports {
                 .get_memory(&mut store, names::EXPORT_MEMORY)
                 .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?,
             alloc: instance.get_typed_func(&mut store, names::EXPORT_ALLOC)?,
-            free: instance.get_typed_func(&mut store, names::EXPORT_FREE)?,
         })
     }
 
@@ -86,26 +86,12 @@ impl GuestExports {
         Ok(GuestExports {
             memory: memory_of(caller)?,
             alloc: export_func(caller, names::EXPORT_ALLOC)?,
-            free: export_func(caller, names::EXPORT_FREE)?,
         })
     }
 
     /// The instance's linear memory.
     pub fn memory(&self) -> Memory {
         self.memory
-    }
-
-    /// Copies `bytes` into a fresh guest buffer from `netrun_alloc` (sharing the CPU, when
-    /// large: [`chunks_sharing_cpu`]); returns `(ptr, len)`. The buffer then belongs to the
-    /// guest.
-    pub async fn give<T: Send + 'static>(
-        &self,
-        mut ctx: impl AsContextMut<Data = T>,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(i32, i32)> {
-        let (ptr, len) = self.alloc(&mut ctx, bytes.len()).await?;
-        copy_sharing_cpu(self.buffer_mut(&mut ctx, ptr, bytes.len())?, bytes);
-        Ok((ptr, len))
     }
 
     /// Copies `len` bytes that `bytes_of` finds in the store's data into a fresh guest buffer
@@ -164,47 +150,6 @@ impl GuestExports {
     ) -> wasmtime::Result<&'a mut [u8]> {
         allocated(self.memory.data_mut(ctx), ptr, len)
     }
-
-    /// Calls `func`, a `(ptr, len) -> i64` export, with `args` copied into a fresh guest
-    /// buffer, and returns the outcome it answers.
-    pub async fn call<T: Send + 'static>(
-        &self,
-        mut ctx: impl AsContextMut<Data = T>,
-        func: &ExportFunc,
-        args: &[u8],
-    ) -> wasmtime::Result<Outcome> {
-        let (ptr, len) = self.give(&mut ctx, args).await?;
-        let packed = func.call_async(&mut ctx, (ptr, len)).await?;
-        self.read_outcome(ctx, packed).await
-    }
-
-    /// Decodes the outcome buffer an export returned, straight from guest memory, then frees
-    /// it.
-    pub async fn read_outcome<T: Send + 'static>(
-        &self,
-        mut ctx: impl AsContextMut<Data = T>,
-        packed: i64,
-    ) -> wasmtime::Result<Outcome> {
-        let (ptr, len) = names::unpack(packed);
-        let (start, len) = (ptr as usize, len as usize);
-        let outcome = {
-            let bytes = self
-                .memory
-                .data(&ctx)
-                .get(start..start.saturating_add(len))
-                .ok_or_else(|| {
-                    wasmtime::format_err!(
-                        "the guest returned an outcome at {start}+{len}, outside its memory"
-                    )
-                })?;
-            codec::decode::<Outcome>(bytes)
-                .map_err(|e| wasmtime::format_err!("the guest returned an unreadable outcome: {e}"))
-        };
-        self.free
-            .call_async(&mut ctx, (ptr as i32, len as i32))
-            .await?;
-        outcome
-    }
 }
 
 /// The memory of the instance a host import was called from.
@@ -233,7 +178,7 @@ pub fn export_func<T: 'static, Params: wasmtime::WasmParams, Results: wasmtime::
 }
 
 /// What one instance found among its exports: its buffer exports once it is initialized, and
-/// each `(ptr, len) -> packed` export the first time it was called. Lives in the instance's
+/// each `(HELD, len) -> 0` export the first time it was called. Lives in the instance's
 /// store, so it is dropped (and starts empty) with the instance.
 #[derive(Default)]
 pub struct ExportCache {

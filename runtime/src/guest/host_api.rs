@@ -7,8 +7,9 @@
 //! [`PeerServices`](crate::guest::services::PeerServices).
 //!
 //! Memory ownership: the host reads only `[ptr, ptr + len)` ranges the guest passes in, and
-//! writes only into a buffer it obtains from the guest's `netrun_alloc` export; that buffer
-//! then belongs to the guest, which frees it.
+//! writes only into a buffer the guest gives it: one the guest passes to `net.input` to take
+//! what the host holds for it (see [`crate::guest::handover`]), or, for a large result, one
+//! it obtains from the guest's `netrun_alloc` export, which then belongs to the guest.
 
 use netrun_abi::manifest::Record;
 use netrun_abi::names::{self, ExportKind, import, log_level};
@@ -20,10 +21,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::{Caller, Linker, format_err};
 
-use crate::guest::instance;
 use crate::guest::reentry;
 use crate::guest::started::Started;
 use crate::guest::state::HostState;
+use crate::guest::{exports, handover, instance};
 use crate::wire::message::ChainId;
 
 /// Adds every `net` import to `linker`; each is documented at its function.
@@ -53,6 +54,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         import::BLOB_IN,
         |caller, (index, len): (i32, i32)| Box::new(blob_in(caller, index, len)),
     )?;
+    linker.func_wrap(module, import::INPUT, input)?;
+    linker.func_wrap(module, import::OUTPUT, output)?;
     Ok(())
 }
 
@@ -286,6 +289,45 @@ async fn blob_in(mut caller: Caller<'_, HostState>, index: i32, len: i32) -> was
     Ok(names::pack(ptr as u32, len as u32))
 }
 
+/// `net.input(ptr, len)`: copies the `len` bytes the host holds for the guest (an export's
+/// arguments, an import's result returned as `pack(HELD, len)`) into the guest buffer
+/// `[ptr, ptr + len)`, sharing the CPU when large, and lets them go. Traps if the host holds
+/// nothing, or another length, or if the buffer is out of bounds.
+fn input(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let memory = instance::buffers_of(&mut caller)?.memory();
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let held = state
+        .handover
+        .take_held(len as u32 as usize)
+        .map_err(|e| format_err!("net.{}: {e}", import::INPUT))?;
+    let start = ptr as u32 as usize;
+    let to = data
+        .get_mut(start..start.saturating_add(held.len()))
+        .ok_or_else(|| {
+            format_err!(
+                "net.{}: buffer {start}+{} is outside guest memory",
+                import::INPUT,
+                held.len()
+            )
+        })?;
+    exports::copy_sharing_cpu(to, &held);
+    Ok(())
+}
+
+/// `net.output(ptr, len)`: the running export's [`Outcome`], decoded from the guest buffer
+/// `[ptr, ptr + len)` where it lies (the guest frees the buffer). Traps if the buffer is out of
+/// bounds or not an outcome, or if the export already handed one over.
+fn output(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    with_guest_bytes(&mut caller, ptr, len, import::OUTPUT, |bytes, state| {
+        let outcome = codec::decode::<Outcome>(bytes)
+            .map_err(|e| format_err!("the guest handed over an unreadable outcome: {e}"))?;
+        state
+            .handover
+            .put_outcome(outcome)
+            .map_err(|e| format_err!("net.{}: {e}", import::OUTPUT))
+    })
+}
+
 /// What resolving a flag needs of the call it answered, once the request is gone.
 struct Called {
     target: CallTarget,
@@ -382,8 +424,7 @@ async fn run_flag_handler(
         .map_err(|e| format_err!("cannot encode a flag handler's arguments: {e}"))?;
     let export = names::export(ExportKind::Flag, &handler.name);
     let func = instance::function_of(caller, &export)?;
-    let buffers = instance::buffers_of(caller)?;
-    instance::run_export(&mut *caller, &buffers, &func, args, false).await
+    instance::run_export(&mut *caller, &func, args, false).await
 }
 
 /// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place, with the instance's state; traps
@@ -430,11 +471,21 @@ fn read_value<T: DeserializeOwned>(
     })
 }
 
-/// Encodes `value` straight into a buffer allocated by the guest and returns it packed.
+/// Hands `value`, encoded, to the guest as an import's packed result: held for the guest to
+/// take (`pack(HELD, len)`) when small, else encoded straight into a buffer allocated by the
+/// guest (see [`handover::HOLD_AT_MOST`]).
 async fn write_value<T: Serialize + Sync>(
     caller: &mut Caller<'_, HostState>,
     value: &T,
 ) -> wasmtime::Result<i64> {
+    let size = codec::encoded_len(value)
+        .map_err(|e| format_err!("cannot encode a value for the guest: {e}"))?;
+    if size <= handover::HOLD_AT_MOST {
+        let bytes = codec::encode(value)
+            .map_err(|e| format_err!("cannot encode a value for the guest: {e}"))?;
+        let len = caller.data_mut().handover.hold(bytes)?;
+        return Ok(names::pack(names::HELD, len));
+    }
     let (ptr, len) = instance::buffers_of(caller)?
         .give_encoded(&mut *caller, value)
         .await?;

@@ -21,11 +21,12 @@ use crate::guest::scheduler::{GuestFailure, Job};
 use crate::guest::state::{Deadline, HostState, InstanceEnv};
 use crate::wire::message::ChainId;
 
-/// A live instance and the exports every call uses.
+/// A live instance (the exports its calls use are in its store's [`ExportCache`]).
+///
+/// [`ExportCache`]: crate::guest::exports::ExportCache
 pub struct Live {
     store: Store<HostState>,
     instance: Instance,
-    exports: GuestExports,
 }
 
 /// The buffer exports of the instance a host import was called from: kept in its store once
@@ -65,12 +66,8 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
             .map_err(|e| anyhow::anyhow!("_initialize trapped: {e:#}"))?;
     }
     let exports = GuestExports::of_instance(&mut store, &instance).map_err(wasm)?;
-    store.data_mut().exports.keep_buffers(exports.clone());
-    Ok(Live {
-        store,
-        instance,
-        exports,
-    })
+    store.data_mut().exports.keep_buffers(exports);
+    Ok(Live { store, instance })
 }
 
 /// Sets the deadline of one call (the peer's limit, or the time the caller gave it if that
@@ -142,7 +139,7 @@ impl Live {
                 arm(&mut self.store, &limits, deadline)
                     .map_err(|e| wasmtime::format_err!("{e}"))?;
                 let func = self.function(&export)?;
-                run_export(&mut self.store, &self.exports, &func, args, with_blobs).await
+                run_export(&mut self.store, &func, args, with_blobs).await
             }
             Job::Entry { export } => {
                 // An entry runs as long as it likes (`netrun run --entry`).
@@ -153,8 +150,8 @@ impl Live {
                 }
                 let func: TypedFunc<(), i64> =
                     self.instance.get_typed_func(&mut self.store, &export)?;
-                let packed = func.call_async(&mut self.store, ()).await?;
-                self.exports.read_outcome(&mut self.store, packed).await
+                func.call_async(&mut self.store, ()).await?;
+                handed_over(self.store.data_mut())
             }
         }
     }
@@ -171,31 +168,47 @@ impl Live {
     }
 }
 
-/// Runs `func`, an export `(ptr, len) -> packed`, with `args` (a payload with blobs when
+/// Runs `func`, an export `(HELD, len) -> 0`, with `args` (a payload with blobs when
 /// `with_blobs`: the guest gets the body, and takes the blobs through `net.blob_in`), and
-/// returns its outcome with the blobs its result handed over (see [`blobs`]).
+/// returns its outcome with the blobs its result handed over (see [`blobs`]). The arguments
+/// are held for the export to take (`net.input`), and it hands its outcome over
+/// (`net.output`): see [`crate::guest::handover`].
 pub async fn run_export(
     mut ctx: impl AsContextMut<Data = HostState>,
-    buffers: &GuestExports,
     func: &ExportFunc,
     args: Vec<u8>,
     with_blobs: bool,
 ) -> wasmtime::Result<Outcome> {
     let mut store = ctx.as_context_mut();
     store.data_mut().blobs.clear_out();
-    let outcome = if with_blobs {
-        let body = match store.data_mut().blobs.came(args) {
+    let args = if with_blobs {
+        match store.data_mut().blobs.came(args) {
             Ok(body) => body.to_vec(),
             Err(e) => return Ok(blobs::unreadable("the call's arguments", e)),
-        };
-        buffers.call(&mut store, func, &body).await
+        }
     } else {
-        buffers.call(&mut store, func, &args).await
+        args
     };
+    let len = store.data_mut().handover.hold(args)?;
+    let outcome = func
+        .call_async(&mut store, (names::HELD as i32, len as i32))
+        .await
+        .and_then(|_| handed_over(store.data_mut()));
     let blobs = &mut store.data_mut().blobs;
     blobs.forget_came();
     let out = blobs.take_out();
     Ok(blobs::with_out(outcome?, out))
+}
+
+/// The outcome the export that just returned handed over; an export that handed none over is
+/// a guest error.
+fn handed_over(state: &mut HostState) -> wasmtime::Result<Outcome> {
+    state.handover.take_outcome().ok_or_else(|| {
+        wasmtime::format_err!(
+            "the export returned without handing its outcome over (net.{})",
+            names::import::OUTPUT
+        )
+    })
 }
 
 /// Names what went wrong: a nested call's trap that ended this one too, the caller's time

@@ -15,6 +15,7 @@ pub mod chain;
 pub mod clocks;
 pub mod config;
 pub mod exports;
+pub mod handover;
 pub mod host_api;
 pub mod instance;
 pub mod module;

@@ -125,8 +125,7 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
     };
     let run = async {
         let func = instance::function_of(caller, &export)?;
-        let buffers = instance::buffers_of(caller)?;
-        instance::run_export(&mut *caller, &buffers, &func, args, with_blobs).await
+        instance::run_export(&mut *caller, &func, args, with_blobs).await
     };
     let result = run.await;
     caller.data_mut().deadline = outer_deadline;

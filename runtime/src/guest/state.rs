@@ -18,6 +18,7 @@ use crate::guest::chain::ChainState;
 use crate::guest::clocks::{ClockView, GuestClock};
 use crate::guest::config::GuestConfig;
 use crate::guest::exports::ExportCache;
+use crate::guest::handover::Handover;
 use crate::guest::output::{GuestOutput, PromptingStdin, Sink};
 use crate::guest::scheduler::Scheduler;
 use crate::guest::services::PeerServices;
@@ -63,6 +64,8 @@ pub struct HostState {
     pub blobs: Blobs,
     /// The instance's monotonic clock, read by its WASI context and by `clock_time_get`.
     pub clock: GuestClock,
+    /// What the host holds for the guest to take, and the outcome its export handed over.
+    pub handover: Handover,
 }
 
 /// When the running call must stop, and whose limit that is.
@@ -197,6 +200,7 @@ impl HostState {
             recent_replies: RecentWaits::quick(),
             blobs: Blobs::default(),
             clock,
+            handover: Handover::default(),
         })
     }
 }
