@@ -37,12 +37,22 @@ fn a_file_that_is_not_wasm_is_named() {
     }
 }
 
+/// A module of an older ABI is told to be rebuilt; one of a newer ABI, to find its netrun.
 #[test]
 fn a_module_built_for_another_abi_is_named() {
     let scratch = Scratch::new("abi");
-    let path = scratch.file("other_abi.wasm", &wasm::with_manifest_for_abi(99));
-    for args in loaders(arg(&path)) {
-        expect_bad_input(&args, &["other_abi.wasm", "ABI version", "99"]);
+    let cases = [
+        (99, "run it with the netrun its `net` crate comes with"),
+        (4, "rebuild the app against the `net` crate of this netrun"),
+    ];
+    for (abi, advice) in cases {
+        let path = scratch.file("other_abi.wasm", &wasm::with_manifest_for_abi(abi));
+        for args in loaders(arg(&path)) {
+            expect_bad_input(
+                &args,
+                &["other_abi.wasm", "ABI version", &abi.to_string(), advice],
+            );
+        }
     }
 }
 

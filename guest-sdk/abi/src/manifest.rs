@@ -170,7 +170,12 @@ pub enum ManifestError {
     #[error("manifest has unexpected bytes at byte {offset} (not a netrun manifest record)")]
     BadMagic { offset: usize },
     #[error(
-        "module was built for netrun guest ABI version {found}, but this runtime speaks version {expected}"
+        "module was built for netrun guest ABI version {found}, but this runtime speaks version {expected}: {}",
+        if found < expected {
+            "rebuild the app against the `net` crate of this netrun"
+        } else {
+            "run it with the netrun its `net` crate comes with"
+        }
     )]
     AbiVersion { found: u32, expected: u32 },
     #[error("manifest record at byte {offset} is unreadable: {message}")]
