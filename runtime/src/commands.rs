@@ -47,12 +47,28 @@ impl Failure {
     }
 
     /// What to tell the user on stderr; `None` when there is nothing to say.
-    pub fn error(&self) -> Option<&anyhow::Error> {
+    pub fn message(&self) -> Option<String> {
         match self {
-            Failure::BadInput(e) | Failure::Failed(e) => Some(e),
+            Failure::BadInput(e) | Failure::Failed(e) => Some(error_message(e)),
             Failure::OutputClosed => None,
         }
     }
+}
+
+/// `error` and its causes, `: ` between them, each cause left out when what comes before it
+/// already says it: most of our error types print their source in their own message, and
+/// anyhow's `{:#}` would then say it twice ("cannot read app.wasm: No such file or directory:
+/// No such file or directory").
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
 }
 
 fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
@@ -537,4 +553,31 @@ fn record_json(record: &Record) -> Value {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read app.wasm: {source}")]
+    struct Unreadable {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_message_says_each_cause_once() {
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // The error's own message already holds its source: said once.
+        let error = anyhow::Error::new(Unreadable { source: missing() });
+        assert_eq!(error_message(&error), "cannot read app.wasm: no such file");
+        // Context that does not repeat its source: both said.
+        let error = anyhow::Error::new(missing()).context("loading the module");
+        assert_eq!(error_message(&error), "loading the module: no such file");
+        let error = anyhow::Error::new(Unreadable { source: missing() }).context("serving");
+        assert_eq!(
+            error_message(&error),
+            "serving: cannot read app.wasm: no such file"
+        );
+    }
 }

@@ -93,8 +93,8 @@ fn keep_freed_memory() {
 }
 
 fn report(failure: &Failure) {
-    if let Some(error) = failure.error() {
-        commands::note(format_args!("error: {error:#}"));
+    if let Some(message) = failure.message() {
+        commands::note(format_args!("error: {message}"));
     }
 }
 

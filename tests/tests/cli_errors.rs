@@ -1,7 +1,7 @@
 //! Bad input on the command line: each is exit code 2 with a message naming the problem, and
 //! none of them gets as far as serving or calling.
 
-use netrun_tests::{Ports, Scratch, TestPeer, app, arg, call, netrun, wasm};
+use netrun_tests::{CliOutput, Ports, Scratch, TestPeer, app, arg, call, netrun, wasm};
 
 /// The ways of loading a module from the command line: `run`, the `netrun APP` shorthand, and
 /// `inspect`.
@@ -9,14 +9,24 @@ fn loaders(path: &str) -> [Vec<&str>; 3] {
     [vec!["run", path], vec![path], vec!["inspect", path]]
 }
 
+/// Runs `args`, expecting exit code 2, `needles` on stderr, and no serving.
 #[track_caller]
-fn expect_bad_input(args: &[&str], needles: &[&str]) {
+fn expect_bad_input(args: &[&str], needles: &[&str]) -> CliOutput {
     let out = netrun(&Ports::new(), args, &[]);
     out.expect_code(2).expect_stderr(needles);
     assert!(
         !out.stdout.contains(" listening on "),
         "it started serving\n{out}"
     );
+    out
+}
+
+/// Panics unless `out`'s stderr says `text` exactly once: an error's cause is not repeated after
+/// a message that already holds it.
+#[track_caller]
+fn said_once(out: &CliOutput, text: &str) {
+    let times = out.stderr.matches(text).count();
+    assert_eq!(times, 1, "{text:?} said {times} times\n{out}");
 }
 
 #[test]
@@ -24,7 +34,11 @@ fn a_missing_file_is_named() {
     let scratch = Scratch::new("missing");
     let path = scratch.missing("absent.wasm");
     for args in loaders(arg(&path)) {
-        expect_bad_input(&args, &["cannot read", "absent.wasm"]);
+        let out = expect_bad_input(
+            &args,
+            &["cannot read", "absent.wasm", "No such file or directory"],
+        );
+        said_once(&out, "No such file or directory");
     }
 }
 
@@ -48,10 +62,11 @@ fn a_module_built_for_another_abi_is_named() {
     for (abi, advice) in cases {
         let path = scratch.file("other_abi.wasm", &wasm::with_manifest_for_abi(abi));
         for args in loaders(arg(&path)) {
-            expect_bad_input(
+            let out = expect_bad_input(
                 &args,
                 &["other_abi.wasm", "ABI version", &abi.to_string(), advice],
             );
+            said_once(&out, advice);
         }
     }
 }
