@@ -85,7 +85,8 @@ mod imp {
     }
 
     pub fn call(request: &[u8]) -> Vec<u8> {
-        // SAFETY: the host reads `request` and returns a buffer it allocated with netrun_alloc.
+        // SAFETY: the host reads `request` and returns a buffer it holds or allocated with
+        // netrun_alloc.
         unsafe { take_packed(imports::call(request.as_ptr() as i32, request.len() as i32)) }
     }
 
@@ -95,7 +96,7 @@ mod imp {
     }
 
     pub fn call_wait(handle: i64) -> Vec<u8> {
-        // SAFETY: the host returns a buffer it allocated with netrun_alloc.
+        // SAFETY: the host returns a buffer it holds or allocated with netrun_alloc.
         unsafe { take_packed(imports::call_wait(handle)) }
     }
 
@@ -110,7 +111,7 @@ mod imp {
     }
 
     pub fn this_peer() -> Vec<u8> {
-        // SAFETY: the host returns a buffer it allocated with netrun_alloc.
+        // SAFETY: the host returns a buffer it holds or allocated with netrun_alloc.
         unsafe { take_packed(imports::this_peer()) }
     }
 

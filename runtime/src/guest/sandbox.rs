@@ -184,6 +184,11 @@ mod tests {
             (import::LOG, "(param i32 i32 i32)"),
             (import::PANIC, "(param i32 i32)"),
             (import::TRIGGER, "(param i32 i32)"),
+            (import::EVENT_JSON, "(param i32 i32) (result i32)"),
+            (import::BLOB_OUT, "(param i32 i32 i32)"),
+            (import::BLOB_IN, "(param i32 i32) (result i64)"),
+            (import::INPUT, "(param i32 i32)"),
+            (import::OUTPUT, "(param i32 i32)"),
         ];
         let all: String = imports
             .iter()
