@@ -3,9 +3,9 @@
 //! `net.input` (an export's arguments, a small result of an import, returned as
 //! `pack(HELD, len)`), and the outcome an export hands over with `net.output`.
 //!
-//! Entering the guest costs a fiber switch each way; a call used to make three such entries
-//! besides its export on the callee (`netrun_alloc` for the arguments, the export, `netrun_free`
-//! for its outcome) and one on the caller (`netrun_alloc` for the reply). The guest now makes
+//! Entering the guest costs a fiber switch each way; a call used to make three such entries on
+//! the callee (`netrun_alloc` for the arguments, the export, `netrun_free` for its outcome) and
+//! one on the caller besides the import's return (`netrun_alloc` for the reply). The guest now makes
 //! plain calls of two synchronous imports instead, from the entry it is in. Large results of
 //! imports still go through `netrun_alloc` ([`HOLD_AT_MOST`]), so that their bytes are written
 //! into guest memory once.
