@@ -294,24 +294,14 @@ async fn blob_in(mut caller: Caller<'_, HostState>, index: i32, len: i32) -> was
 /// `[ptr, ptr + len)`, sharing the CPU when large, and lets them go. Traps if the host holds
 /// nothing, or another length, or if the buffer is out of bounds.
 fn input(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let memory = instance::buffers_of(&mut caller)?.memory();
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    let held = state
-        .handover
-        .take_held(len as u32 as usize)
-        .map_err(|e| format_err!("net.{}: {e}", import::INPUT))?;
-    let start = ptr as u32 as usize;
-    let to = data
-        .get_mut(start..start.saturating_add(held.len()))
-        .ok_or_else(|| {
-            format_err!(
-                "net.{}: buffer {start}+{} is outside guest memory",
-                import::INPUT,
-                held.len()
-            )
-        })?;
-    exports::copy_sharing_cpu(to, &held);
-    Ok(())
+    with_guest_bytes(&mut caller, ptr, len, import::INPUT, |to, state| {
+        let held = state
+            .handover
+            .take_held(to.len())
+            .map_err(|e| format_err!("net.{}: {e}", import::INPUT))?;
+        exports::copy_sharing_cpu(to, &held);
+        Ok(())
+    })
 }
 
 /// `net.output(ptr, len)`: the running export's [`Outcome`], decoded from the guest buffer
@@ -427,22 +417,22 @@ async fn run_flag_handler(
     instance::run_export(&mut *caller, &func, args, false).await
 }
 
-/// Hands the guest buffer `[ptr, ptr + len)` to `read`, in place, with the instance's state; traps
-/// if it is out of bounds.
+/// Hands the guest buffer `[ptr, ptr + len)` to `with`, in place (to read, or to write into for
+/// `net.input`), with the instance's state; traps if it is out of bounds.
 fn with_guest_bytes<T>(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
     import: &str,
-    read: impl FnOnce(&[u8], &mut HostState) -> wasmtime::Result<T>,
+    with: impl FnOnce(&mut [u8], &mut HostState) -> wasmtime::Result<T>,
 ) -> wasmtime::Result<T> {
     let memory = instance::buffers_of(caller)?.memory();
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     let (data, state) = memory.data_and_store_mut(caller);
     let bytes = data
-        .get(start..start.saturating_add(len))
+        .get_mut(start..start.saturating_add(len))
         .ok_or_else(|| format_err!("net.{import}: buffer {start}+{len} is outside guest memory"))?;
-    read(bytes, state)
+    with(bytes, state)
 }
 
 /// The UTF-8 text in the guest buffer `[ptr, ptr + len)` (invalid UTF-8 replaced); traps if
@@ -481,7 +471,9 @@ async fn write_value<T: Serialize + Sync>(
     let size = codec::encoded_len(value)
         .map_err(|e| format_err!("cannot encode a value for the guest: {e}"))?;
     if size <= handover::HOLD_AT_MOST {
-        let bytes = codec::encode(value)
+        // Into a buffer of the size found above (`codec::encode` would grow one from empty).
+        let mut bytes = Vec::with_capacity(size);
+        codec::encode_into(value, &mut bytes)
             .map_err(|e| format_err!("cannot encode a value for the guest: {e}"))?;
         let len = caller.data_mut().handover.hold(bytes)?;
         return Ok(names::pack(names::HELD, len));
