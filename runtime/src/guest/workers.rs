@@ -45,6 +45,45 @@ pub async fn start(
     Ok(())
 }
 
+/// Calls a worker takes one after another while its queue does not run empty: how far it is
+/// through them, so that it lets their replies leave in two halves.
+///
+/// A client with several calls in flight on one connection (`netrun bench --concurrency 8`,
+/// a guest's spawned calls) sends them in batches, and the worker answers a batch in one go.
+/// Were its replies to leave together at its end, the two sides would take turns, each idle
+/// while the other works through the whole batch. Let go halfway, the first half's replies
+/// leave while the worker runs the second half, and the client works on them meanwhile: the
+/// two sides overlap, for one more `send` per batch (docs/performance.md, where letting go
+/// after every second or third call measured slower than halves). A burst of fewer than
+/// [`Burst::SPLIT_FROM`] calls is left whole.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Calls in it when it started: the first one and those queued behind it.
+    size: usize,
+    /// Calls of it answered so far.
+    answered: usize,
+}
+
+impl Burst {
+    /// The smallest burst answered in two halves.
+    const SPLIT_FROM: usize = 4;
+
+    /// A call was answered with `queued` calls still in the queue: whether this is the end of
+    /// the burst's first half, after which the worker lets the replies so far leave. The
+    /// burst ends when the queue is empty, and the next call starts another.
+    fn answered(&mut self, queued: usize) -> bool {
+        if self.answered == 0 {
+            self.size = queued + 1;
+        }
+        self.answered += 1;
+        if queued == 0 {
+            self.answered = 0;
+            return false;
+        }
+        self.size >= Self::SPLIT_FROM && self.answered == self.size.div_ceil(2)
+    }
+}
+
 /// One instance and the task that runs calls in it.
 struct Worker {
     /// 1-based, for the log.
@@ -95,6 +134,7 @@ impl Worker {
     /// ran its call, and a long call held the next worker, and every call queued meanwhile,
     /// until it ended, while the runtime's other thread slept.
     async fn serve(mut self, queue: flume::Receiver<Task>) {
+        let mut burst = Burst::default();
         loop {
             let Ok(mut task) = queue.recv_async().await else {
                 return;
@@ -115,9 +155,12 @@ impl Worker {
             let failure = result.as_ref().err().cloned();
             // The caller hears of the trap at once; the next call waits for the replacement.
             let _ = reply.send(result);
-            if queue.is_empty() {
-                // Whoever waits for the answer (the connection that sends the reply) runs
-                // before this worker goes back to wait on the queue.
+            let queued = queue.len();
+            let halfway = burst.answered(queued);
+            if queued == 0 || halfway {
+                // Whoever waits for the answers (the connection that sends the replies) runs
+                // before this worker goes back to the queue: when it is empty, or halfway
+                // through a burst ([`Burst`]).
                 tokio::task::yield_now().await;
             }
             if let Some(failure) = failure {
@@ -168,5 +211,53 @@ impl Worker {
             }
         };
         self.spare = Some(Spare::prepare(&self.pre, &self.env, trapped));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Burst;
+
+    /// Whether each call of a burst of `size` lets the replies so far leave, the queue holding
+    /// the rest of the burst as each is answered.
+    fn let_go(burst: &mut Burst, size: usize) -> Vec<bool> {
+        (1..=size).map(|n| burst.answered(size - n)).collect()
+    }
+
+    #[test]
+    fn a_burst_lets_its_replies_go_once_halfway() {
+        let mut burst = Burst::default();
+        let eight = let_go(&mut burst, 8);
+        assert_eq!(
+            eight,
+            [false, false, false, true, false, false, false, false]
+        );
+        // The next burst counts anew: seven go as four and three.
+        let seven = let_go(&mut burst, 7);
+        assert_eq!(seven, [false, false, false, true, false, false, false]);
+    }
+
+    #[test]
+    fn a_small_burst_is_left_whole() {
+        let mut burst = Burst::default();
+        assert!(let_go(&mut burst, 3).iter().all(|&halfway| !halfway));
+        assert!(let_go(&mut burst, 1).iter().all(|&halfway| !halfway));
+        assert_eq!(let_go(&mut burst, 4), [false, true, false, false]);
+    }
+
+    #[test]
+    fn calls_queued_during_a_burst_do_not_move_its_halfway_point() {
+        let mut burst = Burst::default();
+        // A burst of four; two more calls arrive while it runs.
+        assert!(!burst.answered(3));
+        assert!(burst.answered(4));
+        assert!(!burst.answered(3));
+        assert!(!burst.answered(2));
+        assert!(!burst.answered(1));
+        assert!(!burst.answered(0));
+        // The queue ran empty: the next call starts another burst.
+        assert!(!burst.answered(5));
+        assert!(!burst.answered(4));
+        assert!(burst.answered(3));
     }
 }
