@@ -17,6 +17,8 @@
 //! one is made ahead of need (a spare per worker, made while the worker waits for calls), so
 //! the replacement is a swap and the trapped call's caller hears of the trap before it.
 
+use std::sync::Arc;
+
 use wasmtime::InstancePre;
 
 use crate::guest::instance::{self, Live};
@@ -60,27 +62,28 @@ pub async fn start(
 struct Burst {
     /// Calls in it when it started: the first one and those queued behind it.
     size: usize,
-    /// Calls of it answered so far.
-    answered: usize,
+    /// Calls of it done with so far.
+    done: usize,
 }
 
 impl Burst {
     /// The smallest burst answered in two halves.
     const SPLIT_FROM: usize = 4;
 
-    /// A call was answered with `queued` calls still in the queue: whether this is the end of
-    /// the burst's first half, after which the worker lets the replies so far leave. The
-    /// burst ends when the queue is empty, and the next call starts another.
-    fn answered(&mut self, queued: usize) -> bool {
-        if self.answered == 0 {
+    /// A call taken from the queue is done with (answered, or dropped as its time ran out),
+    /// `queued` calls still in the queue: whether this is the end of the burst's first half,
+    /// after which the worker lets the replies so far leave. The burst ends when the queue is
+    /// empty, and the next call starts another.
+    fn done(&mut self, queued: usize) -> bool {
+        if self.done == 0 {
             self.size = queued + 1;
         }
-        self.answered += 1;
+        self.done += 1;
         if queued == 0 {
-            self.answered = 0;
+            self.done = 0;
             return false;
         }
-        self.size >= Self::SPLIT_FROM && self.answered == self.size.div_ceil(2)
+        self.size >= Self::SPLIT_FROM && self.done == self.size.div_ceil(2)
     }
 }
 
@@ -139,34 +142,41 @@ impl Worker {
             let Ok(mut task) = queue.recv_async().await else {
                 return;
             };
-            if !task.start() {
-                // Its time ran out while it was queued: it never runs.
-                continue;
-            }
-            let Task {
-                job,
-                chain,
-                deadline,
-                reply,
-                ..
-            } = task;
-            let export = job.export().clone();
-            let result = self.live.run(job, chain, deadline).await;
-            let failure = result.as_ref().err().cloned();
-            // The caller hears of the trap at once; the next call waits for the replacement.
-            let _ = reply.send(result);
+            // A task whose time ran out while it was queued never runs.
+            let trapped = if task.start() {
+                self.answer(task).await
+            } else {
+                None
+            };
             let queued = queue.len();
-            let halfway = burst.answered(queued);
+            let halfway = burst.done(queued);
             if queued == 0 || halfway {
                 // Whoever waits for the answers (the connection that sends the replies) runs
                 // before this worker goes back to the queue: when it is empty, or halfway
                 // through a burst ([`Burst`]).
                 tokio::task::yield_now().await;
             }
-            if let Some(failure) = failure {
+            if let Some((export, failure)) = trapped {
                 self.replace(&export, &failure).await;
             }
         }
+    }
+
+    /// Runs `task` and answers it: the export and the failure if its instance trapped (the
+    /// caller hears of the trap at once; the next call waits for the replacement).
+    async fn answer(&mut self, task: Task) -> Option<(Arc<str>, GuestFailure)> {
+        let Task {
+            job,
+            chain,
+            deadline,
+            reply,
+            ..
+        } = task;
+        let export = job.export().clone();
+        let result = self.live.run(job, chain, deadline).await;
+        let failure = result.as_ref().err().cloned();
+        let _ = reply.send(result);
+        failure.map(|failure| (export, failure))
     }
 
     /// Replaces the instance after a trap with the spare, then starts the next spare.
@@ -221,7 +231,7 @@ mod tests {
     /// Whether each call of a burst of `size` lets the replies so far leave, the queue holding
     /// the rest of the burst as each is answered.
     fn let_go(burst: &mut Burst, size: usize) -> Vec<bool> {
-        (1..=size).map(|n| burst.answered(size - n)).collect()
+        (1..=size).map(|n| burst.done(size - n)).collect()
     }
 
     #[test]
@@ -249,15 +259,15 @@ mod tests {
     fn calls_queued_during_a_burst_do_not_move_its_halfway_point() {
         let mut burst = Burst::default();
         // A burst of four; two more calls arrive while it runs.
-        assert!(!burst.answered(3));
-        assert!(burst.answered(4));
-        assert!(!burst.answered(3));
-        assert!(!burst.answered(2));
-        assert!(!burst.answered(1));
-        assert!(!burst.answered(0));
+        assert!(!burst.done(3));
+        assert!(burst.done(4));
+        assert!(!burst.done(3));
+        assert!(!burst.done(2));
+        assert!(!burst.done(1));
+        assert!(!burst.done(0));
         // The queue ran empty: the next call starts another burst.
-        assert!(!burst.answered(5));
-        assert!(!burst.answered(4));
-        assert!(burst.answered(3));
+        assert!(!burst.done(5));
+        assert!(!burst.done(4));
+        assert!(burst.done(3));
     }
 }
