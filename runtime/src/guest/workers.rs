@@ -98,6 +98,11 @@ struct Worker {
     spare: Option<Spare>,
 }
 
+/// Microseconds since `started`, to a hundredth: a swap to a spare takes well under one.
+fn micros(started: std::time::Instant) -> String {
+    format!("{:.2}", started.elapsed().as_secs_f64() * 1e6)
+}
+
 /// A fresh instance made ahead of need, so that replacing a trapped one is a swap: it is
 /// made by a task of its own, which runs while the worker waits for calls.
 struct Spare(tokio::task::JoinHandle<anyhow::Result<Live>>);
@@ -112,10 +117,7 @@ impl Spare {
             drop(trapped);
             let started = std::time::Instant::now();
             let made = instance::instantiate(&pre, &env).await;
-            tracing::debug!(
-                "spare instance made in {} µs",
-                started.elapsed().as_micros()
-            );
+            tracing::debug!("spare instance made in {} µs", micros(started));
             made
         }))
     }
@@ -209,10 +211,7 @@ impl Worker {
         let trapped = match fresh {
             Ok(fresh) => {
                 let trapped = std::mem::replace(&mut self.live, fresh);
-                tracing::debug!(
-                    "fresh instance{worker} ready in {} µs",
-                    started.elapsed().as_micros()
-                );
+                tracing::debug!("fresh instance{worker} ready in {} µs", micros(started));
                 Some(trapped)
             }
             Err(e) => {

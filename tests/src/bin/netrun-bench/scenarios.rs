@@ -497,7 +497,7 @@ pub fn fresh_instance(bench: &Bench) -> Scenario {
         p.stderr()
             .lines()
             .filter_map(|line| line.split(what).nth(1)?.split(' ').next()?.parse().ok())
-            .map(Duration::from_micros)
+            .map(|micros: f64| Duration::from_secs_f64(micros / 1e6))
             .collect::<Vec<_>>()
     };
     let ready = "fresh instance ready in ";
