@@ -17,7 +17,6 @@ use crate::wire::appnet;
 use crate::wire::frame::{self, FrameError, FrameKind};
 use crate::wire::message::{Head, Hello, Message, MessageError};
 use crate::wire::secure::{self, ClusterKey, Initiated, Opener, SECURE_MAGIC, Sealer, SecureError};
-use crate::wire::spin;
 use crate::wire::stream::{ByteReader, ByteWriter, Stream};
 use crate::wire::writer::{FrameSender, spawn_writer};
 
@@ -149,11 +148,11 @@ impl MessageReader {
                 }
             }
             if !last {
-                // Between two pieces of a large message, the tasks that wait (a guest, a
-                // writer, the frames that came between the pieces) get their turn, and so do
-                // the threads waiting on this CPU: the pieces of 8 MiB would otherwise hold
-                // this thread, and this CPU, for milliseconds.
-                spin::let_others_run().await;
+                // Straight on to what came next, without yielding between two pieces: a
+                // small frame sent between them is read as soon as the pieces before it are,
+                // not after those the other side wrote while this task waited for its turn
+                // (docs/performance.md). The writer yields after each piece, and tokio's
+                // budget makes this task yield after 128 reads of the socket.
                 continue;
             }
             let Partial { head, payload } = self.partial.take().expect("a message in pieces");

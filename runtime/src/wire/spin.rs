@@ -24,8 +24,8 @@
 //!   caller.
 //!
 //! Work that holds a thread for long between two waits shares its CPU the same way
-//! ([`share_cpu`], [`let_others_run`]): the pieces of a large message, large copies into and
-//! out of guest memory.
+//! ([`share_cpu`], [`let_others_run`]): the pieces of a large message going out, large copies
+//! into and out of guest memory.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -160,11 +160,15 @@ pub fn share_cpu() {
 }
 
 /// Lets the other tasks of this thread run, then any other thread ready on its CPU
-/// ([`share_cpu`]): what the reader and the writer of a connection do between two pieces of a
-/// large message.
+/// ([`share_cpu`]), then the tasks those woke: what the writer of a connection does between two
+/// pieces of a large message. The reply that came in while a piece went out is read by the
+/// first turn, and the guest it wakes makes its next call in the second, so that the call
+/// leaves before the next piece rather than after it: on a one-worker peer (one thread)
+/// each small call of `mixed_8mib_16b` otherwise waited for two pieces (docs/performance.md).
 pub async fn let_others_run() {
     tokio::task::yield_now().await;
     share_cpu();
+    tokio::task::yield_now().await;
 }
 
 /// Runs `wait`, polling it awake for up to `spin` ([`poll_awake`]), then waiting for it as

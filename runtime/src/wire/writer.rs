@@ -30,13 +30,17 @@ use crate::wire::stream::ByteWriter;
 const WRITE_QUEUE: usize = 256;
 /// Write buffer per connection.
 const WRITE_BUFFER: usize = 64 * 1024;
-/// A message larger than [`SMALL_PIECE`] goes out in pieces of this size while it has the
-/// connection to itself, so that a small frame queued behind it waits for one piece to be
-/// written, not for the whole message.
+/// A message larger than this goes out in pieces, so that a small frame queued behind it
+/// waits for one piece to be written, not for the whole message.
+pub const PIECES_FROM: usize = 128 * 1024;
+/// The largest piece: what the pieces of a message grow to while it has the connection to
+/// itself (each piece is a `writev` of its own, so large ones move the bytes fastest).
 pub const PIECE_SIZE: usize = 512 * 1024;
-/// The size of the pieces while other frames go out between them: for [`CROWDED_TURNS`]
-/// turns of the writer after the last small frame written.
-pub const SMALL_PIECE: usize = 128 * 1024;
+/// The first piece of a message, and every piece for [`CROWDED_TURNS`] turns of the writer
+/// after a small frame went out between two: what a small frame sent meanwhile waits behind,
+/// in the writer and in the reader's socket. Once no other frame goes out between them, each
+/// piece is twice the one before, up to [`PIECE_SIZE`].
+pub const SMALL_PIECE: usize = 32 * 1024;
 /// How many pieces stay small after a small frame was written between them.
 const CROWDED_TURNS: u32 = 8;
 
@@ -83,11 +87,8 @@ impl Writing {
 
     /// Writes a small frame; puts a large one in the queue of messages that go out in pieces.
     async fn queue_or_write(&mut self, framed: Framed) -> std::io::Result<()> {
-        if framed.len() > HEADER_LEN + SMALL_PIECE {
-            self.large.push_back(Pieces {
-                framed,
-                at: HEADER_LEN,
-            });
+        if framed.len() > HEADER_LEN + PIECES_FROM {
+            self.large.push_back(Pieces::new(framed));
             return Ok(());
         }
         let mut parts = [IoSlice::new(&framed.head), IoSlice::new(&framed.body)];
@@ -97,16 +98,18 @@ impl Writing {
     }
 
     /// Writes the next piece of the first large message, if any: [`SMALL_PIECE`] while
-    /// crowded, else [`PIECE_SIZE`]. Once none is left, the connection is no longer crowded.
+    /// crowded, else the message's next size ([`Pieces::grow`]). Once none is left, the
+    /// connection is no longer crowded.
     async fn write_next_piece(&mut self) -> std::io::Result<()> {
         let Some(pieces) = self.large.front_mut() else {
             self.crowded = 0;
             return Ok(());
         };
         let size = match self.crowded {
-            0 => PIECE_SIZE,
+            0 => pieces.grow(),
             _ => {
                 self.crowded -= 1;
+                pieces.next = SMALL_PIECE;
                 SMALL_PIECE
             }
         };
@@ -206,9 +209,10 @@ impl FrameSender {
 
 /// Starts the writer task of a connection. It drains the queue into a buffered writer and
 /// flushes only when the queue is empty, so frames sent together leave together. A message
-/// larger than [`SMALL_PIECE`] goes out in pieces, one piece per turn, with whatever else
-/// was queued meanwhile going out between them; after each piece the task yields, so the
-/// tasks that queue those frames get to run, and so do the threads waiting on its CPU.
+/// larger than [`PIECES_FROM`] goes out in pieces, one piece per turn, with whatever else
+/// was queued meanwhile going out between them; after each piece the task yields
+/// ([`spin::let_others_run`]), so the tasks that queue those frames get to run, and so do the
+/// threads waiting on its CPU.
 pub(crate) fn spawn_writer(writer: ByteWriter, max_frame: usize) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(WRITE_QUEUE);
     let out = Arc::new(Outbox {
@@ -281,13 +285,32 @@ async fn write_all_vectored(
 }
 
 /// A framed message going out in pieces: its bytes from `at` on (counted over its head, then
-/// its body) are still to be sent.
+/// its body) are still to be sent; `next` is the size of its next piece while the connection
+/// is not crowded.
 struct Pieces {
     framed: Framed,
     at: usize,
+    next: usize,
 }
 
 impl Pieces {
+    fn new(framed: Framed) -> Pieces {
+        Pieces {
+            framed,
+            at: HEADER_LEN,
+            next: SMALL_PIECE,
+        }
+    }
+
+    /// The size of the next piece, and the one after twice that, up to [`PIECE_SIZE`]: a
+    /// message starts small, so that a small frame sent just after it (a guest's next call
+    /// after it started a large one) waits behind [`SMALL_PIECE`], not [`PIECE_SIZE`].
+    fn grow(&mut self) -> usize {
+        let size = self.next;
+        self.next = (size * 2).min(PIECE_SIZE);
+        size
+    }
+
     /// Writes the next piece, with its own header. The first piece holds at least the whole
     /// head (the message and its payload's length), however long, so that the reader learns
     /// the payload's length from it. The header and the piece's bytes go out in one vectored
@@ -372,22 +395,44 @@ mod tests {
         }
     }
 
+    /// The sizes of the pieces of one message, read to its last.
+    async fn piece_sizes(read: &mut crate::wire::stream::ByteReader) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        loop {
+            let (size, last) = next_frame(read).await;
+            sizes.push(size);
+            if last {
+                return sizes;
+            }
+        }
+    }
+
+    /// `count` pieces growing from [`SMALL_PIECE`] as a message's do alone.
+    fn growing(count: usize) -> Vec<usize> {
+        (0..count)
+            .map(|i| (SMALL_PIECE << i.min(8)).min(PIECE_SIZE))
+            .collect()
+    }
+
     #[tokio::test]
-    async fn pieces_are_large_alone_and_small_while_other_frames_go_out_between() {
+    async fn pieces_start_small_grow_alone_and_stay_small_while_other_frames_go_out_between() {
         use crate::wire::stream::Stream;
         let (near, far) = tokio::io::duplex(64 * 1024);
         let (_, write) = near.into_halves();
         let (mut read, _) = far.into_halves();
         let sender = spawn_writer(write, 64 << 20);
-        // Alone: pieces of PIECE_SIZE.
-        sender.send(reply(1, 3 * PIECE_SIZE)).await.unwrap();
-        for _ in 0..3 {
-            assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
-        }
-        assert!(next_frame(&mut read).await.1, "the last piece");
+        // Alone: from SMALL_PIECE, each piece twice the one before, up to PIECE_SIZE.
+        let message = reply(1, 3 * PIECE_SIZE);
+        let total = message.clone().into_framed(64 << 20).unwrap().len() - HEADER_LEN;
+        sender.send(message).await.unwrap();
+        let sizes = piece_sizes(&mut read).await;
+        let whole = sizes.len() - 1;
+        assert_eq!(sizes[..whole], growing(whole), "pieces alone: {sizes:?}");
+        assert!(sizes.contains(&PIECE_SIZE), "never grew: {sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), total);
         // A small frame between the pieces: the next ones are small.
         sender.send(reply(2, 12 * PIECE_SIZE)).await.unwrap();
-        assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
+        assert_eq!(next_frame(&mut read).await, (SMALL_PIECE, false));
         sender.send(reply(3, 16)).await.unwrap();
         let mut before = Vec::new();
         loop {
@@ -406,8 +451,9 @@ mod tests {
             after.iter().all(|&size| size == SMALL_PIECE),
             "pieces before the small frame {before:?}, after it {after:?}"
         );
-        // Then, alone again, large ones.
-        assert_eq!(next_frame(&mut read).await, (PIECE_SIZE, false));
+        // Then, alone again, they grow again from small.
+        let rest = piece_sizes(&mut read).await;
+        assert_eq!(rest[..3], growing(3), "pieces after the crowd: {rest:?}");
     }
 
     #[tokio::test]
@@ -501,10 +547,7 @@ mod tests {
                 at_most,
             });
             let mut writer = BufWriter::with_capacity(WRITE_BUFFER, trickle);
-            let mut pieces = Pieces {
-                framed: message.clone().into_framed(64 << 20).unwrap(),
-                at: HEADER_LEN,
-            };
+            let mut pieces = Pieces::new(message.clone().into_framed(64 << 20).unwrap());
             let mut count = 0;
             while !pieces.is_done() {
                 pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
