@@ -24,6 +24,10 @@ use crate::wire::writer::{FrameSender, spawn_writer};
 const READ_BUFFER: usize = 64 * 1024;
 /// The largest frame buffer a connection keeps between frames.
 const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
+/// How much of a message in pieces the reader reads, piece after piece, before it lets the
+/// other tasks of its thread run: about a millisecond of copying here, so that a message of
+/// tens of MiB does not hold a one-worker peer's only thread for the whole of it.
+const READ_BEFORE_YIELD: usize = 4 * 1024 * 1024;
 
 /// The halves of `stream`, sealed and opened with `transport` when the link is secured.
 fn halves<S: Stream>(
@@ -75,6 +79,8 @@ pub struct MessageReader {
     buf: Vec<u8>,
     partial: Option<Partial>,
     max_frame: usize,
+    /// Bytes of pieces read since the reader last yielded ([`READ_BEFORE_YIELD`]).
+    unyielded: usize,
 }
 
 /// A message sent in pieces, read as far as its pieces came: the message and its payload's
@@ -90,6 +96,7 @@ impl MessageReader {
             reader: BufReader::with_capacity(READ_BUFFER, reader),
             buf: Vec::new(),
             partial: None,
+            unyielded: 0,
             max_frame,
         }
     }
@@ -148,11 +155,16 @@ impl MessageReader {
                 }
             }
             if !last {
-                // Straight on to what came next, without yielding between two pieces: a
-                // small frame sent between them is read as soon as the pieces before it are,
-                // not after those the other side wrote while this task waited for its turn
-                // (docs/performance.md). The writer yields after each piece, and tokio's
-                // budget makes this task yield after 128 reads of the socket.
+                // Straight on to what came next, without yielding after each piece: a small
+                // frame sent between them is read as soon as the pieces before it are, not
+                // after those the other side wrote while this task waited for its turn
+                // (docs/performance.md). Only every few MiB does the thread's other tasks'
+                // turn come (the writer yields after each piece it sends).
+                self.unyielded += header.size;
+                if self.unyielded >= READ_BEFORE_YIELD {
+                    self.unyielded = 0;
+                    tokio::task::yield_now().await;
+                }
                 continue;
             }
             let Partial { head, payload } = self.partial.take().expect("a message in pieces");
