@@ -27,7 +27,7 @@ const KEPT_FRAME_BUFFER: usize = 1024 * 1024;
 /// How much of a message in pieces the reader reads, piece after piece, before it lets the
 /// other tasks of its thread run: about a millisecond of copying here, so that a message of
 /// tens of MiB does not hold a one-worker peer's only thread for the whole of it.
-const READ_BEFORE_YIELD: usize = 4 * 1024 * 1024;
+pub(crate) const READ_BEFORE_YIELD: usize = 4 * 1024 * 1024;
 
 /// The halves of `stream`, sealed and opened with `transport` when the link is secured.
 fn halves<S: Stream>(

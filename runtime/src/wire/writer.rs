@@ -538,6 +538,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_in_pieces_read_at_once_lets_the_threads_other_tasks_run() {
+        use crate::wire::connection::READ_BEFORE_YIELD;
+        use std::sync::atomic::AtomicBool;
+        // All its pieces there before the reader starts: no read ever waits.
+        let message = reply(8, 3 * READ_BEFORE_YIELD);
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all: ByteWriter = Box::new(Trickle {
+            taken: taken.clone(),
+            at_most: usize::MAX,
+        });
+        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, all);
+        let mut pieces = Pieces::new(message.clone().into_framed(64 << 20).unwrap());
+        while !pieces.is_done() {
+            pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        let bytes = std::mem::take(&mut *taken.lock().unwrap());
+        let mut reader = MessageReader::new(Box::new(std::io::Cursor::new(bytes)), 64 << 20);
+        // Another task of this (one) thread, which runs only if the reader yields.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        assert_eq!(reader.next().await.unwrap(), message);
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the reader held the thread for all {} MiB",
+            (3 * READ_BEFORE_YIELD) >> 20
+        );
+    }
+
+    #[tokio::test]
     async fn pieces_written_in_parts_a_socket_takes_arrive_whole() {
         let message = reply(7, 3 * PIECE_SIZE + 17);
         for at_most in [1000, PIECE_SIZE + 3, 3 * PIECE_SIZE] {
