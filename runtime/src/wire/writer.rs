@@ -537,25 +537,34 @@ mod tests {
         }
     }
 
+    /// `message` written in pieces of [`PIECE_SIZE`] to a socket that takes at most `at_most`
+    /// bytes a write: how many pieces, and a reader of all the bytes the socket took.
+    async fn in_pieces(message: &Message, at_most: usize) -> (usize, MessageReader) {
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let trickle: ByteWriter = Box::new(Trickle {
+            taken: taken.clone(),
+            at_most,
+        });
+        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, trickle);
+        let mut pieces = Pieces::new(message.clone().into_framed(64 << 20).unwrap());
+        let mut count = 0;
+        while !pieces.is_done() {
+            pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
+            count += 1;
+        }
+        writer.flush().await.unwrap();
+        let bytes = std::mem::take(&mut *taken.lock().unwrap());
+        let reader = MessageReader::new(Box::new(std::io::Cursor::new(bytes)), 64 << 20);
+        (count, reader)
+    }
+
     #[tokio::test]
     async fn a_message_in_pieces_read_at_once_lets_the_threads_other_tasks_run() {
         use crate::wire::connection::READ_BEFORE_YIELD;
         use std::sync::atomic::AtomicBool;
         // All its pieces there before the reader starts: no read ever waits.
         let message = reply(8, 3 * READ_BEFORE_YIELD);
-        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let all: ByteWriter = Box::new(Trickle {
-            taken: taken.clone(),
-            at_most: usize::MAX,
-        });
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, all);
-        let mut pieces = Pieces::new(message.clone().into_framed(64 << 20).unwrap());
-        while !pieces.is_done() {
-            pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
-        }
-        writer.flush().await.unwrap();
-        let bytes = std::mem::take(&mut *taken.lock().unwrap());
-        let mut reader = MessageReader::new(Box::new(std::io::Cursor::new(bytes)), 64 << 20);
+        let (_, mut reader) = in_pieces(&message, usize::MAX).await;
         // Another task of this (one) thread, which runs only if the reader yields.
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
@@ -572,22 +581,8 @@ mod tests {
     async fn pieces_written_in_parts_a_socket_takes_arrive_whole() {
         let message = reply(7, 3 * PIECE_SIZE + 17);
         for at_most in [1000, PIECE_SIZE + 3, 3 * PIECE_SIZE] {
-            let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let trickle: ByteWriter = Box::new(Trickle {
-                taken: taken.clone(),
-                at_most,
-            });
-            let mut writer = BufWriter::with_capacity(WRITE_BUFFER, trickle);
-            let mut pieces = Pieces::new(message.clone().into_framed(64 << 20).unwrap());
-            let mut count = 0;
-            while !pieces.is_done() {
-                pieces.write_next(&mut writer, PIECE_SIZE).await.unwrap();
-                count += 1;
-            }
-            writer.flush().await.unwrap();
+            let (count, mut reader) = in_pieces(&message, at_most).await;
             assert_eq!(count, 4, "a piece per {PIECE_SIZE} bytes");
-            let bytes = std::mem::take(&mut *taken.lock().unwrap());
-            let mut reader = MessageReader::new(Box::new(std::io::Cursor::new(bytes)), 64 << 20);
             assert_eq!(
                 reader.next().await.unwrap(),
                 message,
