@@ -42,7 +42,7 @@ pub const SPIN: Duration = Duration::from_micros(150);
 /// but queued behind the poller on the same CPU (more busy threads than CPUs), the poller
 /// would otherwise keep the CPU for its whole [`SPIN`]: 1–2 % of `remote_call_16b` took
 /// 150 µs more than the rest (docs/performance.md).
-const SHARE_CPU_AFTER: Duration = Duration::from_micros(25);
+pub const SHARE_CPU_AFTER: Duration = Duration::from_micros(25);
 
 /// How long recent waits of one kind took: a moving average over about the last eight.
 #[derive(Debug, Default, Clone, Copy)]

@@ -7,23 +7,30 @@
 //! when the two run on different ones) and scheduled again. Measured on one 2-core VM, the same
 //! ping-pong took 4 µs in one run and 50 µs in the next, as the scheduler placed its two
 //! threads. netrun's peers poll for what they expect for up to 150 µs before sleeping
-//! (`runtime/src/wire/spin.rs`), so the floor waits the same way ([`Wait::Awake`]): the
-//! fastest a plain ping-pong gets, whichever CPUs it lands on. The sleeping kind
-//! ([`Wait::Asleep`]) is measured too and reported beside it.
+//! (`runtime/src/wire/spin.rs`), letting other threads on their CPU run between polls once
+//! they have waited a while, so the floor waits the same way ([`Wait::Awake`]): the fastest a
+//! plain ping-pong gets, whichever CPUs it lands on. The sleeping kind ([`Wait::Asleep`]) is
+//! measured too and reported beside it.
+//!
+//! With many frames in flight, each end writes what it has to send in one write, as netrun's
+//! connections do: the echo answers all the frames it read together in one write, and the
+//! caller sends as many new frames at once as it read echoes.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use netrun::wire::spin::SPIN;
+use netrun::wire::spin::{self, SHARE_CPU_AFTER, SPIN};
 
 /// How both ends of a ping-pong wait for the other's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// Blocking reads and writes: asleep until the kernel wakes the thread.
     Asleep,
-    /// Polls without blocking for up to [`SPIN`], then sleeps until the socket is ready.
+    /// Polls without blocking for up to [`SPIN`] (past [`SHARE_CPU_AFTER`], giving its CPU to
+    /// any other thread ready on it between polls), then sleeps until the socket is ready.
     Awake,
 }
 
@@ -66,29 +73,53 @@ impl EchoServer {
             .collect()
     }
 
-    /// `calls` round trips of `size` bytes with `depth` in flight at once: the wall time.
+    /// `calls` round trips of `size` bytes with `depth` in flight at once, each end writing
+    /// what it has to send in one write (as netrun's connections do): how long each took,
+    /// from its frame's write to its echo's read (echoes come back in order).
+    pub fn in_flight(&self, calls: usize, depth: usize, size: usize) -> Vec<Duration> {
+        self.pipeline(calls, depth, size).0
+    }
+
+    /// As [`EchoServer::in_flight`]: the wall time of all the round trips.
     pub fn pipelined(&self, calls: usize, depth: usize, size: usize) -> Duration {
+        self.pipeline(calls, depth, size).1
+    }
+
+    /// The round trips of [`EchoServer::in_flight`], each one's time, and the time of all
+    /// (the connection made before either clock starts).
+    fn pipeline(&self, calls: usize, depth: usize, size: usize) -> (Vec<Duration>, Duration) {
         let stream = self.connect();
         let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone());
         let mut writer = stream;
         let frame = frame(size);
         let mut back = vec![0u8; size];
+        let mut sent = VecDeque::with_capacity(depth);
+        let mut took = Vec::with_capacity(calls);
+        let mut send = |count: usize, sent: &mut VecDeque<Instant>| {
+            let now = Instant::now();
+            sent.extend(std::iter::repeat_n(now, count));
+            writer.write_all(&frame.repeat(count)).expect("send frames");
+        };
         let started = Instant::now();
-        let mut sent = 0;
-        // Fill the window in one write, then send one for each answer read.
-        let first = depth.min(calls);
-        writer
-            .write_all(&frame.repeat(first))
-            .expect("send the window");
-        sent += first;
-        for _ in 0..calls {
-            read_frame(&mut reader, &mut back).expect("read an echo");
-            if sent < calls {
-                writer.write_all(&frame).expect("send a frame");
-                sent += 1;
+        send(depth.min(calls), &mut sent);
+        while !sent.is_empty() {
+            // The echo waited for, then every other one already read with it.
+            let mut answered = 0;
+            loop {
+                read_frame(&mut reader, &mut back).expect("read an echo");
+                let sent_at = sent.pop_front().expect("an echo of a frame sent");
+                took.push(sent_at.elapsed());
+                answered += 1;
+                if !holds_a_frame(reader.buffer()) {
+                    break;
+                }
+            }
+            let more = answered.min(calls - took.len() - sent.len());
+            if more > 0 {
+                send(more, &mut sent);
             }
         }
-        started.elapsed()
+        (took, started.elapsed())
     }
 }
 
@@ -105,15 +136,28 @@ fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> 
     stream.read_exact(buf)
 }
 
+/// Whether `buffered` starts with a whole frame.
+fn holds_a_frame(buffered: &[u8]) -> bool {
+    match buffered.first_chunk::<4>() {
+        Some(header) => buffered.len() - 4 >= u32::from_be_bytes(*header) as usize,
+        None => false,
+    }
+}
+
+/// Echoes every frame; the echoes of the frames read together leave together, in one write.
 fn echo(mut stream: Socket) {
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone());
-    let mut buf = Vec::new();
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
     while read_frame(&mut reader, &mut buf).is_ok() {
-        let mut out = (buf.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&(buf.len() as u32).to_be_bytes());
         out.extend_from_slice(&buf);
+        if holds_a_frame(reader.buffer()) {
+            continue;
+        }
         if stream.write_all(&out).is_err() {
             return;
         }
+        out.clear();
     }
 }
 
@@ -140,20 +184,25 @@ impl Socket {
         }
     }
 
-    /// Runs `io` until it does not answer `WouldBlock`: polling for up to [`SPIN`], then
-    /// asleep in `poll(2)` until the socket is ready for `events`.
+    /// Runs `io` until it does not answer `WouldBlock`: polling for up to [`SPIN`] (sharing
+    /// the CPU past [`SHARE_CPU_AFTER`]), then asleep in `poll(2)` until the socket is ready
+    /// for `events`.
     fn awake<T>(
         &mut self,
         events: libc::c_short,
         mut io: impl FnMut(&mut TcpStream) -> std::io::Result<T>,
     ) -> std::io::Result<T> {
-        let until = Instant::now() + SPIN;
+        let started = Instant::now();
         loop {
             match io(&mut self.stream) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 done => return done,
             }
-            if Instant::now() >= until {
+            let waited = started.elapsed();
+            if waited >= SHARE_CPU_AFTER {
+                spin::share_cpu();
+            }
+            if waited >= SPIN {
                 let mut ready = libc::pollfd {
                     fd: self.stream.as_raw_fd(),
                     events,
@@ -197,6 +246,16 @@ impl Write for Socket {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_buffer_holds_a_frame_once_its_header_and_all_its_bytes_are_in() {
+        assert!(!holds_a_frame(&[]));
+        assert!(!holds_a_frame(&[0, 0, 0]));
+        assert!(holds_a_frame(&[0, 0, 0, 0]));
+        assert!(!holds_a_frame(&[0, 0, 0, 2, 9]));
+        assert!(holds_a_frame(&[0, 0, 0, 2, 9, 9]));
+        assert!(holds_a_frame(&[0, 0, 0, 1, 9, 0, 0]));
+    }
+
     /// A frame of `size` bytes that differ from one another, echoed whole by a server of each
     /// kind: large enough (4 MiB) that a non-blocking end meets a full socket buffer both ways.
     #[test]
@@ -215,6 +274,7 @@ mod tests {
             }
             assert_eq!(server.ping_pong(10, 16).len(), 10, "{wait:?}");
             assert!(server.pipelined(100, 8, 16) > Duration::ZERO, "{wait:?}");
+            assert_eq!(server.in_flight(100, 8, 16).len(), 100, "{wait:?}");
         }
     }
 }
