@@ -4,15 +4,16 @@
 //! It owns the load (who calls what, how often, how many at once) and the arithmetic of the
 //! report ([`Summary`]), which the project's benchmark harness (`make bench`) reports with too.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use netrun_abi::{CallError, Outcome};
 use serde::Serialize;
 
 use crate::wire::client::{Client, Request, Target};
-use crate::wire::spin;
+use crate::wire::spin::{self, RecentWaits};
 
 /// Latencies and rate of a run of calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,9 +130,11 @@ pub struct Measured {
 
 /// Runs `load` through `client`: it connects first (as `redis-benchmark` does, so that no
 /// call's time holds the handshake), then `concurrency` callers share the connection and take
-/// the next call until all are made. Each waits on its call as a guest does, polling awake for
-/// up to [`spin::SPIN`] before sleeping. `progress` is told every second how many calls have
-/// completed. The first failed call stops the run.
+/// the next call until all are made. One caller at a time waits on its call as a guest does,
+/// polling awake for up to [`spin::SPIN`] before sleeping while recent calls were that quick
+/// ([`Poller`]); the others sleep, and that one's polling keeps their thread awake for their
+/// replies too. `progress` is told every second how many calls have completed. The first
+/// failed call stops the run.
 pub async fn run(
     client: Arc<Client>,
     load: &Load,
@@ -146,18 +149,19 @@ pub async fn run(
     let args = Arc::new(load.arguments());
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
+    let poller = Poller::default();
     let started = Instant::now();
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..load.concurrency.clamp(1, load.calls.max(1)) {
         let (client, load, args) = (client.clone(), load.clone(), args.clone());
-        let (next, done) = (next.clone(), done.clone());
+        let (next, done, poller) = (next.clone(), done.clone(), poller.clone());
         callers.spawn(async move {
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < load.calls {
                 let request = Request::json(&load.function, args.to_vec());
                 let sent = Instant::now();
                 let call = client.call(&load.target, request, load.timeout);
-                let outcome = spin::spin_then_wait(call, spin::SPIN).await;
+                let outcome = poller.wait(call).await;
                 latencies.push(sent.elapsed());
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Err(reason) = answered(outcome) {
@@ -195,6 +199,55 @@ pub async fn run(
     })
 }
 
+/// Which of the callers polls awake for its reply: one at a time, and only while recent calls
+/// were answered within [`spin::SPIN`] ([`RecentWaits`]). The callers share one thread, and one
+/// of them polling keeps that thread awake for the replies of all; each more would only add
+/// its own turn (and, past [`spin::SHARE_CPU_AFTER`], a `sched_yield`) to every round of the
+/// thread's tasks. With many calls in flight, each waits longer than that, and polling would
+/// only take the CPU from the peer answering them.
+#[derive(Clone, Default)]
+struct Poller {
+    polling: Arc<AtomicBool>,
+    recent: Arc<Mutex<RecentWaits>>,
+}
+
+impl Poller {
+    /// Waits for `call`: polling awake for a while if no other caller is and recent calls
+    /// were quick, then asleep until it is done.
+    async fn wait<F: Future>(&self, call: F) -> F::Output {
+        let started = Instant::now();
+        let spin = self.recent.lock().expect("recent waits").spin();
+        let mut call = pin!(call);
+        let polled = match self.take_turn() {
+            Some(_turn) => spin::poll_awake(call.as_mut(), spin).await,
+            None => None,
+        };
+        let output = match polled {
+            Some(output) => output,
+            None => call.await,
+        };
+        self.recent
+            .lock()
+            .expect("recent waits")
+            .record(started.elapsed());
+        output
+    }
+
+    /// The turn to poll, if no other caller has it; given back when dropped.
+    fn take_turn(&self) -> Option<PollerTurn<'_>> {
+        (!self.polling.swap(true, Ordering::AcqRel)).then_some(PollerTurn(&self.polling))
+    }
+}
+
+/// A caller's turn to poll ([`Poller`]).
+struct PollerTurn<'a>(&'a AtomicBool);
+
+impl Drop for PollerTurn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// A call's outcome as success or the reason it failed.
 fn answered(outcome: Outcome) -> Result<(), String> {
     match outcome {
@@ -230,6 +283,22 @@ mod tests {
         assert_eq!(summary.p99_us, 40_000.0);
         assert_eq!(summary.mean_us, 25_000.0);
         assert_eq!(summary.throughput, 2.0);
+    }
+
+    #[tokio::test]
+    async fn one_caller_at_a_time_polls_and_every_caller_gets_its_outcome() {
+        let poller = Poller::default();
+        let turn = poller.take_turn();
+        assert!(turn.is_some());
+        assert!(poller.take_turn().is_none(), "a second caller polls too");
+        // One caller polls: the others wait asleep, and get their outcome all the same.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move { tx.send(5).unwrap() });
+        assert_eq!(poller.wait(rx).await.unwrap(), 5);
+        drop(turn);
+        // The turn given back, the next caller polls, and gives it back when answered.
+        assert_eq!(poller.wait(async { 6 }).await, 6);
+        assert!(poller.take_turn().is_some(), "the turn was not given back");
     }
 
     #[test]

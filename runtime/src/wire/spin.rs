@@ -16,7 +16,8 @@
 //! sleep at once:
 //! - a guest's wait on its outgoing call's reply ([`crate::guest::reentry::wait_serving`]): the
 //!   guest is paused in the import and has nothing else to do;
-//! - `netrun bench`'s callers ([`crate::bench`]), the same way;
+//! - `netrun bench`'s callers ([`crate::bench`]), the same way, one caller at a time (the
+//!   others sleep: the one polling keeps their thread awake for their replies);
 //! - a connection's wait for its next call once it has none running
 //!   ([`crate::wire::server`]): a caller making one call after another sends the next within
 //!   a few tens of µs of its reply;
