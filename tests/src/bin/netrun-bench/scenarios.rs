@@ -185,7 +185,9 @@ fn merge_cli(reports: &[Value]) -> Stats {
 }
 
 /// `concurrent_8`: eight callers at once (`netrun bench --concurrency 8`), against the single
-/// caller of `remote_call_16b`; judged on p99 against that p50.
+/// caller of `remote_call_16b`; judged on p99 against that p50. The ping-pong with eight frames
+/// in flight, rounds interleaved with netrun's, is reported beside it: what the transport
+/// allows at eight in flight.
 pub fn concurrent(bench: &Bench, single: &Scenario) -> Scenario {
     let callee = bench.peer(&[], &[]);
     let (mut reports, mut floor) = (Vec::new(), Vec::new());
