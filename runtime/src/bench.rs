@@ -5,7 +5,7 @@
 //! report ([`Summary`]), which the project's benchmark harness (`make bench`) reports with too.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -207,7 +207,8 @@ pub async fn run(
 /// only take the CPU from the peer answering them.
 #[derive(Clone, Default)]
 struct Poller {
-    polling: Arc<AtomicBool>,
+    /// Held by the caller polling.
+    polling: Arc<tokio::sync::Mutex<()>>,
     recent: Arc<Mutex<RecentWaits>>,
 }
 
@@ -234,17 +235,8 @@ impl Poller {
     }
 
     /// The turn to poll, if no other caller has it; given back when dropped.
-    fn take_turn(&self) -> Option<PollerTurn<'_>> {
-        (!self.polling.swap(true, Ordering::AcqRel)).then_some(PollerTurn(&self.polling))
-    }
-}
-
-/// A caller's turn to poll ([`Poller`]).
-struct PollerTurn<'a>(&'a AtomicBool);
-
-impl Drop for PollerTurn<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+    fn take_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.polling.try_lock().ok()
     }
 }
 

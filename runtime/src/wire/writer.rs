@@ -109,8 +109,7 @@ impl Writing {
             0 => pieces.grow(),
             _ => {
                 self.crowded -= 1;
-                pieces.next = SMALL_PIECE;
-                SMALL_PIECE
+                pieces.shrink()
             }
         };
         pieces.write_next(&mut self.buf, size).await?;
@@ -309,6 +308,13 @@ impl Pieces {
         let size = self.next;
         self.next = (size * 2).min(PIECE_SIZE);
         size
+    }
+
+    /// The size of the next piece while other frames go out between them, [`SMALL_PIECE`]; once
+    /// the message has the connection to itself again, its pieces grow again from there.
+    fn shrink(&mut self) -> usize {
+        self.next = SMALL_PIECE;
+        SMALL_PIECE
     }
 
     /// Writes the next piece, with its own header. The first piece holds at least the whole

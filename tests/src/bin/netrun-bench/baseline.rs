@@ -91,16 +91,16 @@ impl EchoServer {
         let stream = self.connect();
         let mut reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone());
         let mut writer = stream;
-        let frame_len = frame(size).len();
+        let frame = frame(size);
         // The most frames ever sent at once, made once.
-        let window = frame(size).repeat(depth);
+        let window = frame.repeat(depth);
         let mut back = vec![0u8; size];
         let mut sent = VecDeque::with_capacity(depth);
         let mut took = Vec::with_capacity(calls);
         let mut send = |count: usize, sent: &mut VecDeque<Instant>| {
             sent.extend(std::iter::repeat_n(Instant::now(), count));
             writer
-                .write_all(&window[..count * frame_len])
+                .write_all(&window[..count * frame.len()])
                 .expect("send frames");
         };
         let started = Instant::now();
