@@ -9,8 +9,43 @@ use clap::Parser;
 use netrun::cli::{Cli, Command, with_implicit_run};
 use netrun::commands::{self, Failure};
 
+/// The process's allocator: mimalloc, whose threads free blocks another thread allocated
+/// without taking that thread's lock. With glibc's malloc, a call's buffers made on the
+/// connection's thread and freed on a worker's (`--workers 2`) contended for an arena's lock:
+/// futex waits and wake-ups were 7 % of a busy two-worker peer's CPU (docs/performance.md). It
+/// also keeps the buffers of large calls for the next ones, so they do not fault their pages
+/// in again on each call. Built without transparent huge pages (`no_thp`), which would have
+/// made an idle peer's first heap 10 MiB of resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How often memory freed and left unused is handed back to the system.
+const RETURN_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Hands memory that large calls freed back to the system once it has been unused for a
+/// second (mimalloc's purge delay), from a thread of its own. mimalloc keeps freed memory for
+/// the next calls and purges it only when asked, or when a thread allocates again: a peer that
+/// went idle after eight 8 MiB echoes at once would otherwise hold the 400 MiB they peaked at
+/// for as long as it stays idle.
+fn return_unused_memory() {
+    let started = std::thread::Builder::new()
+        .name("netrun-memory".into())
+        .spawn(|| {
+            // `mi_collect` does nothing on a thread that has never allocated.
+            drop(std::hint::black_box(Box::new(0u8)));
+            loop {
+                std::thread::sleep(RETURN_MEMORY_EVERY);
+                // SAFETY: `mi_collect` only returns memory that no allocation uses.
+                unsafe { libmimalloc_sys::mi_collect(false) };
+            }
+        });
+    if let Err(e) = started {
+        commands::note(format_args!("warning: cannot start the memory thread: {e}"));
+    }
+}
+
 fn main() -> ExitCode {
-    keep_freed_memory();
+    return_unused_memory();
     let cli = Cli::parse_from(with_implicit_run(std::env::args().collect()));
     init_logging();
     let runtime = match runtime_for(&cli.command) {
@@ -61,34 +96,6 @@ fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
         _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-    }
-}
-
-/// Lets glibc's malloc keep large freed buffers for the next call instead of handing them back
-/// to the kernel after each one. By default a buffer of a large payload (an 8 MiB argument, its
-/// frame, its reply) is mapped for one call and unmapped or trimmed off the heap after it, so
-/// every call pays page faults and the kernel's zeroing of each page again: a sixth of a
-/// caller's CPU on 8 MiB echoes, and a fifth of their time (docs/performance.md). Allocations
-/// under 32 MiB now come from the heap, and up to 64 MiB of free memory at its top is kept
-/// rather than trimmed. The peak a peer reaches does not grow (the memory kept is what the
-/// next call reuses); what it holds after a burst of large calls may, by up to those 64 MiB.
-/// glibc's own variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`) still decide when
-/// either is set.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const MMAP_THRESHOLD: libc::c_int = 32 << 20;
-        const TRIM_THRESHOLD: libc::c_int = 64 << 20;
-        let told = |name: &str| std::env::var_os(name).is_some();
-        if told("MALLOC_MMAP_THRESHOLD_") || told("MALLOC_TRIM_THRESHOLD_") {
-            return;
-        }
-        // SAFETY: mallopt only changes malloc's parameters; it is called before any thread
-        // starts. A refused value leaves glibc's default, which is correct, only slower.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-        }
     }
 }
 
