@@ -26,7 +26,7 @@ use crate::cluster::events::Events;
 use crate::cluster::identity::Identity;
 use crate::cluster::registrations::Registrations;
 use crate::guest::module::Manifest;
-use crate::guest::scheduler::{GuestFailure, Job, Scheduler};
+use crate::guest::scheduler::{Due, GuestFailure, Job, Scheduler};
 use crate::wire::appnet::{Reply, Request};
 use crate::wire::message::{Call, CallKind, Encoding};
 use crate::wire::server::Dispatch;
@@ -170,7 +170,7 @@ impl Router {
                     stage: TimeoutStage::Queued,
                 });
             }
-            Some(ms) => Some(Instant::now() + Duration::from_millis(ms)),
+            Some(ms) => Some(Due::within(Duration::from_millis(ms), Instant::now())),
             None => None,
         };
         let job = Job::Export {

@@ -58,7 +58,7 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
     store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
     store.epoch_deadline_callback(at_epoch_tick);
     // Instantiating and `_initialize` run under the limits of one call.
-    arm(&mut store, &env.config.limits, None)?;
+    arm(&mut store, &env.config.limits, None, Instant::now())?;
     let instance = pre.instantiate_async(&mut store).await.map_err(wasm)?;
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, names::EXPORT_INITIALIZE) {
         init.call_async(&mut store, ())
@@ -70,14 +70,15 @@ pub async fn instantiate(pre: &InstancePre<HostState>, env: &InstanceEnv) -> any
     Ok(Live { store, instance })
 }
 
-/// Sets the deadline of one call (the peer's limit, or the time the caller gave it if that
-/// comes first) and its fuel.
+/// Sets the deadline of one call starting `now` (the peer's limit, or the time the caller
+/// gave it if that comes first) and its fuel.
 fn arm(
     store: &mut Store<HostState>,
     limits: &Limits,
     caller: Option<Instant>,
+    now: Instant,
 ) -> anyhow::Result<()> {
-    store.data_mut().deadline = Deadline::of_call(Some(limits.deadline), caller);
+    store.data_mut().deadline = Deadline::of_call(Some(limits.deadline), caller, now);
     store.set_epoch_deadline(1);
     if let Some(fuel) = limits.fuel {
         store
@@ -99,20 +100,21 @@ fn at_epoch_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<Upda
 }
 
 impl Live {
-    /// Runs `job` as part of `chain`, stopping it at `deadline` (its caller's) if that comes
-    /// before the peer's own limit; a trap comes back as the [`GuestFailure`] it was (the
-    /// instance is then unusable and must be replaced).
+    /// Runs `job` as part of `chain`, starting `now`, stopping it at `deadline` (its caller's)
+    /// if that comes before the peer's own limit; a trap comes back as the [`GuestFailure`] it
+    /// was (the instance is then unusable and must be replaced).
     pub async fn run(
         &mut self,
         job: Job,
         chain: ChainId,
         deadline: Option<Instant>,
+        now: Instant,
     ) -> Result<Outcome, GuestFailure> {
         let state = self.store.data_mut();
         state.panic_message = None;
         state.memory_refused = false;
         state.chain.begin(chain);
-        let result = self.run_job(job, deadline).await;
+        let result = self.run_job(job, deadline, now).await;
         let state = self.store.data_mut();
         state.chain.end(&state.scheduler);
         if !state.started.is_empty() {
@@ -128,7 +130,12 @@ impl Live {
         result.map_err(|error| classify(state, &error))
     }
 
-    async fn run_job(&mut self, job: Job, deadline: Option<Instant>) -> wasmtime::Result<Outcome> {
+    async fn run_job(
+        &mut self,
+        job: Job,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> wasmtime::Result<Outcome> {
         let limits = self.store.data().config.limits;
         match job {
             Job::Export {
@@ -136,7 +143,7 @@ impl Live {
                 args,
                 with_blobs,
             } => {
-                arm(&mut self.store, &limits, deadline)
+                arm(&mut self.store, &limits, deadline, now)
                     .map_err(|e| wasmtime::format_err!("{e}"))?;
                 let func = self.function(&export)?;
                 run_export(&mut self.store, &func, args, with_blobs).await

@@ -95,7 +95,8 @@ async fn serve_until<T>(
 /// Runs one arrived call in the instance behind `caller` and answers it. A trap is answered
 /// to the call's caller and returned, to end the outer call too.
 async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> wasmtime::Result<()> {
-    if !task.start() {
+    let now = Instant::now();
+    if !task.start(now) {
         // Its time ran out before this instance got to it: it never runs.
         return Ok(());
     }
@@ -120,8 +121,8 @@ async fn serve_nested(caller: &mut Caller<'_, HostState>, mut task: Task) -> was
     let outer_deadline = caller.data().deadline;
     let limit = caller.data().config.limits.deadline;
     caller.data_mut().deadline = match outer_deadline {
-        None => Deadline::of_call(Some(limit), task.deadline),
-        Some(outer) => Some(outer.or_earlier(task.deadline)),
+        None => Deadline::of_call(Some(limit), task.deadline(), now),
+        Some(outer) => Some(outer.or_earlier(task.deadline())),
     };
     let run = async {
         let func = instance::function_of(caller, &export)?;

@@ -95,33 +95,54 @@ const STARTED: u8 = 1;
 /// Its time ran out first: it never runs.
 const EXPIRED: u8 = 2;
 
+/// When a task's caller stops waiting, and when the task was submitted (how long it waited,
+/// which a timeout reports, is counted from there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub at: Instant,
+    pub submitted: Instant,
+}
+
+impl Due {
+    /// A task submitted `now`, whose caller waits `left` from then. The clock is read once,
+    /// by whoever submits the task.
+    pub fn within(left: Duration, now: Instant) -> Due {
+        Due {
+            at: now + left,
+            submitted: now,
+        }
+    }
+}
+
 /// A job on its way to a worker, with its chain, its deadline and where its answer goes.
 #[derive(Debug)]
 pub struct Task {
     pub job: Job,
     pub chain: ChainId,
-    /// When its caller stops waiting; `None`: never.
-    pub deadline: Option<Instant>,
-    /// When it was submitted.
-    pub submitted: Instant,
+    /// When its caller stops waiting, and when it was submitted; `None`: never.
+    pub due: Option<Due>,
     /// [`QUEUED`], [`STARTED`] or [`EXPIRED`], shared with [`Scheduler::run`].
     state: Arc<AtomicU8>,
     pub reply: oneshot::Sender<Result<Outcome, GuestFailure>>,
 }
 
 impl Task {
-    /// Claims the task for running. False when its time ran out first: then it must not run,
-    /// and its caller has been (or is here) told so.
-    pub fn start(&mut self) -> bool {
-        if self
-            .deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
+    /// When its caller stops waiting; `None`: never.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.due.map(|due| due.at)
+    }
+
+    /// Claims the task for running, `now`. False when its time ran out first: then it must not
+    /// run, and its caller has been (or is here) told so.
+    pub fn start(&mut self, now: Instant) -> bool {
+        if let Some(due) = self.due
+            && now >= due.at
             && expire(&self.state)
         {
             let _ = std::mem::replace(&mut self.reply, oneshot::channel().0).send(Err(
                 GuestFailure::TimedOut {
                     stage: TimeoutStage::Queued,
-                    after: self.submitted.elapsed(),
+                    after: now.saturating_duration_since(due.submitted),
                 },
             ));
             return false;
@@ -171,22 +192,20 @@ impl Scheduler {
 
     /// Runs `job` as part of `chain` (a fresh chain when `None`): in the worker running that
     /// chain if there is one, else in the next free worker. Returns what it produced. With a
-    /// `deadline`, a job still queued then never runs (the answer says so at once); one
+    /// `due` time, a job still queued then never runs (the answer says so at once); one
     /// running then is stopped by its instance, which knows the deadline from the task.
     pub async fn run(
         &self,
         job: Job,
         chain: Option<ChainId>,
-        deadline: Option<Instant>,
+        due: Option<Due>,
     ) -> Result<Outcome, GuestFailure> {
         let (reply, answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
-        let submitted = Instant::now();
         let task = Task {
             job,
             chain: chain.unwrap_or_else(fresh_chain),
-            deadline,
-            submitted,
+            due,
             state: state.clone(),
             reply,
         };
@@ -196,18 +215,18 @@ impl Scheduler {
             }
             answer.await.map_err(|_| stopped())?
         };
-        let Some(deadline) = deadline else {
+        let Some(due) = due else {
             return answered.await;
         };
         tokio::pin!(answered);
         tokio::select! {
             result = &mut answered => return result,
-            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = tokio::time::sleep_until(due.at.into()) => {}
         }
         if expire(&state) {
             return Err(GuestFailure::TimedOut {
                 stage: TimeoutStage::Queued,
-                after: submitted.elapsed(),
+                after: due.submitted.elapsed(),
             });
         }
         // Started in time: its instance stops it at the deadline and answers.
@@ -272,8 +291,7 @@ mod tests {
                 export: format!("e{chain}").into(),
             },
             chain,
-            deadline: None,
-            submitted: Instant::now(),
+            due: None,
             state: Arc::new(AtomicU8::new(QUEUED)),
             reply: oneshot::channel().0,
         }
@@ -299,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_whose_time_ran_out_in_the_queue_never_starts() {
         let (scheduler, queue) = Scheduler::new();
-        let soon = Instant::now() + Duration::from_millis(20);
+        let soon = Due::within(Duration::from_millis(20), Instant::now());
         let job = Job::Entry { export: "e".into() };
         // Nobody takes the task before its deadline: its caller hears "queued".
         let Err(GuestFailure::TimedOut { stage, .. }) = scheduler.run(job, None, Some(soon)).await
@@ -313,10 +331,10 @@ mod tests {
             .recv_async()
             .await
             .expect("the task is in the queue");
-        assert!(!task.start());
+        assert!(!task.start(Instant::now()));
         // A task in time starts once, and then cannot expire.
         let mut fresh = task_with_deadline(Instant::now() + Duration::from_secs(60));
-        assert!(fresh.start());
+        assert!(fresh.start(Instant::now()));
         assert!(!expire(&fresh.state));
     }
 
@@ -327,7 +345,7 @@ mod tests {
             reply,
             ..task_with_deadline(Instant::now())
         };
-        assert!(!task.start());
+        assert!(!task.start(Instant::now()));
         let Ok(Err(GuestFailure::TimedOut { stage, .. })) = answer.await else {
             panic!("expected a timeout");
         };
@@ -336,7 +354,10 @@ mod tests {
 
     fn task_with_deadline(deadline: Instant) -> Task {
         Task {
-            deadline: Some(deadline),
+            due: Some(Due {
+                at: deadline,
+                submitted: Instant::now(),
+            }),
             ..task(1)
         }
     }

@@ -81,10 +81,14 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    /// The deadline of a call starting now: the peer's `limit` or the `caller`'s, whichever
-    /// comes first; `None` when there is neither.
-    pub fn of_call(limit: Option<Duration>, caller: Option<Instant>) -> Option<Deadline> {
-        let started = Instant::now();
+    /// The deadline of a call starting at `started` (now: the clock read by whoever starts
+    /// it): the peer's `limit` or the `caller`'s, whichever comes first; `None` when there is
+    /// neither.
+    pub fn of_call(
+        limit: Option<Duration>,
+        caller: Option<Instant>,
+        started: Instant,
+    ) -> Option<Deadline> {
         let own = limit.map(|limit| Deadline {
             at: started + limit,
             from_caller: false,

@@ -144,9 +144,11 @@ impl Worker {
             let Ok(mut task) = queue.recv_async().await else {
                 return;
             };
-            // A task whose time ran out while it was queued never runs.
-            let trapped = if task.start() {
-                self.answer(task).await
+            // A task whose time ran out while it was queued never runs. One clock read serves
+            // that check and the start of the call's own time.
+            let now = std::time::Instant::now();
+            let trapped = if task.start(now) {
+                self.answer(task, now).await
             } else {
                 None
             };
@@ -164,18 +166,20 @@ impl Worker {
         }
     }
 
-    /// Runs `task` and answers it: the export and the failure if its instance trapped (the
-    /// caller hears of the trap at once; the next call waits for the replacement).
-    async fn answer(&mut self, task: Task) -> Option<(Arc<str>, GuestFailure)> {
+    /// Runs `task`, started `now`, and answers it: the export and the failure if its instance
+    /// trapped (the caller hears of the trap at once; the next call waits for the
+    /// replacement).
+    async fn answer(
+        &mut self,
+        task: Task,
+        now: std::time::Instant,
+    ) -> Option<(Arc<str>, GuestFailure)> {
+        let deadline = task.deadline();
         let Task {
-            job,
-            chain,
-            deadline,
-            reply,
-            ..
+            job, chain, reply, ..
         } = task;
         let export = job.export().clone();
-        let result = self.live.run(job, chain, deadline).await;
+        let result = self.live.run(job, chain, deadline, now).await;
         let failure = result.as_ref().err().cloned();
         let _ = reply.send(result);
         failure.map(|failure| (export, failure))
