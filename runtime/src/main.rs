@@ -26,7 +26,8 @@ const RETURN_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// second (mimalloc's purge delay), from a thread of its own. mimalloc keeps freed memory for
 /// the next calls and purges it only when asked, or when a thread allocates again: a peer that
 /// went idle after eight 8 MiB echoes at once would otherwise hold the 400 MiB they peaked at
-/// for as long as it stays idle.
+/// for as long as it stays idle. Only a peer needs it: the other commands end when their
+/// work does.
 fn return_unused_memory() {
     let started = std::thread::Builder::new()
         .name("netrun-memory".into())
@@ -40,14 +41,16 @@ fn return_unused_memory() {
             }
         });
     if let Err(e) = started {
-        commands::note(format_args!("warning: cannot start the memory thread: {e}"));
+        tracing::warn!("cannot start the memory thread: {e}");
     }
 }
 
 fn main() -> ExitCode {
-    return_unused_memory();
     let cli = Cli::parse_from(with_implicit_run(std::env::args().collect()));
     init_logging();
+    if matches!(cli.command, Command::Run(_)) {
+        return_unused_memory();
+    }
     let runtime = match runtime_for(&cli.command) {
         Ok(runtime) => runtime,
         Err(e) => {
