@@ -161,7 +161,7 @@ impl Router {
             });
         }
         // The time the caller gave the call: none left means it is refused unrun.
-        let deadline = match call.time_left_ms {
+        let due = match call.time_left_ms {
             Some(0) => {
                 return Outcome::Error(CallError::Timeout {
                     peer: self.display.clone(),
@@ -178,7 +178,7 @@ impl Router {
             args: call.args,
             with_blobs: call.encoding == Encoding::BincodeWithBlobs,
         };
-        match self.scheduler.run(job, call.chain, deadline).await {
+        match self.scheduler.run(job, call.chain, due).await {
             Ok(outcome) => outcome,
             Err(GuestFailure::Trap { kind, message }) => Outcome::Error(CallError::Remote {
                 peer: self.display.clone(),
