@@ -156,7 +156,36 @@ impl Outcome {
         codec::encode_nested(value, &mut out)?;
         Ok(out)
     }
+
+    /// The encoding of `Outcome::Value(bytes)`, where `write` appends `bytes` to the buffer it
+    /// is given (JSON text, say), made in one buffer: `write` writes after room for the
+    /// outcome's head (the variant and the bytes' length, at most [`VALUE_HEAD_ROOM`] bytes),
+    /// which is filled in once the length is known, and what the head did not need is dropped
+    /// from the front (the bytes move within the buffer; nothing is copied into another).
+    /// `capacity` is the room to start with, beyond the head's.
+    pub fn encode_value_written<E>(
+        capacity: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut out = Vec::with_capacity(VALUE_HEAD_ROOM + capacity);
+        out.resize(VALUE_HEAD_ROOM, 0);
+        write(&mut out)?;
+        let len = (out.len() - VALUE_HEAD_ROOM) as u64;
+        let mut head = [0u8; VALUE_HEAD_ROOM];
+        // The variant index of `Value`, then the byte string's length, as the derived encoding
+        // writes them; neither can fail to fit.
+        let variant = codec::encode_into_slice(&0u32, &mut head).expect("a variant index fits");
+        let length = codec::encode_into_slice(&len, &mut head[variant..]).expect("a length fits");
+        let start = VALUE_HEAD_ROOM - (variant + length);
+        out[start..VALUE_HEAD_ROOM].copy_from_slice(&head[..variant + length]);
+        out.drain(..start);
+        Ok(out)
+    }
 }
+
+/// The most an encoded [`Outcome::Value`]'s head takes: its variant index (one byte for
+/// `Value`'s 0) and its bytes' length (a `u64`, at most nine bytes).
+pub const VALUE_HEAD_ROOM: usize = 10;
 
 impl CallRequest {
     /// The encoding of a `CallRequest` whose `args` are `codec::encode(args)`, made in one pass
@@ -418,6 +447,28 @@ mod tests {
             let derived = codec::encode(&Outcome::Value(codec::encode(&value).unwrap())).unwrap();
             assert_eq!(one_pass, derived, "length {len}");
         }
+    }
+
+    #[test]
+    fn a_value_outcome_written_after_its_head_room_is_the_derived_encoding() {
+        // Lengths whose prefix takes one, three and five bytes, on either side of each step.
+        for len in [0usize, 3, 250, 251, 300, 65_535, 65_536, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for capacity in [0, len, len + 100] {
+                let written = Outcome::encode_value_written(capacity, |out| {
+                    out.extend_from_slice(&bytes);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                let derived = codec::encode(&Outcome::Value(bytes.clone())).unwrap();
+                assert_eq!(written, derived, "length {len}, capacity {capacity}");
+            }
+        }
+        let failed = Outcome::encode_value_written(8, |out| {
+            out.push(1);
+            Err("cannot write")
+        });
+        assert_eq!(failed, Err("cannot write"));
     }
 
     #[test]

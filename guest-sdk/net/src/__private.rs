@@ -178,25 +178,34 @@ pub fn handle_bincode<A: DeserializeOwned, R: Serialize>(
 }
 
 /// Decodes a JSON array of arguments, runs `f`, answers the encoded outcome of its result as
-/// JSON text.
+/// JSON text (written once, into the outcome's own buffer).
 pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     function: &str,
     signature: &str,
     args: Vec<u8>,
     f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> Vec<u8> {
-    let decoded = serde_json::from_slice(&args).and_then(|value| match value {
-        // A function without parameters takes `[]`: the unit tuple, which serde spells `null`.
-        serde_json::Value::Array(items) if items.is_empty() && signature.starts_with("() ") => {
-            serde_json::from_value(serde_json::Value::Null)
-        }
-        other => serde_json::from_value(other),
-    });
-    let decoded = decoded.map_err(|e| e.to_string());
+    let decoded = json_arguments(signature, &args).map_err(|e| e.to_string());
+    // Room for a result about as long as the arguments, so that a small one never grows it.
+    let room = args.len() + 16;
     run(function, signature, decoded, f, |r| {
-        serde_json::to_vec(r)
-            .map(|json| encoded(&Outcome::Value(json)))
+        Outcome::encode_value_written(room, |out| serde_json::to_writer(out, r))
             .map_err(|e| e.to_string())
+    })
+}
+
+/// Decodes a JSON array of arguments straight into their types. When that fails, decodes them
+/// again through a `serde_json::Value`: that way takes `[]` for a function without parameters
+/// (the unit tuple, which serde spells `null`), a field given twice (the last wins), and says
+/// what is wrong in the words it always has (a type's mismatch without a line and column).
+fn json_arguments<A: DeserializeOwned>(signature: &str, args: &[u8]) -> serde_json::Result<A> {
+    serde_json::from_slice(args).or_else(|_| {
+        serde_json::from_slice(args).and_then(|value| match value {
+            serde_json::Value::Array(items) if items.is_empty() && signature.starts_with("() ") => {
+                serde_json::from_value(serde_json::Value::Null)
+            }
+            other => serde_json::from_value(other),
+        })
     })
 }
 
@@ -300,6 +309,33 @@ mod tests {
     }
 
     #[test]
+    fn json_arguments_with_a_field_given_twice_take_the_last() {
+        #[derive(serde::Deserialize)]
+        struct Point {
+            x: i64,
+            y: i64,
+        }
+        let sum = decoded(handle_json(
+            "sum",
+            "(Point) -> i64",
+            br#"[{"x": 1, "y": 2, "x": 40}]"#.to_vec(),
+            |(p,): (Point,)| Ok(p.x + p.y),
+        ));
+        assert_eq!(value::<i64>(sum), 42);
+    }
+
+    #[test]
+    fn a_json_result_longer_than_its_arguments_is_whole() {
+        let long = decoded(handle_json(
+            "repeat",
+            "(String, usize) -> String",
+            br#"["ab", 300]"#.to_vec(),
+            |(s, n): (String, usize)| Ok(s.repeat(n)),
+        ));
+        assert_eq!(value::<String>(long), "ab".repeat(300));
+    }
+
+    #[test]
     fn bad_json_arguments_say_what_was_expected() {
         let outcome = decoded(handle_json(
             "add",
@@ -315,6 +351,8 @@ mod tests {
             message.contains("expected arguments (i64, i64)"),
             "{message}"
         );
+        // The words of the decoding through a `Value`, not of the direct one that failed first.
+        assert!(!message.contains("column"), "{message}");
         let missing = decoded(handle_json(
             "echo",
             "(String) -> String",
