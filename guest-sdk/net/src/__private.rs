@@ -186,13 +186,18 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
     f: impl FnOnce(A) -> Result<R, Flag>,
 ) -> Vec<u8> {
     let decoded = json_arguments(signature, &args).map_err(|e| e.to_string());
-    // Room for a result about as long as the arguments, so that a small one never grows it.
-    let room = args.len() + 16;
+    // Room for a result about as long as the arguments, up to a small one's: most results then
+    // never grow their buffer, and large arguments reserve no room their result may not need
+    // (a large result grows its buffer as it is written).
+    let room = args.len().min(JSON_RESULT_ROOM) + 16;
     run(function, signature, decoded, f, |r| {
         Outcome::encode_value_written(room, |out| serde_json::to_writer(out, r))
             .map_err(|e| e.to_string())
     })
 }
+
+/// The most room a JSON result's buffer starts with, whatever the size of the arguments.
+const JSON_RESULT_ROOM: usize = 4096;
 
 /// Decodes a JSON array of arguments straight into their types. When that fails, decodes them
 /// again through a `serde_json::Value`: that way takes `[]` for a function without parameters
