@@ -151,8 +151,7 @@ impl Outcome {
     /// rather than two (its encoding, then a copy of that into the outcome's).
     pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::new();
-        // The variant index of `Value`, as the derived encoding writes it.
-        codec::encode_into(&0u32, &mut out)?;
+        codec::encode_into(&VALUE_VARIANT, &mut out)?;
         codec::encode_nested(value, &mut out)?;
         Ok(out)
     }
@@ -172,9 +171,9 @@ impl Outcome {
         write(&mut out)?;
         let len = (out.len() - VALUE_HEAD_ROOM) as u64;
         let mut head = [0u8; VALUE_HEAD_ROOM];
-        // The variant index of `Value`, then the byte string's length, as the derived encoding
-        // writes them; neither can fail to fit.
-        let variant = codec::encode_into_slice(&0u32, &mut head).expect("a variant index fits");
+        // The variant index, then the byte string's length; neither can fail to fit.
+        let variant =
+            codec::encode_into_slice(&VALUE_VARIANT, &mut head).expect("a variant index fits");
         let length = codec::encode_into_slice(&len, &mut head[variant..]).expect("a length fits");
         let start = VALUE_HEAD_ROOM - (variant + length);
         out[start..VALUE_HEAD_ROOM].copy_from_slice(&head[..variant + length]);
@@ -183,8 +182,11 @@ impl Outcome {
     }
 }
 
+/// The variant index of [`Outcome::Value`], as the derived encoding writes it.
+const VALUE_VARIANT: u32 = 0;
+
 /// The most an encoded [`Outcome::Value`]'s head takes: its variant index (one byte for
-/// `Value`'s 0) and its bytes' length (a `u64`, at most nine bytes).
+/// [`VALUE_VARIANT`]) and its bytes' length (a `u64`, at most nine bytes).
 pub const VALUE_HEAD_ROOM: usize = 10;
 
 impl CallRequest {

@@ -199,18 +199,21 @@ pub fn handle_json<A: DeserializeOwned, R: Serialize>(
 /// The most room a JSON result's buffer starts with, whatever the size of the arguments.
 const JSON_RESULT_ROOM: usize = 4096;
 
-/// Decodes a JSON array of arguments straight into their types. When that fails, decodes them
-/// again through a `serde_json::Value`: that way takes `[]` for a function without parameters
-/// (the unit tuple, which serde spells `null`), a field given twice (the last wins), and says
-/// what is wrong in the words it always has (a type's mismatch without a line and column).
+/// Decodes a JSON array of arguments straight into their types. When that fails, and for a
+/// function without parameters, decodes them through a `serde_json::Value`: that way takes
+/// `[]` for no parameters (the unit tuple, which serde spells `null`, so the direct way would
+/// fail on every call), a field given twice (the last wins), and says what is wrong in the
+/// words it always has (a type's mismatch without a line and column).
 fn json_arguments<A: DeserializeOwned>(signature: &str, args: &[u8]) -> serde_json::Result<A> {
-    serde_json::from_slice(args).or_else(|_| {
-        serde_json::from_slice(args).and_then(|value| match value {
-            serde_json::Value::Array(items) if items.is_empty() && signature.starts_with("() ") => {
-                serde_json::from_value(serde_json::Value::Null)
-            }
-            other => serde_json::from_value(other),
-        })
+    let no_parameters = signature.starts_with("() ");
+    if !no_parameters && let Ok(decoded) = serde_json::from_slice(args) {
+        return Ok(decoded);
+    }
+    serde_json::from_slice(args).and_then(|value| match value {
+        serde_json::Value::Array(items) if items.is_empty() && no_parameters => {
+            serde_json::from_value(serde_json::Value::Null)
+        }
+        other => serde_json::from_value(other),
     })
 }
 
