@@ -1,6 +1,6 @@
 //! Deciding what an arriving call runs: a built-in connection or one of the module's functions.
 //!
-//! Owns name lookup (connected functions by registered name; event deliveries to subscription
+//! Owns name lookup (connected functions by registered name, once per call; event deliveries to subscription
 //! handlers by handler name), the contract check (a caller whose type fingerprint differs is
 //! refused with both signatures, never fed to the guest), the built-ins (`info`,
 //! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
@@ -8,7 +8,7 @@
 //! [`crate::wire::server`]), the instances (see [`crate::guest::scheduler`]) or delivery (see
 //! [`crate::cluster::events`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use netrun_abi::names::{self, ExportKind, builtin, flag};
 use netrun_abi::{
     CallError, Outcome, PeerDetails, PeerInfo, PeerQuery, SubscribeRequest, TimeoutStage, codec,
 };
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::cluster::appnet::{self, Asked};
@@ -42,8 +43,8 @@ pub struct Router {
     /// `host:port -> group`, for error messages.
     display: String,
     manifest: Manifest,
-    /// The exports of the manifest's functions and handlers, named once.
-    exports: ExportNames,
+    /// The manifest's functions and handlers, as calls find them.
+    callables: Callables,
     scheduler: Arc<Scheduler>,
     events: Arc<Events>,
     registrations: Arc<Registrations>,
@@ -68,7 +69,7 @@ impl Router {
             me: identity.info(),
             discovery,
             display: identity.address.to_string(),
-            exports: ExportNames::of(&manifest),
+            callables: Callables::of(&manifest),
             manifest,
             scheduler,
             events,
@@ -79,7 +80,7 @@ impl Router {
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
     /// says what it produced.
     pub async fn route(&self, call: Call, caller: Option<&str>) -> Outcome {
-        let (table, kind) = match call.kind {
+        let (callables, listed) = match call.kind {
             CallKind::Function => {
                 if call.function == builtin::MEMBERS {
                     return self.members(call.encoding).await;
@@ -87,21 +88,26 @@ impl Router {
                 if let Some(outcome) = self.builtin(&call, caller) {
                     return outcome;
                 }
-                let kind = match call.encoding {
-                    Encoding::Bincode | Encoding::BincodeWithBlobs => ExportKind::Function,
-                    Encoding::Json => ExportKind::Json,
-                };
-                (&self.manifest.functions, kind)
+                (&self.callables.functions, &self.manifest.functions)
             }
-            CallKind::Event => {
-                let kind = match call.encoding {
-                    Encoding::Bincode | Encoding::BincodeWithBlobs => ExportKind::Subscriber,
-                    Encoding::Json => ExportKind::SubscriberJson,
-                };
-                (&self.manifest.subscriptions, kind)
-            }
+            CallKind::Event => (&self.callables.handlers, &self.manifest.subscriptions),
         };
-        self.call_module(call, table, kind).await
+        let Some(callable) = callables.get(&call.function) else {
+            let available = match call.kind {
+                CallKind::Function => self.details.connections.clone(),
+                CallKind::Event => listed.keys().cloned().collect(),
+            };
+            return Outcome::Error(CallError::InvalidConnection {
+                peer: self.display.clone(),
+                function: call.function,
+                available,
+            });
+        };
+        let export = match call.encoding {
+            Encoding::Json => callable.json.clone(),
+            Encoding::Bincode | Encoding::BincodeWithBlobs => callable.bincode.clone(),
+        };
+        self.call_module(call, &callable.record, export).await
     }
 
     /// Runs the request of an app-net peer (or client) at `from`: a built-in under app-net's
@@ -131,25 +137,9 @@ impl Router {
         }
     }
 
-    /// Runs a call of one of the module's functions (or handlers), its export of `kind`, in an
-    /// instance.
-    async fn call_module(
-        &self,
-        call: Call,
-        table: &BTreeMap<String, Record>,
-        kind: ExportKind,
-    ) -> Outcome {
-        let Some(record) = table.get(&call.function) else {
-            let available = match call.kind {
-                CallKind::Function => self.details.connections.clone(),
-                CallKind::Event => table.keys().cloned().collect(),
-            };
-            return Outcome::Error(CallError::InvalidConnection {
-                peer: self.display.clone(),
-                function: call.function,
-                available,
-            });
-        };
+    /// Runs a call of one of the module's functions (or handlers), `record` in the manifest, in
+    /// an instance: its `export`.
+    async fn call_module(&self, call: Call, record: &Record, export: Arc<str>) -> Outcome {
         if let Some(contract) = &call.contract
             && contract.fingerprint != record.fingerprint
         {
@@ -174,7 +164,7 @@ impl Router {
             None => None,
         };
         let job = Job::Export {
-            export: self.exports.get(kind, &call.function),
+            export,
             args: call.args,
             with_blobs: call.encoding == Encoding::BincodeWithBlobs,
         };
@@ -278,37 +268,49 @@ impl Router {
     }
 }
 
-/// The export name of each function and handler of the manifest, in each of its kinds: a
-/// call takes its name from here instead of formatting it.
-struct ExportNames(HashMap<ExportKind, HashMap<String, Arc<str>>>);
+/// The module's functions and handlers, each found by its name once per call: its record (for
+/// the contract check) and its exports in each encoding, named once, so that a call formats
+/// no name and looks up no other.
+///
+/// Keyed by FxHash: the keys are the manifest's, fixed before any call, so a caller choosing
+/// the names it asks for can make no key collide with another (what SipHash guards against),
+/// and a lookup costs a few nanoseconds rather than SipHash's twenty.
+struct Callables {
+    functions: FxHashMap<String, Callable>,
+    handlers: FxHashMap<String, Callable>,
+}
 
-impl ExportNames {
-    fn of(manifest: &Manifest) -> ExportNames {
-        let (functions, handlers) = (&manifest.functions, &manifest.subscriptions);
-        let tables = [
-            (ExportKind::Function, functions),
-            (ExportKind::Json, functions),
-            (ExportKind::Subscriber, handlers),
-            (ExportKind::SubscriberJson, handlers),
-        ];
-        let by_kind = tables
-            .into_iter()
-            .map(|(kind, table)| {
-                let named = table.keys().map(|name| {
-                    let export: Arc<str> = names::export(kind, name).into();
-                    (name.clone(), export)
-                });
-                (kind, named.collect())
-            })
-            .collect();
-        ExportNames(by_kind)
-    }
+/// A function or handler of the module.
+struct Callable {
+    record: Record,
+    /// Its export taking bincode arguments.
+    bincode: Arc<str>,
+    /// Its export taking JSON arguments.
+    json: Arc<str>,
+}
 
-    /// The export of kind `kind` for `name`, which the manifest lists.
-    fn get(&self, kind: ExportKind, name: &str) -> Arc<str> {
-        match self.0.get(&kind).and_then(|named| named.get(name)) {
-            Some(export) => export.clone(),
-            None => names::export(kind, name).into(),
+impl Callables {
+    fn of(manifest: &Manifest) -> Callables {
+        let table = |records: &BTreeMap<String, Record>, bincode, json| {
+            records
+                .iter()
+                .map(|(name, record)| {
+                    let callable = Callable {
+                        record: record.clone(),
+                        bincode: names::export(bincode, name).into(),
+                        json: names::export(json, name).into(),
+                    };
+                    (name.clone(), callable)
+                })
+                .collect()
+        };
+        Callables {
+            functions: table(&manifest.functions, ExportKind::Function, ExportKind::Json),
+            handlers: table(
+                &manifest.subscriptions,
+                ExportKind::Subscriber,
+                ExportKind::SubscriberJson,
+            ),
         }
     }
 }

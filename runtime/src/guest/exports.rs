@@ -10,10 +10,10 @@
 //! registry. Large copies share the CPU ([`chunks_sharing_cpu`]). It does not know which
 //! function a name means or what a call's limits are (see [`crate::guest::instance`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use netrun_abi::{codec, names};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use wasmtime::{AsContextMut, Caller, Instance, Memory, TypedFunc};
 
@@ -183,7 +183,8 @@ pub fn export_func<T: 'static, Params: wasmtime::WasmParams, Results: wasmtime::
 #[derive(Default)]
 pub struct ExportCache {
     buffers: Option<Arc<GuestExports>>,
-    functions: HashMap<String, Arc<ExportFunc>>,
+    /// By export name: FxHash, as the names are the module's (see `cluster::router`).
+    functions: FxHashMap<String, Arc<ExportFunc>>,
 }
 
 impl ExportCache {

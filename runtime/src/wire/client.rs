@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use netrun_abi::peer_id::{self, PeerAddress};
 use netrun_abi::{CallError, Contract, Outcome, TimeoutStage};
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::wire::appnet;
@@ -122,7 +123,9 @@ impl<'a> Request<'a> {
 /// call was sent.
 type Answer = Result<Outcome, String>;
 
-type Pending = HashMap<u64, oneshot::Sender<Answer>>;
+/// The calls of one connection waiting for their reply, by id: FxHash, as the ids are this
+/// side's own (a peer's reply can only look one up), and a call inserts and removes one.
+type Pending = FxHashMap<u64, oneshot::Sender<Answer>>;
 
 /// The connection to one address, if any; its async lock is held only while connecting.
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
@@ -159,7 +162,7 @@ impl Link {
             .lock()
             .expect("pending lock")
             .as_ref()
-            .map_or(0, HashMap::len)
+            .map_or(0, |pending| pending.len())
     }
 
     fn forget(&self, id: u64) {
@@ -533,7 +536,7 @@ impl Client {
         })?;
         let link = Arc::new(Link {
             sender,
-            pending: Mutex::new(Some(HashMap::new())),
+            pending: Mutex::new(Some(Pending::default())),
             next_id: AtomicU64::new(1),
             reader: Mutex::new(None),
         });
