@@ -1,12 +1,12 @@
 //! Deciding what an arriving call runs: a built-in connection or one of the module's functions.
 //!
-//! Owns name lookup (connected functions by registered name, once per call; event deliveries to subscription
-//! handlers by handler name), the contract check (a caller whose type fingerprint differs is
-//! refused with both signatures, never fed to the guest), the built-ins (`info`,
-//! `connections`, `pass_through`, `null` in both encodings; `subscribe` and `unsubscribe` for
-//! peers), and turning a guest trap into a remote error. It does not own sockets (see
-//! [`crate::wire::server`]), the instances (see [`crate::guest::scheduler`]) or delivery (see
-//! [`crate::cluster::events`]).
+//! Owns name lookup (connected functions by registered name, event deliveries to subscription
+//! handlers by handler name: one lookup a call), the contract check (a caller whose type
+//! fingerprint differs is refused with both signatures, never fed to the guest), the built-ins
+//! (`info`, `connections`, `pass_through`, `null` in both encodings; `subscribe` and
+//! `unsubscribe` for peers), and turning a guest trap into a remote error. It does not own
+//! sockets (see [`crate::wire::server`]), the instances (see [`crate::guest::scheduler`]) or
+//! delivery (see [`crate::cluster::events`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
