@@ -80,7 +80,7 @@ impl Router {
     /// Runs `call`, sent by the peer `caller` (`None` for a client that is not a peer), and
     /// says what it produced.
     pub async fn route(&self, call: Call, caller: Option<&str>) -> Outcome {
-        let (callables, listed) = match call.kind {
+        let callables = match call.kind {
             CallKind::Function => {
                 if call.function == builtin::MEMBERS {
                     return self.members(call.encoding).await;
@@ -88,14 +88,14 @@ impl Router {
                 if let Some(outcome) = self.builtin(&call, caller) {
                     return outcome;
                 }
-                (&self.callables.functions, &self.manifest.functions)
+                &self.callables.functions
             }
-            CallKind::Event => (&self.callables.handlers, &self.manifest.subscriptions),
+            CallKind::Event => &self.callables.handlers,
         };
         let Some(callable) = callables.get(&call.function) else {
             let available = match call.kind {
                 CallKind::Function => self.details.connections.clone(),
-                CallKind::Event => listed.keys().cloned().collect(),
+                CallKind::Event => self.manifest.subscriptions.keys().cloned().collect(),
             };
             return Outcome::Error(CallError::InvalidConnection {
                 peer: self.display.clone(),
